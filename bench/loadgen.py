@@ -1,0 +1,91 @@
+"""Drive an HTTP endpoint with concurrent keep-alive load: wrk when installed, else a Python generator.
+
+Both report requests/s and p50/p99 latency. Every run is bounded in time and only targets loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass
+
+import aiohttp
+
+WRK_LUA = """
+local hdrs = {}
+{headers}
+wrk.headers = hdrs
+done = function(summary, latency, requests)
+  io.write(string.format("LIBERVIA p50=%f p99=%f requests=%d errors=%d non2xx=%d\\n",
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, summary.requests,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.errors.status))
+end
+"""
+
+
+@dataclass
+class LoadResult:
+    tool: str
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def run_load(url: str, *, seconds: float = 5.0, connections: int = 32, headers: dict[str, str] | None = None,
+             threads: int = 1) -> LoadResult:
+    assert url.startswith(("http://127.", "http://localhost", "http://[::1]")), "load only goes to loopback"
+    if shutil.which("wrk"):
+        return _run_wrk(url, seconds, connections, headers or {}, threads)
+    return asyncio.run(_run_python(url, seconds, connections, headers or {}))
+
+
+def _run_wrk(url: str, seconds: float, connections: int, headers: dict[str, str], threads: int) -> LoadResult:
+    import tempfile
+
+    lines = "\n".join(f'hdrs["{k}"] = "{v}"' for k, v in headers.items())
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_LUA.replace("{headers}", lines))
+    out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "-s", script.name,
+                          url], capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
+    match = re.search(r"LIBERVIA p50=([\d.]+) p99=([\d.]+) requests=(\d+) errors=(\d+) non2xx=(\d+)", out)
+    assert match, out
+    took = re.search(r"requests in ([\d.]+)(ms|s|m)", out)
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0}
+    duration = float(took.group(1)) * scale[took.group(2)] if took else seconds
+    return LoadResult("wrk", int(match.group(3)), duration, float(match.group(1)), float(match.group(2)),
+                      int(match.group(4)) + int(match.group(5)))
+
+
+async def _run_python(url: str, seconds: float, connections: int, headers: dict[str, str]) -> LoadResult:
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal errors
+        while time.perf_counter() < deadline:
+            began = time.perf_counter()
+            async with session.get(url, headers=headers) as response:
+                await response.read()
+                if response.status >= 400:
+                    errors += 1
+            latencies.append((time.perf_counter() - began) * 1000)
+
+    started = time.perf_counter()
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(worker(session) for _ in range(connections)))
+    elapsed = time.perf_counter() - started
+    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
+    return LoadResult("python", len(latencies), elapsed, quantiles[49], quantiles[98], errors)

@@ -1,0 +1,3 @@
+from libervia.cli import main
+
+raise SystemExit(main())

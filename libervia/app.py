@@ -1,0 +1,95 @@
+"""Assembling one gateway process: start the services the plugins provide, build the aiohttp app, stop cleanly."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from loguru import logger
+
+from libervia.context import GATEWAY_KEY
+from libervia.errors import StartupError
+from libervia.eventlog.checkpoints import CheckpointSigner, derive_checkpoint_key
+from libervia.gateway import Gateway
+from libervia.hookcalls import call_all, call_first
+from libervia.pipeline.request_scope import RequestScope
+from libervia.pipeline.route_steps import RouteSteps
+from libervia.plugin_manager import LoadedPlugins
+from libervia.routing import Access, Route
+from libervia.runtime import TenantRuntime
+from libervia.settings import Settings
+from libervia.tenants.registry import TenantRegistry
+
+API_PREFIX = "/api/v1"
+API_TENANT_PREFIX = "/api/v1/tenants/{tenant}"
+
+
+def checkpoint_key(settings: Settings) -> bytes:
+    explicit = settings.get("checkpoint_key")
+    return explicit.encode() if explicit else derive_checkpoint_key(settings.auth_pepper)
+
+
+async def start_gateway(settings: Settings, plugins: LoadedPlugins) -> Gateway:
+    """Open storage, the registry, the runtimes and the limiter, then run every ``libervia_startup`` hook."""
+    gateway = Gateway(settings, plugins.pm, plugins.configs)
+    gateway.checkpoint_signer = CheckpointSigner(checkpoint_key(settings))
+    storage = await call_first(plugins.pm.hook.libervia_storage, gateway=gateway)
+    if storage is None:
+        raise StartupError([f"storage: plugin {settings.get('storage')!r} provided no storage"])
+    await storage.start()
+    gateway.storage = storage
+    gateway.registry = TenantRegistry(storage.registry, settings.auth_pepper, settings.get("registry_refresh_s"))
+    await gateway.registry.start()
+    runtime_cfg = settings.section("runtime")
+    gateway.runtime = TenantRuntime(gateway, idle_ttl_s=runtime_cfg["idle_ttl_s"],
+                                    max_instances=runtime_cfg["max_instances"])
+    await gateway.runtime.start()
+    gateway.rate_limiter = await call_first(plugins.pm.hook.libervia_rate_limiter, gateway=gateway)
+    await call_all(plugins.pm.hook.libervia_startup, gateway=gateway)
+    return gateway
+
+
+async def stop_gateway(gateway: Gateway) -> None:
+    """Run shutdown hooks, flush and close every tenant log, then the registry, the limiter and storage.
+
+    Each step runs even if an earlier one failed: a failure here must not leave a tenant log unflushed.
+    """
+    steps = [
+        ("plugin shutdown hooks", lambda: call_all(gateway.pm.hook.libervia_shutdown, gateway=gateway)),
+        ("tenant runtimes", gateway.runtime.close),
+        ("tenant registry", gateway.registry.close),
+    ]
+    if gateway.rate_limiter is not None:
+        steps.append(("rate limiter", gateway.rate_limiter.close))
+    steps.append(("storage", gateway.storage.close))
+    for name, step in steps:
+        try:
+            await step()
+        except Exception:
+            logger.opt(exception=True).error(f"shutdown: closing the {name} failed")
+
+
+def collect_routes(gateway: Gateway) -> list[Route]:
+    routes: list[Route] = []
+    for batch in gateway.pm.hook.libervia_routes(gateway=gateway):
+        routes.extend(batch or [])
+    return routes
+
+
+def create_app(gateway: Gateway) -> web.Application:
+    scope = RequestScope(gateway)
+    app = web.Application(middlewares=[scope.middleware], client_max_size=gateway.settings.max_body_bytes,
+                          handler_args={"max_field_size": 16384})
+    app[GATEWAY_KEY] = gateway
+    steps = RouteSteps(gateway)
+    seen: dict[tuple[str, str], str] = {}
+    for route in collect_routes(gateway):
+        paths = [route.path]
+        if route.access is Access.TENANT_API and route.path.startswith(API_PREFIX + "/"):
+            paths.append(API_TENANT_PREFIX + route.path[len(API_PREFIX):])
+        handler = steps.wrap(route)
+        for path in paths:
+            key = (route.method.upper(), path)
+            if key in seen:
+                raise StartupError([f"plugins: route {key[0]} {path} is declared twice ({seen[key]}, {route.name})"])
+            seen[key] = route.name or path
+            app.router.add_route(route.method, path, handler)
+    return app

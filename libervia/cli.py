@@ -1,0 +1,228 @@
+"""The ``libervia`` command: serve, pre-start checks, plugin listing, offline verification and operations."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import orjson
+
+from libervia import __version__
+from libervia.errors import StartupError
+from libervia.jsonlog import configure_logging
+from libervia.plugin_manager import LoadedPlugins, load_plugins
+from libervia.settings import Settings, ensure_writable_dir, free_disk_mb, load_settings
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_SETTINGS = 2
+MIN_PYTHON = (3, 11)
+
+ENV_TEMPLATE = """\
+# Libervia Gateway environment. Copy to an env file (contrib/libervia.env) and fill in the blanks.
+# OBRIGATORIAS / required
+LIBERVIA_AUTH_PEPPER=        # at least 32 characters; e.g. $(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
+ADMIN_TOKEN=                 # global admin token, at least 16 characters
+BASE_DIR=/data/libervia      # data directory (required in production)
+
+# OPCIONAIS / optional
+PORT=3000
+HOST=0.0.0.0
+LIBERVIA_ENV=production      # development | production (NODE_ENV is accepted as an alias)
+LOG_LEVEL=info
+CORS_ORIGINS=                # comma separated, e.g. https://app.example.com
+# LIBERVIA_CHECKPOINT_KEY=   # key signing event-log checkpoints and backups (default: derived from the pepper)
+# LIBERVIA_STORAGE=storage_postgres
+# LIBERVIA_PLUGIN__STORAGE_POSTGRES__DSN=postgresql://libervia@db/libervia
+# LIBERVIA_RATE_LIMITER=ratelimit_redis
+# LIBERVIA_PLUGIN__RATELIMIT_REDIS__URL=redis://redis:6379/0
+"""
+
+
+def _fail(problems: Sequence[str]) -> int:
+    for line in problems:
+        print(f"libervia: {line}", file=sys.stderr)
+    return EXIT_BAD_SETTINGS
+
+
+def _settings_and_plugins(args: argparse.Namespace) -> tuple[Settings, LoadedPlugins]:
+    settings = load_settings(settings_file=args.settings)
+    plugins, problems = load_plugins(settings)
+    if problems:
+        raise StartupError(problems)
+    return settings, plugins
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings, plugins = _settings_and_plugins(args)
+    configure_logging(settings.log_level)
+    from libervia.server import serve
+    from libervia.storage import StorageError
+
+    try:
+        asyncio.run(serve(settings, plugins))
+    except StorageError as exc:
+        return _fail([f"storage: {exc}"])
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """The runbook's pre-start checklist; prints every check and exits 1 if any failed."""
+    results: list[tuple[bool, str]] = []
+    results.append((sys.version_info[:2] >= MIN_PYTHON,
+                    f"Python {sys.version.split()[0]} (needs >= {'.'.join(map(str, MIN_PYTHON))})"))
+    try:
+        settings = load_settings(settings_file=args.settings, check_base_dir=False)
+    except StartupError as exc:
+        results += [(False, f"setting {line}") for line in exc.problems]
+        settings = None
+    if settings is not None:
+        results.append((True, f"settings valid (environment {settings.env})"))
+        problem = ensure_writable_dir(settings.base_dir)
+        results.append((problem is None, f"BASE_DIR {settings.base_dir} writable" + (f": {problem}" if problem else "")))
+        if problem is None:
+            free = free_disk_mb(settings.base_dir)
+            needed = max(settings.min_free_disk_mb, 1024 if settings.env == "production" else 0)
+            results.append((free >= needed, f"free disk {free:.0f} MB (needs >= {needed} MB)"))
+        _plugins, problems = load_plugins(settings)
+        results += [(False, f"plugin {line}") for line in problems]
+        if not problems:
+            results.append((True, f"{len(_plugins.pm.get_plugins())} plugins loaded, configs valid"))
+    for ok, text in results:
+        print(f"[{'ok' if ok else 'FAIL'}] {text}")
+    failed = [text for ok, text in results if not ok]
+    if failed:
+        print(f"{len(failed)} check(s) failed", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_env_template(args: argparse.Namespace) -> int:
+    sys.stdout.write(ENV_TEMPLATE)
+    return EXIT_OK
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    settings = load_settings(settings_file=args.settings, check_base_dir=False)
+    plugins, problems = load_plugins(settings)
+    rows = plugins.describe()
+    if args.json:
+        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        for row in rows:
+            print(f"{row['name']}  ({row['origin']}: {row['module']})")
+            print(f"  hooks:  {', '.join(row['hooks']) or '-'}")
+            if row["schema"]:
+                print(f"  schema: {row['schema']}")
+                print(f"  config: {orjson.dumps(row['config']).decode()}")
+    if problems:
+        return _fail(problems)
+    return EXIT_OK
+
+
+def _signer(settings: Settings):  # type: ignore[no-untyped-def]
+    from libervia.app import checkpoint_key
+    from libervia.eventlog.checkpoints import CheckpointSigner
+
+    return CheckpointSigner(checkpoint_key(settings))
+
+
+def _offline_settings(args: argparse.Namespace) -> Settings:
+    """Settings for offline tools: BASE_DIR may come from --base-dir, and it is not created."""
+    if getattr(args, "base_dir", None):
+        os.environ["BASE_DIR"] = str(args.base_dir)
+    return load_settings(settings_file=args.settings, check_base_dir=False)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from libervia.eventlog.verify import offline_verify
+
+    settings = _offline_settings(args)
+    tenants = None if args.all or not args.tenant else args.tenant
+    return offline_verify(settings.base_dir, tenants, _signer(settings), progress=not args.no_progress)
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from libervia.app import checkpoint_key
+    from libervia.ops.backup import run_backup
+
+    settings = _offline_settings(args)
+    output = Path(args.output) if args.output else settings.base_dir.parent / "backups"
+    path = run_backup(settings.base_dir, output, checkpoint_key(settings), progress=not args.no_progress)
+    print(path)
+    return EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from libervia.app import checkpoint_key
+    from libervia.ops.restore import run_restore
+
+    settings = _offline_settings(args)
+    return run_restore(Path(args.archive), settings.base_dir, checkpoint_key(settings), force=args.force,
+                       progress=not args.no_progress)
+
+
+def cmd_evidence(args: argparse.Namespace) -> int:
+    from libervia.ops.evidence import run_evidence
+
+    token = os.environ.get("ADMIN_TOKEN") or os.environ.get("LIBERVIA_ADMIN_TOKEN")
+    log_file = Path(args.log_file) if args.log_file else None
+    path = run_evidence(args.url, token, Path(args.output), log_file)
+    print(f"Evidencias coletadas em: {path}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="libervia", description="Libervia Gateway")
+    parser.add_argument("--version", action="version", version=f"libervia {__version__}")
+    parser.add_argument("--settings", help="settings.toml to use (default: ./settings.toml, or LIBERVIA_SETTINGS)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    add("serve", cmd_serve, "start the gateway")
+    add("check", cmd_check, "run the pre-start checklist (settings, disk, BASE_DIR, Python, plugins)")
+    add("env-template", cmd_env_template, "print a template of the environment variables")
+    p = add("plugins", cmd_plugins, "list loaded plugins, their hooks and validated configs")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = add("verify", cmd_verify, "verify tenant event logs offline (exit 0 valid, 1 invalid)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--tenant", action="append", help="tenant id (repeatable)")
+    group.add_argument("--all", action="store_true", help="every tenant (the default)")
+    p.add_argument("--base-dir", help="data directory (default: BASE_DIR from settings)")
+    p.add_argument("--no-progress", action="store_true")
+    p = add("backup", cmd_backup, "consistent backup of BASE_DIR into a signed tar.gz (works while serving)")
+    p.add_argument("--output", help="directory for the archive (default: BASE_DIR/../backups)")
+    p.add_argument("--base-dir")
+    p.add_argument("--no-progress", action="store_true")
+    p = add("restore", cmd_restore, "verify and restore a backup archive into BASE_DIR")
+    p.add_argument("archive")
+    p.add_argument("--force", action="store_true", help="restore into a non-empty BASE_DIR (old content kept aside)")
+    p.add_argument("--base-dir")
+    p.add_argument("--no-progress", action="store_true")
+    p = add("evidence", cmd_evidence, "collect incident evidence (secrets redacted) into a tar.gz")
+    p.add_argument("--url", default=f"http://localhost:{os.environ.get('PORT', '3000')}")
+    p.add_argument("--output", default="/tmp")
+    p.add_argument("--log-file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except StartupError as exc:
+        return _fail(exc.problems)
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,390 @@
+"""``TenantCore``: one tenant's Core, an event-sourced state over its hash-chained log.
+
+Every command runs under the tenant's lock: catch up with entries other writers appended, validate against the
+state, check the quotas, append all of the command's events in one atomic durable append, fold the stored
+entries into the projection. Concurrent requests to one tenant therefore never interleave validation and
+append, and a command that fails validation writes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from loguru import logger
+
+from libervia.clock import now_iso
+from libervia.core.commands import Commands, Outcome
+from libervia.core.model import EventType, MandateStatus, ReviewStatus
+from libervia.core.policy import TenantPolicies
+from libervia.core.projection import CoreState, Projection, event_summary
+from libervia.errors import ApiError
+from libervia.storage import CorruptStoreError, QuotaExceededError, Snapshot, TenantEventLog
+
+QuotaSource = Callable[[], Awaitable[Mapping[str, Any] | None] | Mapping[str, Any] | None]
+Command = Callable[[Commands, datetime], Outcome]
+
+_LOGGED_MANDATE_EVENTS = {
+    EventType.AUTONOMY_SUSPENDED: "suspended",
+    EventType.AUTONOMY_RESUMED: "resumed",
+    EventType.AUTONOMY_REVOKED: "revoked",
+    EventType.AUTONOMY_REVOKED_BY_CONSEQUENCE: "revoked",
+}
+
+
+class CoreClosedError(Exception):
+    """The instance was stopped (evicted or shut down) before this call ran; ask the runtime for a fresh one."""
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class TenantCore:
+    def __init__(self, tenant_id: str, log: TenantEventLog, policies: TenantPolicies, *,
+                 quotas: QuotaSource | None = None, snapshot_every: int = 1000,
+                 on_append: Callable[[int], None] | None = None,
+                 clock: Callable[[], datetime] = _utc_now) -> None:
+        self.tenant_id = tenant_id
+        self.policies = policies
+        self._log = log
+        self._quotas = quotas
+        self._snapshot_every = max(1, snapshot_every)
+        self._on_append = on_append
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._projection = Projection()
+        self._snapshot_seq = 0
+        self._snapshot_due = False
+        self._closed = False
+        self.started_at = now_iso()
+        self.last_used_monotonic = time.monotonic()
+        self.last_used_at = self.started_at
+        self.replayed_from_snapshot: int | None = None
+        self.replayed_events = 0
+        self.counters = {"commands": 0, "rejected": 0, "eventsAppended": 0, "appends": 0, "snapshots": 0}
+
+    @property
+    def state(self) -> CoreState:
+        return self._projection.state
+
+    @property
+    def log(self) -> TenantEventLog:
+        return self._log
+
+    # --- lifecycle -----------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Rebuild the state: the newest snapshot that still matches the log, then the tail after it."""
+        snapshot = await self._log.load_snapshot()
+        if snapshot is not None and await self._snapshot_matches(snapshot):
+            try:
+                self._projection = Projection.from_bytes(snapshot.state)
+                self._snapshot_seq = snapshot.seq
+                self.replayed_from_snapshot = snapshot.seq
+            except (ValueError, KeyError, TypeError) as exc:
+                logger.warning("tenant {} snapshot at seq {} unreadable, replaying the whole log: {}",
+                               self.tenant_id, snapshot.seq, exc)
+                self._projection = Projection()
+        before = self.state.seq
+        await self._catch_up()
+        self.replayed_events = self.state.seq - before
+
+    async def _snapshot_matches(self, snapshot: Snapshot) -> bool:
+        async for entry in self._log.entries(from_seq=snapshot.seq, to_seq=snapshot.seq):
+            if entry.get("hash") == snapshot.hash:
+                return True
+        logger.warning("tenant {} snapshot at seq {} does not match the log; ignoring it", self.tenant_id,
+                       snapshot.seq)
+        return False
+
+    async def close(self) -> None:
+        """Stop accepting calls and leave a snapshot so the next start replays little. The log is the
+        runtime's to close (other readers share it)."""
+        async with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self.state.seq > self._snapshot_seq and self.state.seq >= self._snapshot_every:
+                await self._save_snapshot()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    # --- running commands ----------------------------------------------------------------------------------------
+
+    async def run(self, command: Command) -> dict[str, Any]:
+        """Run one command atomically with respect to every other call on this tenant."""
+        async with self._lock:
+            self._touch()
+            if self._closed:
+                raise CoreClosedError(self.tenant_id)
+            self.counters["commands"] += 1
+            await self._catch_up()
+            try:
+                outcome = command(Commands(self.tenant_id, self.state, self.policies), self._clock())
+            except ApiError:
+                self.counters["rejected"] += 1
+                raise
+            if outcome.drafts:
+                await self._check_quotas(len(outcome.drafts))
+                try:
+                    entries = await self._log.append(outcome.drafts)
+                except QuotaExceededError as exc:
+                    raise ApiError(507, "QUOTA_EXCEEDED", str(exc) or "The tenant's storage quota is used up.") \
+                        from exc
+                await self._fold(entries)
+                self._after_append(entries)
+            if outcome.error is not None:
+                self.counters["rejected"] += 1
+                raise outcome.error
+            return outcome.respond(self.state)
+
+    async def read(self, reader: Callable[[Commands], Any]) -> Any:
+        """Run a read against the newest state (caught up with other writers)."""
+        async with self._lock:
+            self._touch()
+            if self._closed:
+                raise CoreClosedError(self.tenant_id)
+            await self._catch_up()
+            return reader(Commands(self.tenant_id, self.state, self.policies))
+
+    def _touch(self) -> None:
+        self.last_used_monotonic = time.monotonic()
+        self.last_used_at = now_iso()
+
+    async def _catch_up(self) -> None:
+        """Fold in entries appended by anyone else (another gateway process, the tenant registry)."""
+        head = await self._log.head()
+        if head.seq < self.state.seq:
+            raise CorruptStoreError(f"tenant {self.tenant_id} log head {head.seq} is behind its projection "
+                                    f"({self.state.seq}): the log was truncated")
+        if head.seq > self.state.seq:
+            async for entry in self._log.entries(from_seq=self.state.seq + 1, to_seq=head.seq):
+                self._projection.apply(entry)
+
+    async def _fold(self, entries: list[dict[str, Any]]) -> None:
+        if entries and entries[0]["seq"] != self.state.seq + 1:
+            # Someone appended between our catch-up and our append: read their entries (and ours) in order.
+            async for entry in self._log.entries(from_seq=self.state.seq + 1, to_seq=entries[-1]["seq"]):
+                self._projection.apply(entry)
+            return
+        for entry in entries:
+            self._projection.apply(entry)
+
+    async def _check_quotas(self, count: int) -> None:
+        quotas = await self._current_quotas()
+        max_events = quotas.get("maxEvents")
+        if isinstance(max_events, int) and max_events > 0 and self.state.seq + count > max_events:
+            raise ApiError(507, "QUOTA_EXCEEDED", f"The tenant's event quota ({max_events} events) would be "
+                           "exceeded.", details={"quota": "maxEvents", "limit": max_events, "used": self.state.seq,
+                                                 "requested": count})
+        max_mb = quotas.get("maxStorageMB")
+        if isinstance(max_mb, int | float) and max_mb > 0:
+            used = await self._log.size_bytes()
+            if used >= max_mb * 1024 * 1024:
+                raise ApiError(507, "QUOTA_EXCEEDED", f"The tenant's storage quota ({max_mb} MB) is used up.",
+                               details={"quota": "maxStorageMB", "limit": max_mb, "usedBytes": used})
+
+    async def _current_quotas(self) -> Mapping[str, Any]:
+        if self._quotas is None:
+            return {}
+        result = self._quotas()
+        if inspect.isawaitable(result):
+            result = await result
+        return result or {}
+
+    def _after_append(self, entries: list[dict[str, Any]]) -> None:
+        self.counters["appends"] += 1
+        self.counters["eventsAppended"] += len(entries)
+        if self._on_append is not None:
+            self._on_append(len(entries))
+        for entry in entries:
+            word = _LOGGED_MANDATE_EVENTS.get(entry["evento"])
+            if word is None:
+                continue
+            payload = entry.get("payload") or {}
+            cause = payload.get("consequencia_id") or "manual"
+            # PROC-008 greps these lines: keep the word, tenant, mandate and cause in the message itself.
+            logger.bind(tenantId=self.tenant_id, mandateId=payload.get("mandate_id"), cause=cause).info(
+                "mandate {} of tenant {} {} (cause: {}, actor: {}, reason: {})", payload.get("mandate_id"),
+                self.tenant_id, word, cause, entry.get("actor"), payload.get("motivo"))
+        if self.state.seq - self._snapshot_seq >= self._snapshot_every:
+            self._snapshot_due = True
+
+    async def maybe_snapshot(self) -> None:
+        """Save a snapshot when enough events accumulated since the last one (called after commands)."""
+        if not self._snapshot_due:
+            return
+        async with self._lock:
+            if self.state.seq - self._snapshot_seq >= self._snapshot_every:
+                await self._save_snapshot()
+            self._snapshot_due = False
+
+    async def _save_snapshot(self) -> None:
+        state = self.state
+        if state.head_hash is None:
+            return
+        try:
+            await self._log.save_snapshot(Snapshot(seq=state.seq, hash=state.head_hash,
+                                                   state=self._projection.to_bytes()))
+        except Exception as exc:  # a missed snapshot costs replay time, never correctness
+            logger.warning("tenant {} snapshot at seq {} failed: {}", self.tenant_id, state.seq, exc)
+            return
+        self._snapshot_seq = state.seq
+        self.counters["snapshots"] += 1
+
+    # --- commands ------------------------------------------------------------------------------------------------
+
+    async def decide(self, body: dict[str, Any], *, actor: str | None, request_id: str | None = None
+                     ) -> dict[str, Any]:
+        return await self._command(lambda c, now: c.decide(body, actor=actor, request_id=request_id, now=now))
+
+    async def observe(self, episodio_id: str, *, actor: str | None, request_id: str | None = None
+                      ) -> dict[str, Any]:
+        return await self._command(lambda c, now: c.observe(episodio_id, actor=actor, request_id=request_id,
+                                                            now=now))
+
+    async def close_episode(self, episodio_id: str, *, actor: str | None, request_id: str | None = None
+                            ) -> dict[str, Any]:
+        return await self._command(lambda c, now: c.close_episode(episodio_id, actor=actor,
+                                                                  request_id=request_id, now=now))
+
+    async def record_consequence(self, body: dict[str, Any], *, actor: str | None,
+                                 request_id: str | None = None) -> dict[str, Any]:
+        return await self._command(lambda c, now: c.record_consequence(body, actor=actor, request_id=request_id,
+                                                                       now=now))
+
+    async def evaluate_autonomy(self, body: dict[str, Any], *, actor: str | None,
+                                request_id: str | None = None) -> dict[str, Any]:
+        return await self._command(lambda c, now: c.evaluate_autonomy(body, actor=actor, request_id=request_id,
+                                                                      now=now))
+
+    async def grant_mandate(self, body: dict[str, Any], *, actor: str | None, request_id: str | None = None
+                            ) -> dict[str, Any]:
+        return await self._command(lambda c, now: c.grant_mandate(body, actor=actor, request_id=request_id,
+                                                                  now=now))
+
+    async def revoke_mandate(self, mandate_id: str, motivo: str | None, *, actor: str | None,
+                             request_id: str | None = None) -> dict[str, Any]:
+        return await self._command(lambda c, now: c.revoke_mandate(mandate_id, motivo, actor=actor,
+                                                                   request_id=request_id, now=now))
+
+    async def suspend_mandate(self, mandate_id: str, motivo: str | None, *, actor: str | None,
+                              request_id: str | None = None) -> dict[str, Any]:
+        return await self._command(lambda c, now: c.suspend_mandate(mandate_id, motivo, actor=actor,
+                                                                    request_id=request_id, now=now))
+
+    async def resume_mandate(self, mandate_id: str, motivo: str | None, *, actor: str | None,
+                             request_id: str | None = None) -> dict[str, Any]:
+        return await self._command(lambda c, now: c.resume_mandate(mandate_id, motivo, actor=actor,
+                                                                   request_id=request_id, now=now))
+
+    async def open_review(self, body: dict[str, Any], *, actor: str | None, request_id: str | None = None
+                          ) -> dict[str, Any]:
+        return await self._command(lambda c, now: c.open_review(body, actor=actor, request_id=request_id,
+                                                                now=now))
+
+    async def resolve_review(self, review_id: str, body: dict[str, Any], *, actor: str | None,
+                             request_id: str | None = None) -> dict[str, Any]:
+        return await self._command(lambda c, now: c.resolve_review(review_id, body, actor=actor,
+                                                                   request_id=request_id, now=now))
+
+    async def dismiss_review(self, review_id: str, notes: str | None, *, actor: str | None,
+                             request_id: str | None = None) -> dict[str, Any]:
+        return await self._command(lambda c, now: c.dismiss_review(review_id, notes, actor=actor,
+                                                                   request_id=request_id, now=now))
+
+    async def update_review_notes(self, review_id: str, notes: str | None, *, actor: str | None,
+                                  request_id: str | None = None) -> dict[str, Any]:
+        return await self._command(lambda c, now: c.update_review_notes(review_id, notes, actor=actor,
+                                                                        request_id=request_id, now=now))
+
+    async def _command(self, command: Command) -> dict[str, Any]:
+        try:
+            return await self.run(command)
+        finally:
+            await self.maybe_snapshot()
+
+    # --- queries -------------------------------------------------------------------------------------------------
+
+    async def episode(self, episodio_id: str) -> dict[str, Any]:
+        return await self.read(lambda c: c.episode(episodio_id).to_api())
+
+    async def mandates(self, *, status: str | None = None, agent_id: str | None = None) -> list[dict[str, Any]]:
+        def select(c: Commands) -> list[dict[str, Any]]:
+            return [m.to_api() for m in c.state.mandates.values()
+                    if (status is None or m.status == status) and (agent_id is None or m.agent_id == agent_id)]
+        return await self.read(select)
+
+    async def mandate(self, mandate_id: str) -> dict[str, Any]:
+        return await self.read(lambda c: c.mandate(mandate_id).to_api(with_history=True))
+
+    async def reviews(self, *, status: str | None = None) -> list[dict[str, Any]]:
+        return await self.read(lambda c: [r.to_api() for r in c.state.reviews.values()
+                                          if status is None or r.status == status])
+
+    async def review(self, review_id: str) -> dict[str, Any]:
+        return await self.read(lambda c: c.review(review_id).to_api())
+
+    async def consequences(self) -> list[dict[str, Any]]:
+        return await self.read(lambda c: [o.to_api() for o in c.state.consequencias.values()])
+
+    async def consequence(self, consequence_id: str) -> dict[str, Any]:
+        def find(c: Commands) -> dict[str, Any]:
+            observacao = c.state.consequencias.get(consequence_id)
+            if observacao is None:
+                raise ApiError(404, "CONSEQUENCE_NOT_FOUND", f"Consequence {consequence_id} does not exist.")
+            return observacao.to_api()
+        return await self.read(find)
+
+    async def dashboard(self) -> dict[str, Any]:
+        def build(c: Commands) -> dict[str, Any]:
+            summary = summarise(c.state)
+            return {"tenant": self.tenant_id, "mandates": summary["mandates"], "reviews": summary["reviews"],
+                    "consequences": summary["consequences"],
+                    "episodes": {estado: sum(1 for e in c.state.episodios.values() if e.estado == estado)
+                                 for estado in ("CRIADO", "DECIDIDO", "EM_OBSERVACAO", "ENCERRADO")},
+                    "events": c.state.seq, "recentEvents": list(reversed(c.state.recent_events))}
+        return await self.read(build)
+
+    async def summary(self) -> dict[str, Any]:
+        return await self.read(lambda c: summarise(c.state))
+
+    async def events(self, *, tipo: str | None = None, entidade: str | None = None, limit: int = 50,
+                     offset: int = 0) -> dict[str, Any]:
+        """Events newest first. Entries are immutable once written, so this reads the log without the lock."""
+        self._touch()
+        matches = [event_summary(entry) async for entry in self._log.entries()
+                   if (tipo is None or entry["evento"] == tipo) and (entidade is None or entry["entidade"] == entidade)]
+        matches.reverse()
+        return {"eventos": matches[offset:offset + limit], "total": len(matches), "limit": limit, "offset": offset}
+
+    def metrics(self) -> dict[str, Any]:
+        state = self.state
+        return {"tenant": self.tenant_id, "startedAt": self.started_at, "lastUsedAt": self.last_used_at,
+                "events": state.seq, "headHash": state.head_hash, "lastEventAt": state.last_event_at,
+                "snapshotSeq": self._snapshot_seq, "replayedFromSnapshot": self.replayed_from_snapshot,
+                "replayedEvents": self.replayed_events, "busy": self.busy, **self.counters,
+                "mandates": summarise(state)["mandates"]}
+
+
+def summarise(state: CoreState) -> dict[str, Any]:
+    """Counts for the dashboard and the tenant list: cheap, from the projection alone."""
+    mandates = {status.value: 0 for status in MandateStatus}
+    for mandate in state.mandates.values():
+        mandates[mandate.status.value] += 1
+    reviews = {status.value: 0 for status in ReviewStatus}
+    for review in state.reviews.values():
+        reviews[review.status.value] += 1
+    return {"seq": state.seq, "mandates": {**mandates, "total": len(state.mandates)}, "reviews": reviews,
+            "consequences": {"total": len(state.consequencias)}}

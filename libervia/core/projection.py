@@ -1,0 +1,262 @@
+"""The tenant's state as a fold over its event log.
+
+:meth:`Projection.apply` takes one stored entry (``seq, id, ts, evento, entidade, entidade_id, actor, payload``)
+and updates the state; nothing else ever changes it. Each event's payload carries everything needed here, so the
+same log always gives the same state, and :meth:`Projection.to_bytes` / :meth:`Projection.from_bytes` round-trip
+it for snapshots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import orjson
+
+from libervia.core.model import (
+    EPISODIO_STAMP,
+    Consequencia,
+    Contrato,
+    Decisao,
+    Episodio,
+    EpisodioEstado,
+    EventType,
+    Mandate,
+    MandateStatus,
+    Modo,
+    Protocolo,
+    ReviewCase,
+    ReviewStatus,
+    Situacao,
+    SituacaoStatus,
+    load_record,
+)
+from libervia.core.model import Resolution as _Resolution
+
+RECENT_EVENTS = 10
+SNAPSHOT_FORMAT = 1
+
+
+@dataclass(slots=True)
+class CoreState:
+    seq: int = 0
+    head_hash: str | None = None
+    last_event_at: str | None = None
+    situacoes: dict[str, Situacao] = field(default_factory=dict)
+    episodios: dict[str, Episodio] = field(default_factory=dict)
+    protocolos: dict[str, Protocolo] = field(default_factory=dict)
+    decisoes: dict[str, Decisao] = field(default_factory=dict)
+    contratos: dict[str, Contrato] = field(default_factory=dict)
+    consequencias: dict[str, Consequencia] = field(default_factory=dict)
+    mandates: dict[str, Mandate] = field(default_factory=dict)
+    reviews: dict[str, ReviewCase] = field(default_factory=dict)
+    agent_mandates: dict[str, list[str]] = field(default_factory=dict)     # agentId -> mandate ids, oldest first
+    open_review_by_consequence: dict[str, str] = field(default_factory=dict)
+    event_counts: dict[str, int] = field(default_factory=dict)
+    recent_events: list[dict[str, Any]] = field(default_factory=list)      # newest last
+
+
+_RECORD_MAPS: dict[str, type] = {
+    "situacoes": Situacao, "episodios": Episodio, "protocolos": Protocolo, "decisoes": Decisao,
+    "contratos": Contrato, "consequencias": Consequencia, "mandates": Mandate, "reviews": ReviewCase,
+}
+
+
+def event_summary(entry: dict[str, Any]) -> dict[str, Any]:
+    """The short form of an entry used by event listings and the dashboard."""
+    return {"id": entry.get("id"), "seq": entry["seq"], "evento": entry["evento"], "entidade": entry.get("entidade"),
+            "entidade_id": entry.get("entidade_id"), "timestamp": entry.get("ts"), "actor": entry.get("actor")}
+
+
+class Projection:
+    def __init__(self, state: CoreState | None = None) -> None:
+        self.state = state or CoreState()
+        self._handlers: dict[str, Callable[[dict[str, Any], dict[str, Any]], None]] = {
+            EventType.SITUACAO_CRIADA: self._situacao_criada,
+            EventType.SITUACAO_STATUS_ALTERADO: self._situacao_status,
+            EventType.EPISODIO_CRIADO: self._episodio_criado,
+            EventType.EPISODIO_ESTADO_ALTERADO: self._episodio_estado,
+            EventType.PROTOCOLO_VALIDADO: self._protocolo,
+            EventType.PROTOCOLO_REJEITADO: self._protocolo,
+            EventType.CLOSED_LAYER_BLOQUEOU: self._closed_layer,
+            EventType.DECISAO_REGISTRADA: self._decisao,
+            EventType.CONTRATO_EMITIDO: self._contrato,
+            EventType.CONSEQUENCIA_REGISTRADA: self._consequencia,
+            EventType.AUTONOMY_GRANTED: self._mandate_granted,
+            EventType.AUTONOMY_REVOKED: self._mandate_ended,
+            EventType.AUTONOMY_REVOKED_BY_CONSEQUENCE: self._mandate_ended,
+            EventType.AUTONOMY_EXPIRED: self._mandate_ended,
+            EventType.AUTONOMY_SUSPENDED: self._mandate_suspended,
+            EventType.AUTONOMY_RESUMED: self._mandate_resumed,
+            EventType.AUTONOMY_DEGRADED: self._mandate_degraded,
+            EventType.AUTONOMY_USE_CONSUMED: self._mandate_use,
+            EventType.AUTONOMY_CHECK_PASSED: self._mandate_history_only,
+            EventType.AUTONOMY_CHECK_FAILED: self._mandate_history_only,
+            EventType.AUTONOMY_HUMAN_REVIEW_FLAGGED: self._mandate_history_only,
+            EventType.HUMAN_REVIEW_CASE_OPENED: self._review_opened,
+            EventType.HUMAN_REVIEW_CASE_RESOLVED: self._review_closed,
+            EventType.HUMAN_REVIEW_CASE_DISMISSED: self._review_closed,
+            EventType.HUMAN_REVIEW_CASE_NOTES_UPDATED: self._review_notes,
+        }
+
+    # --- folding -------------------------------------------------------------------------------------------------
+
+    def apply(self, entry: dict[str, Any]) -> None:
+        state = self.state
+        seq = entry["seq"]
+        if seq != state.seq + 1:
+            raise ValueError(f"entry seq {seq} does not follow the projection at seq {state.seq}")
+        payload = entry.get("payload") or {}
+        handler = self._handlers.get(entry["evento"])
+        if handler is not None:
+            handler(entry, payload)
+        episodio = state.episodios.get(payload.get("episodio_id") or "")
+        if episodio is not None:
+            episodio.ultimo_evento = entry["evento"]
+            episodio.ultimo_evento_em = entry.get("ts")
+            episodio.total_eventos += 1
+        state.seq = seq
+        state.head_hash = entry.get("hash")
+        state.last_event_at = entry.get("ts")
+        state.event_counts[entry["evento"]] = state.event_counts.get(entry["evento"], 0) + 1
+        state.recent_events.append(event_summary(entry))
+        del state.recent_events[:-RECENT_EVENTS]
+
+    def _situacao_criada(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
+        situacao = load_record(Situacao, payload["situacao"])
+        self.state.situacoes[situacao.id] = situacao
+
+    def _situacao_status(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
+        situacao = self.state.situacoes[payload["situacao_id"]]
+        situacao.status = SituacaoStatus(payload["para"])
+        situacao.atualizada_em = payload["em"]
+
+    def _episodio_criado(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
+        episodio = load_record(Episodio, payload["episodio"])
+        self.state.episodios[episodio.id] = episodio
+        self.state.situacoes[episodio.situacao_id].episodio_id = episodio.id
+
+    def _episodio_estado(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
+        episodio = self.state.episodios[payload["episodio_id"]]
+        episodio.estado = EpisodioEstado(payload["para"])
+        setattr(episodio, EPISODIO_STAMP[episodio.estado], payload["em"])
+
+    def _protocolo(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
+        protocolo = load_record(Protocolo, payload["protocolo"])
+        self.state.protocolos[protocolo.id] = protocolo
+        self.state.episodios[protocolo.episodio_id].protocolo_id = protocolo.id
+
+    def _closed_layer(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
+        self.state.episodios[payload["episodio_id"]].bloqueio = {"regra": payload["regra"],
+                                                                 "motivo": payload["motivo"]}
+
+    def _decisao(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
+        decisao = load_record(Decisao, payload["decisao"])
+        self.state.decisoes[decisao.id] = decisao
+        self.state.episodios[decisao.episodio_id].decisao_id = decisao.id
+
+    def _contrato(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
+        contrato = load_record(Contrato, payload["contrato"])
+        self.state.contratos[contrato.id] = contrato
+        self.state.episodios[contrato.episodio_id].contrato_id = contrato.id
+
+    def _consequencia(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
+        observacao = load_record(Consequencia, payload["observacao"])
+        self.state.consequencias[observacao.id] = observacao
+
+    # --- mandates ------------------------------------------------------------------------------------------------
+
+    def _mandate_history(self, entry: dict[str, Any], payload: dict[str, Any]) -> Mandate | None:
+        mandate = self.state.mandates.get(payload.get("mandate_id") or "")
+        if mandate is not None:
+            details = {k: v for k, v in payload.items() if k not in ("mandate_id", "mandate")}
+            mandate.history.append({"seq": entry["seq"], "evento": entry["evento"], "timestamp": entry.get("ts"),
+                                    "actor": entry.get("actor"), "details": details})
+            mandate.updated_at = entry.get("ts")
+        return mandate
+
+    def _mandate_history_only(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
+        self._mandate_history(entry, payload)
+
+    def _mandate_granted(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
+        mandate = load_record(Mandate, payload["mandate"])
+        self.state.mandates[mandate.id] = mandate
+        self.state.agent_mandates.setdefault(mandate.agent_id, []).append(mandate.id)
+        self._mandate_history(entry, {"mandate_id": mandate.id, "modo": mandate.modo})
+
+    def _mandate_ended(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
+        mandate = self._required_mandate(entry, payload)
+        expired = entry["evento"] == EventType.AUTONOMY_EXPIRED
+        mandate.status = MandateStatus.EXPIRED if expired else MandateStatus.REVOKED
+        mandate.end_reason = payload.get("motivo")
+
+    def _mandate_suspended(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
+        mandate = self._required_mandate(entry, payload)
+        mandate.status = MandateStatus.SUSPENDED
+        mandate.suspension_reason = payload.get("motivo")
+        mandate.suspended_by_consequence = payload.get("consequencia_id")
+
+    def _mandate_resumed(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
+        mandate = self._required_mandate(entry, payload)
+        mandate.status = MandateStatus.ACTIVE
+        mandate.suspension_reason = None
+        mandate.suspended_by_consequence = None
+
+    def _mandate_degraded(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
+        self._required_mandate(entry, payload).modo = Modo(payload["para"])
+
+    def _mandate_use(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
+        self._required_mandate(entry, payload).uses = payload["uses"]
+
+    def _required_mandate(self, entry: dict[str, Any], payload: dict[str, Any]) -> Mandate:
+        mandate = self._mandate_history(entry, payload)
+        if mandate is None:
+            raise ValueError(f"event {entry['seq']} names unknown mandate {payload.get('mandate_id')!r}")
+        return mandate
+
+    # --- review cases --------------------------------------------------------------------------------------------
+
+    def _review_opened(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
+        review = load_record(ReviewCase, payload["review"])
+        self.state.reviews[review.id] = review
+        if review.consequencia_id:
+            self.state.open_review_by_consequence[review.consequencia_id] = review.id
+
+    def _review_closed(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
+        review = self.state.reviews[payload["review_id"]]
+        resolved = entry["evento"] == EventType.HUMAN_REVIEW_CASE_RESOLVED
+        review.status = ReviewStatus.RESOLVED if resolved else ReviewStatus.DISMISSED
+        review.resolution = _Resolution(payload["resolution"]) if resolved else None
+        review.notes = payload.get("notes")
+        review.effects = list(payload.get("effects") or [])
+        review.closed_at = payload["em"]
+        review.closed_by = entry.get("actor")
+        if review.consequencia_id:
+            self.state.open_review_by_consequence.pop(review.consequencia_id, None)
+
+    def _review_notes(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
+        review = self.state.reviews[payload["review_id"]]
+        review.notes_history.append({"notes": review.notes, "replaced_at": payload["em"],
+                                     "by": entry.get("actor")})
+        review.notes = payload["notes"]
+
+    # --- snapshots -----------------------------------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({"format": SNAPSHOT_FORMAT, "state": self.state})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Projection:
+        document = orjson.loads(data)
+        if document.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError(f"unsupported snapshot format {document.get('format')!r}")
+        raw = document["state"]
+        kwargs: dict[str, Any] = {}
+        for f in fields(CoreState):
+            value = raw[f.name]
+            record_type = _RECORD_MAPS.get(f.name)
+            if record_type is not None:
+                value = {key: load_record(record_type, item) for key, item in value.items()}
+            kwargs[f.name] = value
+        return cls(CoreState(**kwargs))

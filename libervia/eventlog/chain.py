@@ -1,0 +1,138 @@
+"""The one implementation of the event log's chain rule, shared by every event store.
+
+An entry is a JSON object with exactly the fields of :data:`ENTRY_FIELDS`. Its ``hash`` is::
+
+    hex(SHA-256( ascii(prev) || canonical_json(entry without "hash") ))
+
+where ``prev`` is the previous entry's ``hash`` (the empty string for the genesis entry, whose ``prev`` is
+``null``) and canonical JSON is sorted keys, no whitespace, UTF-8 without ASCII escaping. A stored line is the
+canonical JSON of the whole entry, ``hash`` included, so a line is byte-for-byte reproducible from its entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from libervia.clock import now_iso
+from libervia.storage import EventDraft, LogHead
+
+ENTRY_FIELDS: tuple[str, ...] = (
+    "seq", "id", "ts", "tenant", "evento", "entidade", "entidade_id", "actor", "request_id", "payload", "prev",
+    "hash",
+)
+_ENTRY_FIELD_SET = frozenset(ENTRY_FIELDS)
+
+_CANONICAL = orjson.OPT_SORT_KEYS
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted keys, no whitespace, UTF-8 (orjson never escapes non-ASCII). Raises ``TypeError`` if not JSON."""
+    try:
+        return orjson.dumps(value, option=_CANONICAL)
+    except orjson.JSONEncodeError as exc:
+        raise TypeError(f"not JSON-serialisable: {exc}") from exc
+
+
+def entry_hash(entry: Mapping[str, Any]) -> str:
+    """The hash ``entry`` must carry, computed from everything in it except ``hash`` itself."""
+    body = {key: value for key, value in entry.items() if key != "hash"}
+    prev = entry.get("prev")
+    digest = hashlib.sha256(prev.encode("ascii") if isinstance(prev, str) else b"")
+    digest.update(canonical_json(body))
+    return digest.hexdigest()
+
+
+def has_entry_shape(entry: Any) -> bool:
+    return isinstance(entry, dict) and entry.keys() == _ENTRY_FIELD_SET
+
+
+def encode_line(entry: Mapping[str, Any]) -> bytes:
+    """The bytes stored for one entry: its canonical JSON and a newline."""
+    return canonical_json(entry) + b"\n"
+
+
+# --- event ids ---------------------------------------------------------------------------------------------------
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_RANDOM_BITS = 80
+_RANDOM_MAX = (1 << _RANDOM_BITS) - 1
+
+
+class _IdGenerator:
+    """ULID-style ids: 48 bits of milliseconds then 80 random bits, in Crockford base32.
+
+    Within one millisecond the random part is incremented instead of redrawn, so ids made by one process sort in
+    the order they were made (ULID's monotonic mode). Ids from different processes sort by time.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_ms = -1
+        self._last_random = 0
+
+    def __call__(self) -> str:
+        with self._lock:
+            now_ms = time.time_ns() // 1_000_000
+            if now_ms <= self._last_ms:
+                # Same millisecond (or the clock stepped back): stay after the previous id.
+                now_ms = self._last_ms
+                self._last_random += 1
+                if self._last_random > _RANDOM_MAX:
+                    now_ms += 1
+                    self._last_random = int.from_bytes(os.urandom(10), "big") >> 1
+            else:
+                # The top bit stays clear so that increments within a millisecond cannot overflow in practice.
+                self._last_random = int.from_bytes(os.urandom(10), "big") >> 1
+            self._last_ms = now_ms
+            value = (now_ms << _RANDOM_BITS) | self._last_random
+        chars = []
+        for _ in range(26):
+            chars.append(_CROCKFORD[value & 31])
+            value >>= 5
+        return "evt_" + "".join(reversed(chars))
+
+
+new_event_id = _IdGenerator()
+
+
+# --- building entries --------------------------------------------------------------------------------------------
+
+def build_entries(tenant: str, head: LogHead, drafts: Sequence[EventDraft], ts: str | None = None
+                  ) -> list[dict[str, Any]]:
+    """The stored entries for ``drafts`` appended after ``head``, chained and hashed.
+
+    Every store calls this while it holds its append lock, with the head as every process sees it, so the chain
+    rule lives in exactly one place. All entries of one batch share ``ts``. Raises ``TypeError`` when a payload
+    is not JSON, before anything is returned (so the caller writes nothing).
+    """
+    stamp = ts or now_iso()
+    prev = head.hash
+    seq = head.seq
+    entries: list[dict[str, Any]] = []
+    for draft in drafts:
+        seq += 1
+        entry: dict[str, Any] = {
+            "seq": seq,
+            "id": new_event_id(),
+            "ts": stamp,
+            "tenant": tenant,
+            "evento": draft.evento,
+            "entidade": draft.entidade,
+            "entidade_id": draft.entidade_id,
+            "actor": draft.actor,
+            "request_id": draft.request_id,
+            # A round trip through JSON freezes the payload into plain JSON values (and rejects the rest), so the
+            # entry returned to the caller is exactly what a reader will get back.
+            "payload": orjson.loads(canonical_json(dict(draft.payload))),
+            "prev": prev,
+        }
+        entry["hash"] = prev = entry_hash(entry)
+        entries.append(entry)
+    return entries

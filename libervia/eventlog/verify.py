@@ -1,0 +1,437 @@
+"""Proving a tenant's log: full and fast verification, export manifests, replay aggregates, the offline check.
+
+Everything here reads entries through the :class:`libervia.storage.TenantEventLog` protocol (or any iterable of
+entry dicts), so it works for every store. The results are the bodies of the audit routes (API.md §7).
+
+``firstInvalidIndex`` is the **seq** of the first entry that fails (seqs start at 1 and are the entry's position,
+so for a deleted line it is the seq that is missing, and for a truncated log the first seq past the end).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections import Counter
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from libervia.eventlog.chain import entry_hash, has_entry_shape
+from libervia.eventlog.checkpoints import CheckpointSigner
+from libervia.storage import Checkpoint, StorageError, TenantEventLog
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+# Verification runs on the event loop between reads; give other tasks a turn this often.
+_YIELD_EVERY = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    seq: int
+    reason: str
+    entry_id: str | None = None
+
+
+def check_entry(entry: Any, expected_seq: int, expected_prev: str | None, tenant: str | None) -> str | None:
+    """Why ``entry`` cannot be the entry at ``expected_seq`` after ``expected_prev``, or None if it can."""
+    if not has_entry_shape(entry):
+        return "malformed entry: not an object with exactly the event log fields"
+    seq = entry["seq"]
+    if seq != expected_seq:
+        return f"seq mismatch: expected seq {expected_seq}, found {seq!r} (a line was deleted, inserted or moved)"
+    if entry["prev"] != expected_prev:
+        return "broken link: prev does not equal the previous entry's hash"
+    if tenant is not None and entry["tenant"] != tenant:
+        return f"tenant mismatch: entry belongs to {entry['tenant']!r}"
+    try:
+        computed = entry_hash(entry)
+    except (TypeError, UnicodeEncodeError):
+        return "malformed entry: cannot be hashed"
+    if computed != entry["hash"]:
+        return "hash mismatch: the entry's content does not match its hash (edited)"
+    return None
+
+
+def _entry_id(entry: Any) -> str | None:
+    value = entry.get("id") if isinstance(entry, dict) else None
+    return value if isinstance(value, str) else None
+
+
+class ChainCheck:
+    """Checks entries one at a time against the chain rule and the signed checkpoints, stopping at the first fault.
+
+    Feed entries in log order with :meth:`feed`; call :meth:`finish` when the log ends to catch truncation (a
+    signed checkpoint beyond the last entry) and to build the API result.
+    """
+
+    def __init__(self, tenant: str, checkpoints: Sequence[Checkpoint], signer: CheckpointSigner, *,
+                 start_seq: int = 1, prev_hash: str | None = None, report_bad_signatures: bool = True) -> None:
+        self.tenant = tenant
+        self.expected_seq = start_seq
+        self.prev_hash = prev_hash
+        self.verified = 0
+        self.failure: Failure | None = None
+        self._by_seq: dict[int, list[Checkpoint]] = {}
+        self._newest_matched: Checkpoint | None = None
+        self._bad_signature_seqs: set[int] = set()
+        for cp in checkpoints:
+            if cp.tenant != tenant:
+                continue
+            if signer.verify(cp):
+                self._by_seq.setdefault(cp.seq, []).append(cp)
+            elif report_bad_signatures:
+                self._bad_signature_seqs.add(cp.seq)
+
+    def feed(self, entry: Any) -> bool:
+        """Check the next entry; False once a fault was found (the fault is in :attr:`failure`)."""
+        if self.failure is not None:
+            return False
+        seq = self.expected_seq
+        if seq in self._bad_signature_seqs:
+            return self._fail(seq, "checkpoint signature invalid: a checkpoint for this seq was not signed with "
+                                   "the gateway's key", _entry_id(entry))
+        reason = check_entry(entry, seq, self.prev_hash, self.tenant)
+        if reason is not None:
+            return self._fail(seq, reason, _entry_id(entry))
+        for cp in self._by_seq.get(seq, ()):
+            if cp.hash != entry["hash"]:
+                return self._fail(seq, "checkpoint mismatch: the log differs from what a signed checkpoint "
+                                       "recorded (rewritten)", entry["id"])
+            if self._newest_matched is None or cp.seq >= self._newest_matched.seq:
+                self._newest_matched = cp
+        self.prev_hash = entry["hash"]
+        self.expected_seq = seq + 1
+        self.verified += 1
+        return True
+
+    def fail_unreadable(self, reason: str) -> None:
+        """The store could not produce the next entry (an unparsable line, an I/O error)."""
+        if self.failure is None:
+            self._fail(self.expected_seq, reason, None)
+
+    def _fail(self, seq: int, reason: str, entry_id: str | None) -> bool:
+        self.failure = Failure(seq, reason, entry_id)
+        return False
+
+    def finish(self) -> dict[str, Any]:
+        last_seq = self.expected_seq - 1
+        if self.failure is None:
+            # Checkpoints past the end: a genuine one means the tail was cut off, a forged one is itself tampering.
+            faults = [(seq, "checkpoint signature invalid: a checkpoint for this seq was not signed with the "
+                            "gateway's key") for seq in self._bad_signature_seqs if seq > last_seq]
+            beyond = max((seq for seq in self._by_seq if seq > last_seq), default=None)
+            if beyond is not None:
+                faults.append((last_seq + 1, f"truncated: a signed checkpoint covers seq {beyond} but the log "
+                                             f"ends at seq {last_seq}"))
+            if faults:
+                self._fail(*min(faults), None)
+        result: dict[str, Any] = {
+            "valid": self.failure is None,
+            "totalVerified": self.verified,
+            "headHash": self.prev_hash,
+        }
+        if self.failure is not None:
+            result["firstInvalidIndex"] = self.failure.seq
+            if self.failure.entry_id is not None:
+                result["firstInvalidId"] = self.failure.entry_id
+            result["reason"] = self.failure.reason
+        if self._newest_matched is not None:
+            result["checkpoint"] = self._newest_matched.as_dict()
+        return result
+
+
+async def _run(check: ChainCheck, entries: AsyncIterable[dict[str, Any]] | Iterable[dict[str, Any]]) -> None:
+    count = 0
+    try:
+        if isinstance(entries, AsyncIterable):
+            async for entry in entries:
+                if not check.feed(entry):
+                    break
+                count += 1
+                if count % _YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+        else:
+            for entry in entries:
+                if not check.feed(entry):
+                    break
+                count += 1
+                if count % _YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+    except StorageError as exc:
+        check.fail_unreadable(f"unreadable entry: {exc}")
+    finally:
+        await _close(entries)
+
+
+async def _close(entries: object) -> None:
+    """Release an async generator early (the file store holds a read position until then)."""
+    aclose = getattr(entries, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+async def verify_full(log: TenantEventLog, checkpoints: Sequence[Checkpoint], signer: CheckpointSigner
+                      ) -> dict[str, Any]:
+    """Check every entry from genesis and every checkpoint (API.md §7 ``audit/verify``)."""
+    check = ChainCheck(log.tenant_id, checkpoints, signer)
+    await _run(check, log.entries(1))
+    return check.finish()
+
+
+async def verify_fast(log: TenantEventLog, checkpoints: Sequence[Checkpoint], signer: CheckpointSigner
+                      ) -> dict[str, Any]:
+    """Check the log from the newest checkpoint whose signature verifies (API.md §7 ``audit/verify-fast``).
+
+    Entries before that checkpoint are trusted because the signed hash pins them; a signed checkpoint past the
+    head still reveals truncation, and a signed checkpoint the log no longer matches reveals a rewrite.
+    """
+    tenant = log.tenant_id
+    signed = sorted((cp for cp in checkpoints if cp.tenant == tenant and signer.verify(cp)), key=lambda c: c.seq)
+    head = await log.head()
+    anchor = next((cp for cp in reversed(signed) if cp.seq <= head.seq), None)
+    if anchor is None:
+        check = ChainCheck(tenant, signed, signer, report_bad_signatures=False)
+        await _run(check, log.entries(1))
+        result = check.finish()
+        result["fromSeq"] = 1
+        return result
+    entries = log.entries(anchor.seq)
+    try:
+        try:
+            first = await anext(aiter(entries), None)
+        except StorageError as exc:
+            first, unreadable = None, str(exc)
+        else:
+            unreadable = None
+        # The anchor entry is checked against itself and the checkpoint; its predecessors are what the signature
+        # vouches for, so its own ``prev`` is taken as given.
+        prev = first.get("prev") if isinstance(first, dict) else None
+        check = ChainCheck(tenant, [cp for cp in signed if cp.seq >= anchor.seq], signer, start_seq=anchor.seq,
+                           prev_hash=prev if isinstance(prev, str) else None, report_bad_signatures=False)
+        if unreadable is not None:
+            check.fail_unreadable(f"unreadable entry: {unreadable}")
+        elif first is None:
+            check.fail_unreadable("the entry a signed checkpoint points at is missing")
+        elif check.feed(first):
+            await _run(check, entries)
+    finally:
+        await _close(entries)
+    result = check.finish()
+    result["fromSeq"] = anchor.seq
+    return result
+
+
+# --- export ------------------------------------------------------------------------------------------------------
+
+class ExportManifest:
+    """The manifest of an export: what it holds and whether its entries chain among themselves."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: Mapping[str, Any] | None = None
+        self.last: Mapping[str, Any] | None = None
+        self.chain_valid = True
+
+    def add(self, entry: Mapping[str, Any]) -> None:
+        if self.chain_valid:
+            self.chain_valid = self._links(entry)
+        if self.first is None:
+            self.first = entry
+        self.last = entry
+        self.count += 1
+
+    def _links(self, entry: Mapping[str, Any]) -> bool:
+        try:
+            if entry_hash(entry) != entry.get("hash"):
+                return False
+        except (TypeError, UnicodeEncodeError):
+            return False
+        if self.last is None:
+            return True
+        seq, last_seq = entry.get("seq"), self.last.get("seq")
+        if not isinstance(seq, int) or not isinstance(last_seq, int) or seq <= last_seq:
+            return False
+        # Time filters may leave gaps; entries that are neighbours in the log must still link.
+        return seq != last_seq + 1 or entry.get("prev") == self.last.get("hash")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "firstSeq": self.first.get("seq") if self.first else None,
+            "lastSeq": self.last.get("seq") if self.last else None,
+            "firstHash": self.first.get("hash") if self.first else None,
+            "lastHash": self.last.get("hash") if self.last else None,
+            "chainValidWithinExport": self.chain_valid,
+        }
+
+
+# --- replay ------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ReplayFilter:
+    evento: str | None = None
+    entidade: str | None = None
+    entidade_id: str | None = None
+    from_ts: str | None = None  # normalised RFC 3339 (libervia.clock.format_iso), compared as text
+    to_ts: str | None = None
+
+    def matches(self, entry: Mapping[str, Any]) -> bool:
+        if self.evento is not None and entry.get("evento") != self.evento:
+            return False
+        if self.entidade is not None and entry.get("entidade") != self.entidade:
+            return False
+        if self.entidade_id is not None and entry.get("entidade_id") != self.entidade_id:
+            return False
+        ts = entry.get("ts")
+        if self.from_ts is not None and not (isinstance(ts, str) and ts >= self.from_ts):
+            return False
+        return self.to_ts is None or (isinstance(ts, str) and ts <= self.to_ts)
+
+
+class Replay:
+    """Aggregates of the entries matching a filter, and every chain inconsistency of the whole log.
+
+    Unlike verification it does not stop at a fault: after one it resynchronises on the entry it found, so one
+    deleted line is reported once, not as a fault of every later entry.
+    """
+
+    def __init__(self, tenant: str, flt: ReplayFilter) -> None:
+        self.tenant = tenant
+        self.filter = flt
+        self.total = 0
+        self.por_evento: Counter[str] = Counter()
+        self.por_entidade: Counter[str] = Counter()
+        self.por_ator: Counter[str] = Counter()
+        self.first: Mapping[str, Any] | None = None
+        self.last: Mapping[str, Any] | None = None
+        self.inconsistencias: list[dict[str, Any]] = []
+        self._expected_seq = 1
+        self._prev: str | None = None
+
+    def add(self, entry: dict[str, Any]) -> None:
+        reason = check_entry(entry, self._expected_seq, self._prev, self.tenant)
+        if reason is not None:
+            self.inconsistencias.append({"seq": self._expected_seq, "id": _entry_id(entry), "reason": reason})
+        if not has_entry_shape(entry):
+            self._expected_seq += 1
+            return
+        seq = entry["seq"]
+        self._expected_seq = seq + 1 if isinstance(seq, int) else self._expected_seq + 1
+        self._prev = entry["hash"] if isinstance(entry["hash"], str) else None
+        if not self.filter.matches(entry):
+            return
+        self.total += 1
+        self.por_evento[str(entry["evento"])] += 1
+        self.por_entidade[str(entry["entidade"])] += 1
+        actor = entry["actor"]
+        self.por_ator[actor if isinstance(actor, str) else "unknown"] += 1
+        if self.first is None:
+            self.first = entry
+        self.last = entry
+
+    def unreadable(self, reason: str) -> None:
+        self.inconsistencias.append({"seq": self._expected_seq, "id": None, "reason": f"unreadable entry: {reason}"})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "totalEventos": self.total,
+            "porEvento": dict(self.por_evento),
+            "porEntidade": dict(self.por_entidade),
+            "porAtor": dict(self.por_ator),
+            "range": {
+                "fromSeq": self.first["seq"] if self.first else None,
+                "toSeq": self.last["seq"] if self.last else None,
+                "fromTs": self.first["ts"] if self.first else None,
+                "toTs": self.last["ts"] if self.last else None,
+            },
+            "inconsistencias": self.inconsistencias,
+        }
+
+
+async def replay(log: TenantEventLog, flt: ReplayFilter) -> dict[str, Any]:
+    """Aggregate the whole log (API.md §7 ``audit/replay``)."""
+    result = Replay(log.tenant_id, flt)
+    entries = log.entries(1)
+    count = 0
+    try:
+        async for entry in entries:
+            result.add(entry)
+            count += 1
+            if count % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+    except StorageError as exc:
+        result.unreadable(str(exc))
+    finally:
+        await _close(entries)
+    return result.as_dict()
+
+
+# --- offline -----------------------------------------------------------------------------------------------------
+
+def offline_verify(base_dir: Path, tenant_ids: list[str] | None, signer: CheckpointSigner,
+                   progress: bool) -> int:
+    """Verify tenant logs on disk without a running gateway (``libervia verify``); 0 if all valid, else 1.
+
+    Reads the files only: a torn tail is reported, not quarantined (the gateway quarantines it when it next opens
+    the log). ``tenant_ids=None`` means every tenant with a log or with checkpoints.
+    """
+    # The embedded store owns the on-disk layout; import it here so the host does not depend on it otherwise.
+    from libervia_plugins.storage_files.eventlog import FileLayout, LogFile, read_checkpoint_file
+
+    layout = FileLayout(Path(base_dir))
+    names = tenant_ids if tenant_ids is not None else layout.known_tenants()
+    if not names:
+        print(f"no tenant event logs under {layout.base_dir}")
+        return 0
+    exit_code = 0
+    for tenant in names:
+        try:
+            paths = layout.tenant(tenant, create=False)
+        except ValueError as exc:
+            print(f"tenant {tenant}: INVALID: {exc}")
+            exit_code = 1
+            continue
+        checkpoints = read_checkpoint_file(paths.checkpoints)
+        if not paths.events.exists() and tenant_ids is not None and not checkpoints:
+            print(f"tenant {tenant}: INVALID: no event log at {paths.events}")
+            exit_code = 1
+            continue
+        check = ChainCheck(tenant, checkpoints, signer)
+        torn = 0
+        if paths.events.exists():
+            with LogFile.open_readonly(paths.events) as log_file:
+                end = log_file.size()
+                bar = _progress_bar(tenant, end, progress)
+                try:
+                    for chunk, consumed in log_file.iter_chunks(0, end):
+                        if bar is not None:
+                            bar.update(consumed)
+                        if not all(map(check.feed, chunk)):
+                            break
+                except StorageError as exc:
+                    check.fail_unreadable(f"unreadable entry: {exc}")
+                finally:
+                    if bar is not None:
+                        bar.close()
+                torn = log_file.torn_tail_bytes(end)
+        result = check.finish()
+        if result["valid"]:
+            print(f"tenant {tenant}: valid, {result['totalVerified']} events, head {result['headHash']}")
+        else:
+            exit_code = 1
+            print(f"tenant {tenant}: INVALID at seq {result['firstInvalidIndex']}: {result['reason']}")
+        if torn:
+            print(f"tenant {tenant}: warning: torn last line of {torn} bytes (an unacknowledged write); the "
+                  "gateway moves it to eventlog/quarantine/ when it opens the log")
+    return exit_code
+
+
+def _progress_bar(tenant: str, total: int, progress: bool) -> tqdm | None:
+    if not progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, desc=tenant, file=sys.stderr, leave=False)

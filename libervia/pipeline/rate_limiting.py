@@ -1,0 +1,32 @@
+"""Per-tenant rate limiting with the limiter a plugin provides (API.md §4)."""
+
+from __future__ import annotations
+
+import math
+
+from aiohttp import web
+
+from libervia.errors import ApiError
+from libervia.gateway import Gateway
+from libervia.ratelimit_headers import rate_limit_headers
+from libervia.telemetry import RATE_LIMITED
+
+RATE_LIMIT_HEADERS = "libervia.rate_limit_headers"
+
+
+async def apply_rate_limit(gateway: Gateway, request: web.Request, tenant_id: str) -> None:
+    """Charge one request to the tenant; 429 ``RATE_LIMITED`` when over ``quotas.rateLimitRpm`` (0 = unlimited).
+
+    The headers are kept on the request so that the response, success or error, carries them.
+    """
+    limit = int(gateway.registry.quotas(tenant_id).get("rateLimitRpm") or 0)
+    if limit <= 0 or gateway.rate_limiter is None:
+        return
+    decision = await gateway.rate_limiter.hit(f"tenant:{tenant_id}", limit)
+    headers = rate_limit_headers(decision)
+    request[RATE_LIMIT_HEADERS] = headers
+    if not decision.allowed:
+        gateway.count(RATE_LIMITED, tenant_id=tenant_id)
+        retry_after = max(1, math.ceil(decision.retry_after_s))
+        raise ApiError(429, "RATE_LIMITED", f"Rate limit of {limit} requests per minute exceeded.",
+                       headers={"Retry-After": str(retry_after)}, extra={"retry_after": retry_after})

@@ -1,0 +1,154 @@
+"""The middleware every request passes through: request id, CORS, security headers, error rendering, access log
+and the telemetry observation.
+
+It is one middleware rather than five because each aiohttp middleware costs a call frame on every request, and
+these steps share the same before/after points; each step is still its own small function.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+
+from aiohttp import web
+from aiohttp.web_urldispatcher import MatchInfoError
+from loguru import logger
+
+from libervia import context
+from libervia.errors import ApiError, AuthError
+from libervia.gateway import Gateway
+from libervia.pipeline.rate_limiting import RATE_LIMIT_HEADERS
+from libervia.pipeline.validation import payload_too_large
+from libervia.responses import json_response
+from libervia.storage import QuotaExceededError, StorageError
+from libervia.telemetry import RequestObservation
+
+REQUEST_ID_HEADER = "X-Request-Id"
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+UNMATCHED_ROUTE = "unmatched"
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, X-Tenant-Id, X-Request-Id"
+CORS_EXPOSE_HEADERS = ("X-Request-Id, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, "
+                       "RateLimit, RateLimit-Policy")
+
+
+def request_id_for(request: web.Request) -> str:
+    """The client's ``X-Request-Id`` when it is well-formed, otherwise a new one."""
+    given = request.headers.get(REQUEST_ID_HEADER)
+    if given and _VALID_REQUEST_ID.match(given):
+        return given
+    return f"req_{secrets.token_hex(10)}"
+
+
+def error_from_exception(exc: BaseException, request: web.Request) -> ApiError:
+    """Map anything a handler raised onto the error body of the HTTP contract."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, web.HTTPException):
+        return _http_exception_error(exc, request)
+    if isinstance(exc, QuotaExceededError):
+        return ApiError(429, "QUOTA_EXCEEDED", str(exc) or "The tenant's storage quota is exhausted.")
+    if isinstance(exc, StorageError):
+        logger.opt(exception=exc).error(f"storage unavailable: {exc}")
+        return ApiError(503, "STORAGE_UNAVAILABLE", "Storage is unavailable; the request was not applied.")
+    logger.opt(exception=exc).error(f"unhandled {type(exc).__name__} in {request.method} {_route_of(request)}")
+    return ApiError(500, "INTERNAL_ERROR", "An unexpected error occurred; it has been logged with this request id.")
+
+
+def _http_exception_error(exc: web.HTTPException, request: web.Request) -> ApiError:
+    if exc.status == 404:
+        return ApiError(404, "NOT_FOUND", f"No route matches {request.method} {request.path}.")
+    if exc.status == 405:
+        allowed = sorted(getattr(exc, "allowed_methods", ()) or ())
+        return ApiError(405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed on this path.",
+                        headers={"Allow": ", ".join(allowed)})
+    if exc.status == 413:
+        return payload_too_large(request.app._client_max_size)
+    code = exc.reason.upper().replace(" ", "_") if exc.reason else "HTTP_ERROR"
+    return ApiError(exc.status, code, exc.text or exc.reason)
+
+
+def _route_of(request: web.Request) -> str:
+    info = request.match_info
+    if isinstance(info, MatchInfoError):
+        return UNMATCHED_ROUTE
+    resource = info.route.resource
+    return resource.canonical if resource is not None else UNMATCHED_ROUTE
+
+
+class RequestScope:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.cors_origins = frozenset(gateway.settings.cors_origins)
+        self.cors_any = "*" in self.cors_origins
+        self.max_body = gateway.settings.max_body_bytes
+        self.trust_forwarded_for = bool(gateway.settings.section("auth")["trust_forwarded_for"])
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: web.Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        rid = request_id_for(request)
+        request[context.REQUEST_ID] = rid
+        code = ""
+        try:
+            if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+                response: web.StreamResponse = self.preflight(request)
+            elif request.content_length is not None and request.content_length > self.max_body:
+                raise payload_too_large(self.max_body)
+            else:
+                response = await handler(request)
+        except Exception as exc:  # every error, ours or not, becomes the contract's JSON body
+            error = error_from_exception(exc, request)
+            code = error.code
+            response = json_response(error.body(rid), status=error.status, headers=error.headers)
+            if isinstance(exc, AuthError):
+                response.headers["WWW-Authenticate"] = 'Bearer realm="libervia"'
+        self.decorate(request, response, rid)
+        self.finish(request, response, started, code)
+        return response
+
+    def preflight(self, request: web.Request) -> web.Response:
+        response = web.Response(status=204)
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+        response.headers["Access-Control-Max-Age"] = "600"
+        return response
+
+    def decorate(self, request: web.Request, response: web.StreamResponse, rid: str) -> None:
+        headers = response.headers
+        headers[REQUEST_ID_HEADER] = rid
+        headers["Server"] = "libervia"  # the default names aiohttp's and Python's versions
+        headers["X-Content-Type-Options"] = "nosniff"
+        if "Authorization" in request.headers:
+            headers["Cache-Control"] = "no-store"
+        extra = request.get(RATE_LIMIT_HEADERS)
+        if extra:
+            headers.update(extra)
+        origin = request.headers.get("Origin")
+        if origin and (self.cors_any or origin in self.cors_origins):
+            headers["Access-Control-Allow-Origin"] = "*" if self.cors_any else origin
+            headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
+            if not self.cors_any:
+                headers["Vary"] = "Origin"
+
+    def finish(self, request: web.Request, response: web.StreamResponse, started: float, code: str) -> None:
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        route = _route_of(request)
+        tenant_id = request.get(context.TENANT_ID)
+        if tenant_id is not None and not self.gateway.registry.is_registered(tenant_id):
+            tenant_id = None
+        status = response.status
+        self.gateway.pm.hook.libervia_observe_request(
+            gateway=self.gateway,
+            observation=RequestObservation(request.method, route, status, elapsed_ms, tenant_id),
+        )
+        msg = f"{request.method} {route} {status}" + (f" {code}" if code else "")
+        address = request.remote
+        if self.trust_forwarded_for:
+            address = request.headers.get("X-Forwarded-For", address or "").split(",")[0].strip() or address
+        level = "ERROR" if status >= 500 else ("WARNING" if status >= 400 and code else "INFO")
+        logger.bind(
+            requestId=request[context.REQUEST_ID], method=request.method, url=request.path_qs, route=route,
+            statusCode=status, responseTimeMs=round(elapsed_ms, 2), tenantId=tenant_id, remoteAddr=address,
+            code=code or None,
+        ).log(level, msg)

@@ -1,0 +1,93 @@
+"""Composing the per-route steps around a handler, according to the route's access group."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from libervia import context
+from libervia.errors import AuthError
+from libervia.gateway import Gateway
+from libervia.pipeline.authentication import FailureThrottle, authenticate, client_address
+from libervia.pipeline.authorization import NEEDS_ACTIVE_TENANT, authorise
+from libervia.pipeline.rate_limiting import apply_rate_limit
+from libervia.pipeline.tenancy import (
+    TenantConflict,
+    claimed_tenant,
+    require_known,
+    resolve_api_tenant,
+    resolve_path_tenant,
+)
+from libervia.pipeline.validation import validated_body, validated_query
+from libervia.routing import Access, Handler, Role, Route
+from libervia.telemetry import AUTH_FAILURE, TENANT_CONFLICT
+
+UNKNOWN_TENANT_LABEL = "unknown"
+
+
+class RouteSteps:
+    """Builds the aiohttp handler for each :class:`Route` of one gateway."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        auth_cfg = gateway.settings.section("auth")
+        self.throttle = FailureThrottle(auth_cfg["max_failures"], auth_cfg["failure_window_s"])
+        self.trust_forwarded_for = bool(auth_cfg["trust_forwarded_for"])
+
+    def tenant_label(self, tenant_id: str | None) -> str:
+        if tenant_id and self.gateway.registry.is_registered(tenant_id):
+            return tenant_id
+        return UNKNOWN_TENANT_LABEL
+
+    def wrap(self, route: Route) -> Handler:
+        handler = route.handler
+        gateway = self.gateway
+
+        async def validate_then_handle(request: web.Request) -> web.StreamResponse:
+            if route.query_schema:
+                request[context.QUERY] = validated_query(request, route.query_schema)
+            if route.body_schema:
+                request[context.BODY] = await validated_body(request, route.body_schema)
+            return await handler(request)
+
+        if route.access is Access.OPEN:
+            return validate_then_handle
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            address = client_address(request, self.trust_forwarded_for)
+            try:
+                who = await authenticate(gateway, self.throttle, request, address)
+            except AuthError as exc:
+                claim = exc.tenant_claim or claimed_tenant(request, route.tenant_param)
+                gateway.count(AUTH_FAILURE, reason=exc.reason, tenant_id=self.tenant_label(claim))
+                raise
+            request[context.PRINCIPAL] = who
+            tenant_id = self.resolve_tenant(request, route, who)
+            if tenant_id is not None:
+                request[context.TENANT_ID] = tenant_id
+            try:
+                authorise(route.access, who, tenant_id)
+            except AuthError as exc:
+                gateway.count(AUTH_FAILURE, reason=exc.reason, tenant_id=self.tenant_label(tenant_id))
+                raise
+            if tenant_id is not None:
+                tenant_key = who.role is not Role.GLOBAL_ADMIN
+                require_known(gateway.registry, tenant_id,
+                              must_be_active=tenant_key and route.access in NEEDS_ACTIVE_TENANT)
+            if who.key_id is not None:
+                gateway.registry.touch_key(who.key_id)
+                if tenant_id is not None and gateway.rate_limiter is not None:
+                    await apply_rate_limit(gateway, request, tenant_id)
+            return await validate_then_handle(request)
+
+        return guarded
+
+    def resolve_tenant(self, request: web.Request, route: Route, who: context.Principal) -> str | None:
+        if route.access is Access.TENANT_API:
+            try:
+                return resolve_api_tenant(request, who)
+            except TenantConflict:
+                self.gateway.count(TENANT_CONFLICT, tenant_id=self.tenant_label(who.tenant_id))
+                raise
+        if route.tenant_param:
+            return resolve_path_tenant(request, route.tenant_param)
+        return None

@@ -1,0 +1,54 @@
+"""Tenant resolution (API.md §3): from ``X-Tenant-Id``, the path, or the key itself; they must agree."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from libervia.context import Principal
+from libervia.errors import ApiError, bad_request, forbidden, not_found
+from libervia.routing import Role
+from libervia.tenants.ids import normalize_tenant_id, parse_tenant_id
+from libervia.tenants.registry import TenantRegistry
+
+TENANT_HEADER = "X-Tenant-Id"
+PATH_TENANT_PARAM = "tenant"
+
+
+class TenantConflict(ApiError):
+    def __init__(self, header: str | None, path: str | None, token: str | None) -> None:
+        super().__init__(400, "TENANT_CONFLICT",
+                         "The tenant named by the header, the path and the key do not agree.",
+                         details={"header": header, "path": path, "token": token})
+
+
+def claimed_tenant(request: web.Request, tenant_param: str | None) -> str | None:
+    """The tenant a request claims before anyone checked it: used only to label failure metrics."""
+    raw = request.match_info.get(tenant_param or PATH_TENANT_PARAM) or request.headers.get(TENANT_HEADER)
+    return normalize_tenant_id(raw) if raw else None
+
+
+def resolve_api_tenant(request: web.Request, who: Principal) -> str:
+    """The tenant of an ``/api/v1`` request. Raises TENANT_CONFLICT, MISSING_TENANT_ID or INVALID_TENANT_ID."""
+    raw_header = request.headers.get(TENANT_HEADER)
+    raw_path = request.match_info.get(PATH_TENANT_PARAM)
+    header = normalize_tenant_id(raw_header) if raw_header is not None and raw_header.strip() else None
+    path = normalize_tenant_id(raw_path) if raw_path is not None else None
+    token = who.tenant_id if who.role is not Role.GLOBAL_ADMIN else None
+    named = {value for value in (header, path, token) if value is not None}
+    if len(named) > 1:
+        raise TenantConflict(header, path, token)
+    if not named:
+        raise bad_request("MISSING_TENANT_ID", "No tenant given: send X-Tenant-Id or use /api/v1/tenants/{id}/...")
+    return parse_tenant_id(named.pop())
+
+
+def resolve_path_tenant(request: web.Request, tenant_param: str) -> str:
+    return parse_tenant_id(request.match_info[tenant_param])
+
+
+def require_known(registry: TenantRegistry, tenant_id: str, *, must_be_active: bool) -> None:
+    status = registry.status_of(tenant_id)
+    if status is None:
+        raise not_found("TENANT_NOT_FOUND", f"Tenant {tenant_id!r} does not exist.")
+    if must_be_active and status != "active":
+        raise forbidden("TENANT_SUSPENDED", f"Tenant {tenant_id!r} is {status}.")

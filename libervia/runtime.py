@@ -1,0 +1,288 @@
+"""``TenantRuntime``: the running tenant Cores of one gateway process.
+
+A tenant's Core is created on its first request, exactly once even when many first requests arrive together
+(a per-tenant lock guards creation), and evicted when idle for ``idle_ttl_s`` or when more than
+``max_instances`` tenants are open (least recently used first). Evicting flushes: the Core finishes its
+in-flight command, leaves a snapshot, and the tenant's log is closed.
+
+Each open tenant has one log object, shared by its Core and by anyone else who asks for
+:meth:`TenantRuntime.event_log` (the audit and admin routes), so there is one writer per process and every
+append is counted for telemetry in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from loguru import logger
+
+from libervia.clock import now_iso
+from libervia.core.core import CoreClosedError, TenantCore, summarise
+from libervia.core.policy import TenantPolicies, collect_rules
+from libervia.errors import ApiError
+from libervia.hookcalls import call_all, call_first
+from libervia.storage import EventDraft, LogHead, Snapshot, TenantEventLog
+from libervia.telemetry import EVENTLOG_APPEND
+
+if TYPE_CHECKING:
+    from libervia.gateway import Gateway
+
+T = TypeVar("T")
+
+
+class _CountingLog:
+    """The tenant's log as the runtime hands it out: every append is reported to telemetry."""
+
+    def __init__(self, log: TenantEventLog, on_append: Callable[[int], None]) -> None:
+        self._log = log
+        self._on_append = on_append
+        self.tenant_id = log.tenant_id
+
+    async def append(self, drafts: Sequence[EventDraft]) -> list[dict[str, Any]]:
+        entries = await self._log.append(drafts)
+        self._on_append(len(entries))
+        return entries
+
+    def entries(self, from_seq: int = 1, to_seq: int | None = None) -> AsyncIterator[dict[str, Any]]:
+        return self._log.entries(from_seq, to_seq)
+
+    async def head(self) -> LogHead:
+        return await self._log.head()
+
+    def status(self) -> dict[str, Any]:
+        return self._log.status()
+
+    async def size_bytes(self) -> int:
+        return await self._log.size_bytes()
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        await self._log.save_snapshot(snapshot)
+
+    async def load_snapshot(self) -> Snapshot | None:
+        return await self._log.load_snapshot()
+
+    async def close(self) -> None:
+        await self._log.close()
+
+
+@dataclass(slots=True)
+class _Slot:
+    log: _CountingLog
+    opened_at: str
+    last_used: float
+    core: TenantCore | None = None
+
+
+class TenantRuntime:
+    def __init__(self, gateway: Gateway, idle_ttl_s: float, max_instances: int, *,
+                 snapshot_every: int | None = None, sweep_interval_s: float | None = None) -> None:
+        self.gateway = gateway
+        self.idle_ttl_s = idle_ttl_s
+        self.max_instances = max(1, max_instances)
+        if snapshot_every is None:
+            snapshot_every = gateway.settings.section("runtime").get("snapshot_every", 5000)
+        self.snapshot_every = snapshot_every
+        self._sweep_interval_s = sweep_interval_s or min(30.0, max(0.05, idle_ttl_s / 4))
+        self._slots: dict[str, _Slot] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        # The last mandate counts seen per tenant, kept after eviction so the tenant list does not have to
+        # start every tenant's Core (see :meth:`mandate_counts`).
+        self._summaries: dict[str, dict[str, Any]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+        self.evictions = {"idle": 0, "capacity": 0, "shutdown": 0}
+        self.cores_started = 0
+
+    # --- lifecycle -----------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep_idle(), name="libervia-runtime-sweeper")
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        await self.shutdown_all()
+
+    async def shutdown_all(self) -> int:
+        """Stop every instance (flushing first); returns how many were stopped."""
+        tenants = list(self._slots)
+        stopped = 0
+        for tenant_id in tenants:
+            try:
+                stopped += await self._evict(tenant_id, "shutdown")
+            except Exception:  # one tenant's failure must not leave the others' logs open
+                logger.opt(exception=True).error("stopping tenant {} failed", tenant_id)
+        return stopped
+
+    async def shutdown_tenant(self, tenant_id: str) -> bool:
+        """Stop the tenant's instance if it runs; False when nothing was running."""
+        return bool(await self._evict(tenant_id, "shutdown"))
+
+    # --- access --------------------------------------------------------------------------------------------------
+
+    async def core(self, tenant_id: str) -> TenantCore:
+        """The tenant's Core, started on first use (exactly one per tenant)."""
+        slot = self._slots.get(tenant_id)
+        if slot is None or slot.core is None or slot.core.closed:
+            async with self._lock(tenant_id):
+                slot = await self._open(tenant_id)
+                if slot.core is None or slot.core.closed:
+                    slot.core = await self._start_core(tenant_id, slot.log)
+            await self._enforce_cap(keep=tenant_id)
+        slot.last_used = time.monotonic()
+        assert slot.core is not None
+        return slot.core
+
+    async def call(self, tenant_id: str, action: Callable[[TenantCore], Awaitable[T]]) -> T:
+        """Run ``action`` on the tenant's Core; if the instance was evicted between lookup and use, run it once
+        more on the fresh instance (the stopped one wrote nothing for this call)."""
+        try:
+            return await action(await self.core(tenant_id))
+        except CoreClosedError:
+            return await action(await self.core(tenant_id))
+
+    async def event_log(self, tenant_id: str) -> TenantEventLog:
+        """The tenant's open log, the same object its Core appends to."""
+        slot = self._slots.get(tenant_id)
+        if slot is None:
+            async with self._lock(tenant_id):
+                slot = await self._open(tenant_id)
+            await self._enforce_cap(keep=tenant_id)
+        slot.last_used = time.monotonic()
+        return slot.log
+
+    def active_count(self) -> int:
+        return sum(1 for slot in self._slots.values() if slot.core is not None)
+
+    def running(self, tenant_id: str) -> TenantCore | None:
+        slot = self._slots.get(tenant_id)
+        return slot.core if slot is not None else None
+
+    def instances(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        result = []
+        for slot in self._slots.values():
+            if slot.core is None:
+                continue
+            info = slot.core.metrics()
+            info["idleSeconds"] = round(now - slot.last_used, 3)
+            info["logStatus"] = slot.log.status()
+            result.append(info)
+        return result
+
+    def stats(self) -> dict[str, Any]:
+        return {"activeInstances": self.active_count(), "openLogs": len(self._slots),
+                "maxInstances": self.max_instances, "idleTtlSeconds": self.idle_ttl_s,
+                "snapshotEvery": self.snapshot_every, "coresStarted": self.cores_started,
+                "evictions": dict(self.evictions)}
+
+    async def mandate_counts(self, tenant_id: str) -> dict[str, int]:
+        """``{active, suspended}`` for the tenant list without starting every Core on every call.
+
+        A running Core answers from its state; otherwise the counts it had when it last ran in this process are
+        used; a tenant that has no event log has no mandates. Only a tenant with a log whose Core never ran here
+        is started once (then it ages out like any idle instance). Counts of tenants changed by another gateway
+        process since they ran here can lag; the tenant's dashboard is always exact.
+        """
+        core = self.running(tenant_id)
+        if core is None and tenant_id not in self._summaries:
+            if tenant_id not in await self._tenants_with_logs():
+                return {"active": 0, "suspended": 0}
+            core = await self.core(tenant_id)
+        if core is not None:
+            self._summaries[tenant_id] = summarise(core.state)
+        mandates = self._summaries[tenant_id]["mandates"]
+        return {"active": mandates["active"], "suspended": mandates["suspended"]}
+
+    async def _tenants_with_logs(self) -> set[str]:
+        return set(await self.gateway.storage.events.tenant_ids())
+
+    # --- internals -----------------------------------------------------------------------------------------------
+
+    def _lock(self, tenant_id: str) -> asyncio.Lock:
+        lock = self._locks.get(tenant_id)
+        if lock is None:
+            lock = self._locks[tenant_id] = asyncio.Lock()
+        return lock
+
+    async def _open(self, tenant_id: str) -> _Slot:
+        """The tenant's slot, opening its log if needed. Call with the tenant's lock held."""
+        slot = self._slots.get(tenant_id)
+        if slot is None:
+            raw = await self.gateway.storage.events.open_log(tenant_id)
+
+            def count(n: int) -> None:
+                self.gateway.count(EVENTLOG_APPEND, value=n, tenant_id=tenant_id)
+
+            slot = self._slots[tenant_id] = _Slot(log=_CountingLog(raw, count), opened_at=now_iso(),
+                                                  last_used=time.monotonic())
+        return slot
+
+    async def _start_core(self, tenant_id: str, log: TenantEventLog) -> TenantCore:
+        policies = await self._policies(tenant_id)
+        registry = self.gateway.registry
+        core = TenantCore(tenant_id, log, policies, quotas=lambda: registry.quotas(tenant_id),
+                          snapshot_every=self.snapshot_every)
+        started = time.monotonic()
+        await core.start()
+        self.cores_started += 1
+        self._summaries[tenant_id] = summarise(core.state)
+        logger.bind(tenantId=tenant_id).info(
+            "tenant {} core started at seq {} ({} events replayed, snapshot {}) in {:.1f} ms", tenant_id,
+            core.state.seq, core.replayed_events, core.replayed_from_snapshot, (time.monotonic() - started) * 1000)
+        return core
+
+    async def _policies(self, tenant_id: str) -> TenantPolicies:
+        """Ask the tenant-policy hooks, once per Core start."""
+        hook = self.gateway.pm.hook
+        answers = await call_all(hook.libervia_closed_layer_rules, gateway=self.gateway, tenant_id=tenant_id)
+        # pluggy answers last-registered-first; rules run in registration order (built-ins first).
+        rules = collect_rules(reversed(answers))
+        autonomy = await call_first(hook.libervia_autonomy_policy, gateway=self.gateway, tenant_id=tenant_id)
+        consequence = await call_first(hook.libervia_consequence_policy, gateway=self.gateway, tenant_id=tenant_id)
+        if autonomy is None or consequence is None:
+            raise ApiError(503, "POLICY_UNAVAILABLE", "No tenant-policy plugin provides the autonomy and "
+                           "consequence policies.")
+        return TenantPolicies(closed_layer=rules, autonomy=autonomy, consequence=consequence)
+
+    async def _evict(self, tenant_id: str, why: str) -> int:
+        async with self._lock(tenant_id):
+            slot = self._slots.pop(tenant_id, None)
+            if slot is None:
+                return 0
+            try:
+                if slot.core is not None:
+                    await slot.core.close()
+                    self._summaries[tenant_id] = summarise(slot.core.state)
+            finally:
+                await slot.log.close()
+            self.evictions[why] = self.evictions.get(why, 0) + 1
+            logger.bind(tenantId=tenant_id).info("tenant {} instance stopped ({})", tenant_id, why)
+            return 1
+
+    async def _enforce_cap(self, keep: str) -> None:
+        while len(self._slots) > self.max_instances:
+            candidates = [(slot.last_used, tid) for tid, slot in self._slots.items() if tid != keep]
+            if not candidates:
+                return
+            _, victim = min(candidates)
+            await self._evict(victim, "capacity")
+
+    async def _sweep_idle(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_interval_s)
+            deadline = time.monotonic() - self.idle_ttl_s
+            for tenant_id, slot in list(self._slots.items()):
+                busy = slot.core is not None and slot.core.busy
+                if slot.last_used < deadline and not busy:
+                    try:
+                        await self._evict(tenant_id, "idle")
+                    except Exception:
+                        logger.opt(exception=True).error("evicting idle tenant {} failed", tenant_id)

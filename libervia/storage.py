@@ -1,0 +1,159 @@
+"""What a storage plugin provides: the tenant registry and the per-tenant event logs.
+
+The ``libervia_storage`` hook returns one :class:`Storage`. Two built-in plugins implement it (``storage_files``
+on ``BASE_DIR``, the default; ``storage_postgres``); both pass the contract suites in ``tests/contracts/``, and a
+third-party storage must pass them too.
+
+Promises every implementation keeps:
+
+* ``RegistryStore.update`` is an atomic, durable read-modify-write: when it returns, the new document is on disk
+  (fsync) or committed, and two gateway processes sharing the store never lose each other's updates.
+* ``TenantEventLog.append`` writes all of a batch or none of it, durably, before it returns, and the chain never
+  forks even when several processes append to the same tenant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class EventDraft:
+    """One event as a command produces it; the store adds ``seq, id, ts, tenant, prev, hash``."""
+
+    evento: str
+    entidade: str
+    entidade_id: str
+    payload: Mapping[str, Any]
+    actor: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogHead:
+    seq: int                    # 0 for an empty log
+    hash: str | None            # None for an empty log
+    last_append_at: str | None  # RFC 3339, None when nothing was appended
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A projection of a tenant's state up to and including ``seq`` (whose entry hash is ``hash``)."""
+
+    seq: int
+    hash: str
+    state: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A signed statement that the tenant's log had entry ``seq`` with ``hash`` at ``ts``."""
+
+    tenant: str
+    seq: int
+    hash: str
+    ts: str
+    signature: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"tenant": self.tenant, "seq": self.seq, "hash": self.hash, "ts": self.ts,
+                "signature": self.signature}
+
+
+@dataclass(slots=True)
+class CheckResult:
+    ok: bool
+    detail: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class StorageError(Exception):
+    """The store could not do what was asked (I/O failure, lost connection). Becomes a 503 for clients."""
+
+
+class CorruptStoreError(StorageError):
+    """The stored data cannot be read as it should (a broken registry file, a chain that does not link)."""
+
+
+class QuotaExceededError(Exception):
+    """An append would take the tenant past ``maxEvents`` or ``maxStorageMB``."""
+
+
+@runtime_checkable
+class TenantEventLog(Protocol):
+    tenant_id: str
+
+    async def append(self, drafts: Sequence[EventDraft]) -> list[dict[str, Any]]:
+        """Append the batch atomically and durably; return the stored entries (with seq, id, ts, prev, hash)."""
+
+    def entries(self, from_seq: int = 1, to_seq: int | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Stored entries in ``seq`` order, exactly as written (``hash`` included)."""
+
+    async def head(self) -> LogHead:
+        """The newest entry's seq and hash, as every process sees it now."""
+
+    def status(self) -> dict[str, Any]:
+        """``{enabled, degraded, errorCount, events, headHash, lastAppendAt, quarantined}`` for the status route."""
+
+    async def size_bytes(self) -> int: ...
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None: ...
+
+    async def load_snapshot(self) -> Snapshot | None: ...
+
+    async def close(self) -> None:
+        """Flush and release the log; further appends fail."""
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    async def open_log(self, tenant_id: str) -> TenantEventLog:
+        """Open (creating if needed) the tenant's log, quarantining a torn tail left by a crash."""
+
+    async def tenant_ids(self) -> list[str]:
+        """Tenants that have a log, for ``libervia verify --all`` and backups."""
+
+    async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Keep a signed checkpoint outside the tenant's own data."""
+
+    async def checkpoints(self, tenant_id: str) -> list[Checkpoint]: ...
+
+
+@runtime_checkable
+class RegistryStore(Protocol):
+    async def read(self) -> tuple[str, dict[str, Any]]:
+        """The current registry document and its version token."""
+
+    async def version(self) -> str:
+        """A cheap token that changes whenever any process changes the registry."""
+
+    async def update(self, mutate: Callable[[dict[str, Any]], T]) -> tuple[T, str, dict[str, Any]]:
+        """Run ``mutate`` on the newest document under an exclusive lock and persist the result durably.
+
+        ``mutate`` changes the document in place and returns a value; if it raises, nothing is written and the
+        exception propagates. Returns ``(value, new_version, new_document)``.
+        """
+
+    async def record_key_usage(self, usage: Mapping[str, str]) -> None:
+        """Remember ``keyId -> lastUsedAt`` (batched by the caller; never rewrites the registry itself)."""
+
+    async def key_usage(self) -> dict[str, str]: ...
+
+
+@runtime_checkable
+class Storage(Protocol):
+    name: str
+    registry: RegistryStore
+    events: EventStore
+
+    async def start(self) -> None:
+        """Connect, create what is missing; raise ``StorageError`` or ``CorruptStoreError`` to refuse start-up."""
+
+    async def check_ready(self) -> dict[str, CheckResult]:
+        """Readiness checks (reachable, writable, free space) named for ``/health/ready``."""
+
+    async def close(self) -> None: ...

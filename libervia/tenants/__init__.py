@@ -1,0 +1,1 @@
+"""Tenants: ids, API keys and the registry that holds them."""

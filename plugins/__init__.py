@@ -1,0 +1,1 @@
+"""Built-in plugins, installed as ``libervia_plugins``. Each module is one plugin."""

@@ -1,0 +1,155 @@
+"""Tenant lifecycle and API keys: the admin routes of API.md §6.
+
+Registry changes are durable before the response; each one that matters for audit is also written to the
+tenant's own event log (TENANT_SUSPENDED, TENANT_RESUMED, KEY_CREATED, KEY_REVOKED).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from loguru import logger
+
+from libervia import context, hookimpl
+from libervia.gateway import Gateway
+from libervia.responses import json_response
+from libervia.routing import Access, Route
+from libervia.storage import EventDraft
+
+KEY_WARNING = "Store this token now: it is shown only once and cannot be recovered."
+
+
+async def _record(request: web.Request, tenant_id: str, evento: str, entidade: str, entidade_id: str,
+                  payload: dict[str, Any]) -> None:
+    gateway = context.gateway(request)
+    log = await gateway.runtime.event_log(tenant_id)
+    await log.append([EventDraft(evento, entidade, entidade_id, payload, actor=context.principal(request).actor,
+                                 request_id=context.request_id(request))])
+
+
+async def create_tenant(request: web.Request) -> web.Response:
+    body = context.body(request)
+    registry = context.gateway(request).registry
+    tenant = await registry.create_tenant(body["id"], body["name"], body.get("quotas"), body.get("features"),
+                                          body.get("metadata"))
+    logger.bind(tenantId=tenant["id"], requestId=context.request_id(request)).info(f"tenant {tenant['id']} created")
+    return json_response(tenant, status=201)
+
+
+async def list_tenants(request: web.Request) -> web.Response:
+    query = context.query(request)
+    registry = context.gateway(request).registry
+    status = query.get("status")
+    include_deleted = query["includeDeleted"] or status == "deleted"
+    return json_response(registry.all(include_deleted=include_deleted, status=status))
+
+
+async def get_tenant(request: web.Request) -> web.Response:
+    tenant_id = context.tenant_id(request)
+    return json_response(context.gateway(request).registry.get(tenant_id))
+
+
+async def update_tenant(request: web.Request) -> web.Response:
+    tenant_id = context.tenant_id(request)
+    tenant = await context.gateway(request).registry.update_tenant(tenant_id, context.body(request))
+    return json_response(tenant)
+
+
+async def delete_tenant(request: web.Request) -> web.Response:
+    tenant_id = context.tenant_id(request)
+    gateway = context.gateway(request)
+    await gateway.registry.set_status(tenant_id, "deleted", ("active", "suspended"))
+    await gateway.runtime.shutdown_tenant(tenant_id)
+    logger.bind(tenantId=tenant_id).info(f"tenant {tenant_id} deleted (data kept)")
+    return json_response({"success": True, "message": f"Tenant {tenant_id} deleted; its data is kept."})
+
+
+async def purge_tenant(request: web.Request) -> web.Response:
+    """Forget a deleted tenant's registry entry so that its id can be used again. Its files stay on disk."""
+    tenant_id = context.tenant_id(request)
+    await context.gateway(request).registry.purge_tenant(tenant_id)
+    logger.bind(tenantId=tenant_id).warning(f"tenant {tenant_id} purged from the registry")
+    return json_response({"success": True, "message": f"Tenant {tenant_id} purged; its id can be reused."})
+
+
+def _status_change(new_status: str, allowed_from: tuple[str, ...], evento: str, verb: str):  # type: ignore[no-untyped-def]
+    async def change(request: web.Request) -> web.Response:
+        tenant_id = context.tenant_id(request)
+        reason = context.body(request).get("reason")
+        gateway = context.gateway(request)
+        tenant = await gateway.registry.set_status(tenant_id, new_status, allowed_from, reason)
+        await _record(request, tenant_id, evento, "Tenant", tenant_id, {"status": new_status, "reason": reason})
+        logger.bind(tenantId=tenant_id, code=evento).warning(f"tenant {tenant_id} {verb}: {reason or 'no reason'}")
+        return json_response({"success": True, "message": f"Tenant {tenant_id} {verb}.", "tenant": tenant})
+
+    return change
+
+
+suspend_tenant = _status_change("suspended", ("active",), "TENANT_SUSPENDED", "suspended")
+resume_tenant = _status_change("active", ("suspended",), "TENANT_RESUMED", "resumed")
+
+
+async def _issue_key(request: web.Request, revoke_old: bool) -> web.Response:
+    tenant_id = context.tenant_id(request)
+    body = context.body(request)
+    registry = context.gateway(request).registry
+    revoke_roles = (body["role"],) if revoke_old else ()
+    key, revoked = await registry.create_key(tenant_id, body["role"], body.get("description"), revoke_roles)
+    for key_id in revoked:
+        await _record(request, tenant_id, "KEY_REVOKED", "ApiKey", key_id, {"keyId": key_id, "rotatedTo": key.key_id})
+    await _record(request, tenant_id, "KEY_CREATED", "ApiKey", key.key_id, {"keyId": key.key_id, "role": key.role})
+    response: dict[str, Any] = {"keyId": key.key_id, "role": key.role, "token": key.token,
+                                "createdAt": key.created_at, "warning": KEY_WARNING}
+    if revoke_old:
+        response["revokedKeyIds"] = revoked
+    return json_response(response, status=201)
+
+
+async def create_key(request: web.Request) -> web.Response:
+    return await _issue_key(request, revoke_old=False)
+
+
+async def rotate_keys(request: web.Request) -> web.Response:
+    return await _issue_key(request, revoke_old=context.body(request)["revokeOld"])
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    keys = context.gateway(request).registry.list_keys(context.tenant_id(request))
+    return json_response({"keys": keys, "count": len(keys)})
+
+
+async def revoke_key(request: web.Request) -> web.Response:
+    tenant_id = context.tenant_id(request)
+    key_id = request.match_info["keyId"]
+    result = await context.gateway(request).registry.revoke_key(tenant_id, key_id)
+    await _record(request, tenant_id, "KEY_REVOKED", "ApiKey", key_id, {"keyId": key_id})
+    return json_response({"success": True, "message": f"Key {key_id} revoked.", **result})
+
+
+@hookimpl
+def libervia_routes(gateway: Gateway) -> list[Route]:
+    tenant = "/admin/tenants/{id}"
+    return [
+        Route("POST", "/admin/tenants", create_tenant, Access.GLOBAL_ADMIN, "tenant.create",
+              body_schema="requests/tenant_create"),
+        Route("GET", "/admin/tenants", list_tenants, Access.GLOBAL_ADMIN, "tenant.list",
+              query_schema="requests/tenant_list_query"),
+        Route("GET", tenant, get_tenant, Access.TENANT_READ, "tenant.get", tenant_param="id"),
+        Route("PATCH", tenant, update_tenant, Access.GLOBAL_ADMIN, "tenant.update", tenant_param="id",
+              body_schema="requests/tenant_update"),
+        Route("DELETE", tenant, delete_tenant, Access.GLOBAL_ADMIN, "tenant.delete", tenant_param="id"),
+        Route("POST", f"{tenant}/purge", purge_tenant, Access.GLOBAL_ADMIN, "tenant.purge", tenant_param="id",
+              body_schema="requests/empty"),
+        Route("POST", f"{tenant}/suspend", suspend_tenant, Access.GLOBAL_ADMIN, "tenant.suspend",
+              tenant_param="id", body_schema="requests/tenant_status_change"),
+        Route("POST", f"{tenant}/resume", resume_tenant, Access.GLOBAL_ADMIN, "tenant.resume",
+              tenant_param="id", body_schema="requests/tenant_status_change"),
+        Route("POST", f"{tenant}/keys", create_key, Access.TENANT_MANAGE, "key.create", tenant_param="id",
+              body_schema="requests/key_create"),
+        Route("GET", f"{tenant}/keys", list_keys, Access.TENANT_READ, "key.list", tenant_param="id"),
+        Route("POST", f"{tenant}/keys/rotate", rotate_keys, Access.TENANT_MANAGE, "key.rotate", tenant_param="id",
+              body_schema="requests/key_rotate"),
+        Route("POST", f"{tenant}/keys/{{keyId}}/revoke", revoke_key, Access.TENANT_MANAGE, "key.revoke",
+              tenant_param="id", body_schema="requests/empty"),
+    ]

@@ -1,0 +1,845 @@
+"""The embedded event store: one hash-chained JSON-lines file per tenant under ``BASE_DIR``.
+
+Layout (``BASE_DIR`` is shared by every gateway process on the machine)::
+
+    tenants/<id>/eventlog/events.jsonl    the log, one canonical JSON entry per line, append-only
+    tenants/<id>/eventlog/events.lock     flock'd by writers; also holds the pending-write record (below)
+    tenants/<id>/eventlog/quarantine/     torn tails moved aside, never deleted
+    tenants/<id>/snapshots/latest.snapshot   the newest Core snapshot (header line + opaque state)
+    checkpoints/<id>.jsonl                signed checkpoints, outside the tenant's directory
+
+How an append stays atomic, durable and unforked:
+
+* Appends queue up; one flush at a time per log takes every queued batch (group commit), and in an I/O thread
+  takes the in-process lock and ``flock(events.lock)``, re-reads the tail if another process grew the file, chains
+  the batches onto that head, writes them with one ``write`` and fsyncs once, so all batches in a group share one
+  fsync and the event loop never blocks on disk.
+* Before writing, the flush records ``(offset, length, previous hash)`` in ``events.lock`` and clears it after the
+  fsync. A writer killed inside ``write`` can leave any prefix of its group, possibly ending exactly on a line
+  boundary inside a batch; the next process to take the lock sees the record, finds the file shorter than
+  announced and quarantines the whole partial group, so a batch is all there or not at all. A plain torn last line
+  (no newline, or not an entry) is quarantined the same way.
+* Opening reads the tail from the end of the file, never the whole log; ``entries(from_seq)`` finds its start by
+  binary search on the byte offsets (seq is monotonic in the file), or from a snapshot's recorded offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import os
+import struct
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import orjson
+from loguru import logger
+
+from libervia.durable import fsync_dir, replace_durably
+from libervia.eventlog.chain import build_entries, canonical_json, encode_line, has_entry_shape
+from libervia.eventlog.checkpoints import CheckpointSigner, checkpoint_from_dict
+from libervia.storage import Checkpoint, CorruptStoreError, EventDraft, LogHead, Snapshot, StorageError
+from libervia.tenants.ids import tenant_data_dir, tenant_id_problem
+
+_FILE_MODE = 0o640
+_READ_CHUNK = 1 << 20        # entries() and verification read this much per I/O call
+_BACK_CHUNK = 8192           # reading the last line backwards from the end
+_SCAN_WINDOW = 64 * 1024     # binary search stops here and scans lines
+_MAX_TAIL_REPAIR_LINES = 10_000
+_SNAPSHOT_NAME = "latest.snapshot"
+
+
+# --- layout ------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class TenantPaths:
+    tenant_dir: Path
+    eventlog_dir: Path
+    events: Path
+    lock: Path
+    quarantine: Path
+    snapshots: Path
+    checkpoints: Path
+
+
+class FileLayout:
+    """Where a tenant's files live under ``BASE_DIR``, refusing ids and symlinks that would lead outside it."""
+
+    def __init__(self, base_dir: Path) -> None:
+        self.base_dir = Path(base_dir)
+        self.tenants_root = self.base_dir / "tenants"
+        self.checkpoints_root = self.base_dir / "checkpoints"
+
+    def tenant(self, tenant_id: str, *, create: bool) -> TenantPaths:
+        """The tenant's paths; with ``create`` the directories are made (durably). Raises ``ValueError`` for an id
+        that breaks the tenant id rule, or a tenant directory or file that is a symlink (it could lead into
+        another tenant's data or out of ``BASE_DIR``)."""
+        if create:
+            _ensure_dir(self.tenants_root)
+            _ensure_dir(self.checkpoints_root)
+        tenant_dir = tenant_data_dir(self.base_dir, tenant_id)
+        _plain_child(tenant_dir.parent, tenant_id, create)
+        eventlog_dir = _plain_child(tenant_dir, "eventlog", create)
+        checkpoints_dir = self.checkpoints_root.resolve()
+        return TenantPaths(
+            tenant_dir=tenant_dir,
+            eventlog_dir=eventlog_dir,
+            events=_plain_child(eventlog_dir, "events.jsonl", False),
+            lock=_plain_child(eventlog_dir, "events.lock", False),
+            quarantine=_plain_child(eventlog_dir, "quarantine", False),
+            snapshots=_plain_child(tenant_dir, "snapshots", False),
+            checkpoints=_plain_child(checkpoints_dir, f"{tenant_id}.jsonl", False),
+        )
+
+    def tenants_with_logs(self) -> list[str]:
+        if not self.tenants_root.is_dir():
+            return []
+        return sorted(p.name for p in self.tenants_root.iterdir()
+                      if tenant_id_problem(p.name) is None and (p / "eventlog" / "events.jsonl").is_file())
+
+    def known_tenants(self) -> list[str]:
+        """Tenants with a log or with checkpoints (a log deleted outright still has its checkpoints)."""
+        names = set(self.tenants_with_logs())
+        if self.checkpoints_root.is_dir():
+            names.update(p.stem for p in self.checkpoints_root.glob("*.jsonl") if tenant_id_problem(p.stem) is None)
+        return sorted(names)
+
+
+def _plain_child(parent: Path, name: str, create_dir: bool) -> Path:
+    child = parent / name
+    if child.is_symlink():
+        raise ValueError(f"{child} is a symlink; tenant data must stay inside BASE_DIR")
+    if create_dir:
+        _ensure_dir(child)
+    return child
+
+
+# --- durable file primitives -------------------------------------------------------------------------------------
+
+def _ensure_dir(path: Path) -> None:
+    """Create ``path`` (and missing parents) so that its existence survives a crash."""
+    if path.is_dir():
+        return
+    _ensure_dir(path.parent)
+    with contextlib.suppress(FileExistsError):
+        path.mkdir()
+    fsync_dir(path.parent)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+# --- reading the log file ----------------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class EventLogStats:
+    """I/O counters of one log, for tests and benchmarks (not exported as metrics)."""
+
+    appends: int = 0        # batches acknowledged
+    events: int = 0         # entries acknowledged
+    writes: int = 0         # group writes (one write call each)
+    fsyncs: int = 0         # fsyncs of events.jsonl
+    bytes_written: int = 0
+    bytes_read: int = 0     # every byte read from events.jsonl and the snapshot
+    checkpoints: int = 0    # checkpoints signed and stored
+    quarantines: int = 0    # torn tails moved aside by this process
+
+
+class Chunk(NamedTuple):
+    entries: list[dict[str, Any]]
+    next_offset: int
+    done: bool
+    error: str | None      # an unreadable line right after ``entries``
+
+
+class LogFile:
+    """Positional reads of an events file (``pread`` only, so threads can share the descriptor)."""
+
+    def __init__(self, fd: int, stats: EventLogStats) -> None:
+        self.fd = fd
+        self.stats = stats
+
+    @classmethod
+    @contextlib.contextmanager
+    def open_readonly(cls, path: Path) -> Iterator[LogFile]:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        try:
+            yield cls(fd, EventLogStats())
+        finally:
+            os.close(fd)
+
+    def size(self) -> int:
+        return os.fstat(self.fd).st_size
+
+    def pread(self, offset: int, length: int) -> bytes:
+        data = os.pread(self.fd, length, offset)
+        self.stats.bytes_read += len(data)
+        return data
+
+    def last_line(self, end: int) -> tuple[int, bytes, bool] | None:
+        """``(start, line without newline, terminated)`` of the line that ends at byte ``end``; None if empty."""
+        if end <= 0:
+            return None
+        terminated = self.pread(end - 1, 1) == b"\n"
+        pos = stop = end - 1 if terminated else end
+        pieces: list[bytes] = []
+        start = 0
+        while pos > 0:
+            size = min(_BACK_CHUNK, pos)
+            data = self.pread(pos - size, size)
+            cut = data.rfind(b"\n")
+            if cut >= 0:
+                pieces.append(data[cut + 1:])
+                start = pos - size + cut + 1
+                break
+            pieces.append(data)
+            pos -= size
+        line = b"".join(reversed(pieces))
+        assert start + len(line) == stop
+        return start, line, terminated
+
+    def line_at(self, start: int, end: int) -> bytes | None:
+        """The complete line starting at ``start`` (without newline), or None if it is not terminated by ``end``."""
+        pieces: list[bytes] = []
+        pos = start
+        while pos < end:
+            data = self.pread(pos, min(4096, end - pos))
+            cut = data.find(b"\n")
+            if cut >= 0:
+                pieces.append(data[:cut])
+                return b"".join(pieces)
+            pieces.append(data)
+            pos += len(data)
+        return None
+
+    def _next_line_start(self, pos: int, end: int) -> int:
+        if pos == 0:
+            return 0
+        while pos < end:
+            data = self.pread(pos - 1, min(4096, end - pos + 1))
+            cut = data.find(b"\n")
+            if cut >= 0:
+                return pos - 1 + cut + 1
+            pos += len(data) - 1
+        return end
+
+    def _seq_at(self, start: int, end: int) -> int | None:
+        line = self.line_at(start, end)
+        entry = _parse_entry(line) if line is not None else None
+        return entry["seq"] if entry is not None else None
+
+    def line_start_for_seq(self, seq: int, end: int) -> int:
+        """Offset of the first line whose seq is ``>= seq`` (``end`` if none), by binary search then a short scan.
+
+        Only a log whose seqs increase along the file can be searched; when a probe lands on something unreadable
+        the search falls back to scanning from the last good position, so a damaged log still gets an answer.
+        """
+        if seq <= 1 or end <= 0:
+            return 0
+        lo, hi = 0, end
+        while hi - lo > _SCAN_WINDOW:
+            mid = (lo + hi) // 2
+            start = self._next_line_start(mid, hi)
+            if start >= hi:
+                hi = mid
+                continue
+            found = self._seq_at(start, end)
+            if found is None:
+                break
+            if found < seq:
+                lo = start
+            else:
+                hi = start
+        pos = lo
+        while pos < end:
+            line = self.line_at(pos, end)
+            if line is None:
+                return end
+            entry = _parse_entry(line)
+            if entry is not None and entry["seq"] >= seq:
+                return pos
+            pos += len(line) + 1
+        return end
+
+    def read_chunk(self, start: int, end: int, to_seq: int | None = None) -> Chunk:
+        """Parse the complete lines in ``[start, end)``, about one read's worth; stop after ``to_seq``."""
+        data = self.pread(start, min(_READ_CHUNK, end - start))
+        cut = data.rfind(b"\n")
+        while cut < 0 and start + len(data) < end:  # a line longer than one read
+            more = self.pread(start + len(data), min(_READ_CHUNK, end - start - len(data)))
+            base = len(data)
+            data += more
+            found = more.rfind(b"\n")
+            cut = base + found if found >= 0 else -1
+        if cut < 0:
+            return Chunk([], end, True, None)  # only a torn tail is left
+        entries: list[dict[str, Any]] = []
+        pos = start
+        loads = orjson.loads
+        for line in data[:cut].split(b"\n"):
+            try:
+                entry = loads(line)
+            except orjson.JSONDecodeError:
+                entry = None
+            if not isinstance(entry, dict):
+                return Chunk(entries, pos, True, f"unparsable line at byte offset {pos}")
+            seq = entry.get("seq")
+            if to_seq is not None and isinstance(seq, int) and seq > to_seq:
+                return Chunk(entries, pos, True, None)
+            entries.append(entry)
+            pos += len(line) + 1
+        next_offset = start + cut + 1
+        return Chunk(entries, next_offset, next_offset >= end, None)
+
+    def iter_chunks(self, start: int, end: int, to_seq: int | None = None
+                    ) -> Iterator[tuple[list[dict[str, Any]], int]]:
+        """``(entries, bytes consumed)`` per read; raises ``CorruptStoreError`` after the entries before a bad line."""
+        pos = start
+        while pos < end:
+            chunk = self.read_chunk(pos, end, to_seq)
+            yield chunk.entries, chunk.next_offset - pos
+            if chunk.error is not None:
+                raise CorruptStoreError(chunk.error)
+            if chunk.done:
+                return
+            pos = chunk.next_offset
+
+    def torn_tail_bytes(self, end: int) -> int:
+        last = self.last_line(end)
+        return len(last[1]) if last is not None and not last[2] else 0
+
+
+def _parse_entry(line: bytes) -> dict[str, Any] | None:
+    """The entry on ``line`` if it has the shape of one (enough to trust its seq and hash as the head)."""
+    try:
+        entry = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if (has_entry_shape(entry) and isinstance(entry["seq"], int) and entry["seq"] >= 1
+            and isinstance(entry["hash"], str) and isinstance(entry["ts"], str)):
+        return entry
+    return None
+
+
+# --- checkpoints file --------------------------------------------------------------------------------------------
+
+def read_checkpoint_file(path: Path) -> list[Checkpoint]:
+    """Checkpoints stored at ``path`` in file order; records that are not checkpoints are skipped."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    result = []
+    for line in data.splitlines():
+        try:
+            checkpoint = checkpoint_from_dict(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            checkpoint = None
+        if checkpoint is not None:
+            result.append(checkpoint)
+    return result
+
+
+def append_checkpoint_file(path: Path, checkpoint: Checkpoint) -> None:
+    """Append one checkpoint durably; the flock keeps two processes' lines whole."""
+    created = not path.exists()
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, _FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        # A line torn by a crash must not swallow the next checkpoint: start on a fresh line.
+        prefix = b"\n" if size and os.pread(fd, 1, size - 1) != b"\n" else b""
+        write_all(fd, prefix + canonical_json(checkpoint.as_dict()) + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if created:
+        fsync_dir(path.parent)
+
+
+def _last_checkpoint_seq(path: Path, tenant: str) -> int:
+    try:
+        with LogFile.open_readonly(path) as f:
+            last = f.last_line(f.size())
+    except FileNotFoundError:
+        return 0
+    if last is not None and last[2]:
+        checkpoint = None
+        with contextlib.suppress(orjson.JSONDecodeError):
+            checkpoint = checkpoint_from_dict(orjson.loads(last[1]))
+        if checkpoint is not None and checkpoint.tenant == tenant:
+            return checkpoint.seq
+    return max((cp.seq for cp in read_checkpoint_file(path) if cp.tenant == tenant), default=0)
+
+
+# --- the pending-write record in events.lock ---------------------------------------------------------------------
+
+_INTENT = struct.Struct(">QQ64s")  # offset, length, ascii hash of the entry before offset (zeros for genesis)
+_NO_INTENT = bytes(_INTENT.size)
+
+
+# --- the tenant log ----------------------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class _Batch:
+    drafts: list[EventDraft]
+    future: asyncio.Future[list[dict[str, Any]]]
+
+
+@dataclass(slots=True)
+class _Health:
+    degraded: bool = False
+    error_count: int = 0
+    last_append_at: str | None = None
+    quarantined: int = 0
+
+
+class FileTenantEventLog:
+    """One tenant's log file. Get it from :meth:`FileEventStore.open_log`; it implements ``TenantEventLog``."""
+
+    def __init__(self, tenant_id: str, paths: TenantPaths, signer: CheckpointSigner, executor: ThreadPoolExecutor,
+                 *, checkpoint_every: int, durable: bool, group_commit: bool,
+                 on_close: Callable[[FileTenantEventLog], None]) -> None:
+        self.tenant_id = tenant_id
+        self.paths = paths
+        self.stats = EventLogStats()
+        self._signer = signer
+        self._executor = executor
+        self._checkpoint_every = checkpoint_every
+        self._durable = durable
+        self._group_commit = group_commit
+        self._on_close = on_close
+        self._fd = -1
+        self._lock_fd = -1
+        self._file: LogFile
+        self._thread_lock = threading.Lock()
+        self._snapshot_lock = threading.Lock()
+        self._head = LogHead(0, None, None)
+        self._end = -1                      # file size as of our last look; -1 forces a re-read
+        self._last_checkpoint_seq = 0
+        self._health = _Health()
+        self._pending: list[_Batch] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._closing = False
+        # Line starts of seqs we know without searching (a snapshot's next entry), for entries(from_seq).
+        self._known_offsets: dict[int, int] = {}
+
+    # -- opening and the tail, all under the lock --
+
+    def open_sync(self) -> None:
+        paths = self.paths
+        created = not paths.events.exists()
+        self._fd = os.open(paths.events, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                           _FILE_MODE)
+        self._lock_fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, _FILE_MODE)
+        if created:
+            fsync_dir(paths.eventlog_dir)
+        self._file = LogFile(self._fd, self.stats)
+        if paths.quarantine.is_dir():
+            self._health.quarantined = sum(1 for _ in paths.quarantine.glob("*.jsonl"))
+        with self._locked():
+            self._sync_tail_locked()
+        self._last_checkpoint_seq = _last_checkpoint_seq(paths.checkpoints, self.tenant_id)
+        self._health.last_append_at = self._head.last_append_at
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        # flock excludes other processes; it is per open file, so threads of this process need their own lock.
+        with self._thread_lock:
+            if self._fd < 0:
+                raise StorageError(f"the event log of tenant {self.tenant_id} is closed")
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _sync_tail_locked(self) -> None:
+        """Make ``_head`` the file's real last entry, quarantining whatever a crashed writer left half-written."""
+        size = os.fstat(self._fd).st_size
+        if size == self._end:
+            return
+        size = self._settle_pending_write(size)
+        cut = size
+        for _ in range(_MAX_TAIL_REPAIR_LINES):
+            last = self._file.last_line(cut)
+            if last is None:
+                head_entry = None
+                break
+            start, line, terminated = last
+            head_entry = _parse_entry(line) if terminated else None
+            if head_entry is not None:
+                break
+            cut = start
+        else:
+            raise CorruptStoreError(f"the event log of tenant {self.tenant_id} ends in more than "
+                                    f"{_MAX_TAIL_REPAIR_LINES} unreadable lines")
+        if cut < size:
+            self._quarantine(cut, size, "a torn or unreadable last line")
+        if head_entry is None:
+            self._head = LogHead(0, None, None)
+        else:
+            self._head = LogHead(head_entry["seq"], head_entry["hash"], head_entry["ts"])
+        self._end = cut
+
+    def _settle_pending_write(self, size: int) -> int:
+        record = os.pread(self._lock_fd, _INTENT.size, 0)
+        if len(record) < _INTENT.size or record == _NO_INTENT:
+            return size
+        offset, length, prev = _INTENT.unpack(record)
+        prev_hash = prev.rstrip(b"\0").decode("ascii", "replace") or None
+        if offset < size < offset + length and self._hash_ending_at(offset) == prev_hash:
+            self._quarantine(offset, size, "a group write interrupted by a crash")
+            size = offset
+        os.pwrite(self._lock_fd, _NO_INTENT, 0)
+        return size
+
+    def _hash_ending_at(self, offset: int) -> str | None:
+        last = self._file.last_line(offset)
+        if last is None:
+            return None
+        entry = _parse_entry(last[1]) if last[2] else None
+        return entry["hash"] if entry is not None else "?"
+
+    def _quarantine(self, start: int, end: int, why: str) -> None:
+        data = self._file.pread(start, end - start)
+        _ensure_dir(self.paths.quarantine)
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"{time.time_ns() // 1_000_000 % 1000:03d}Z"
+        target = self.paths.quarantine / f"{stamp}-{os.getpid()}-{os.urandom(3).hex()}.jsonl"
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_dir(self.paths.quarantine)
+        # Only once the bytes are safely kept elsewhere do they leave the log.
+        os.ftruncate(self._fd, start)
+        os.fsync(self._fd)
+        self._health.quarantined += 1
+        self.stats.quarantines += 1
+        logger.warning("event log of tenant {} held {} ({} bytes at offset {}): moved to {}",
+                       self.tenant_id, why, len(data), start, target)
+
+    # -- appending --
+
+    async def append(self, drafts: Sequence[EventDraft]) -> list[dict[str, Any]]:
+        if self._closing:
+            raise StorageError(f"the event log of tenant {self.tenant_id} is closed")
+        if not drafts:
+            return []
+        loop = asyncio.get_running_loop()
+        batch = _Batch(list(drafts), loop.create_future())
+        self._pending.append(batch)
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush())
+        return await batch.future
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                if self._group_commit:
+                    group, self._pending = self._pending, []
+                else:
+                    group, self._pending = self._pending[:1], self._pending[1:]
+                try:
+                    results = await loop.run_in_executor(self._executor, self._write_group,
+                                                         [b.drafts for b in group])
+                except Exception as exc:
+                    self._health.degraded = True
+                    self._health.error_count += 1
+                    logger.error("append to the event log of tenant {} failed: {}", self.tenant_id, exc)
+                    failure = exc if isinstance(exc, StorageError) else StorageError(str(exc))
+                    results = [failure] * len(group)
+                for batch, result in zip(group, results, strict=True):
+                    if batch.future.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        batch.future.set_exception(result)
+                    else:
+                        batch.future.set_result(result)
+        finally:
+            self._flusher = None
+
+    def _write_group(self, batches: list[list[EventDraft]]) -> list[list[dict[str, Any]] | Exception]:
+        with self._locked():
+            self._sync_tail_locked()
+            head = start_head = self._head
+            results: list[list[dict[str, Any]] | Exception] = []
+            parts: list[bytes] = []
+            for drafts in batches:
+                try:
+                    entries = build_entries(self.tenant_id, head, drafts)
+                    parts.append(b"".join([encode_line(entry) for entry in entries]))
+                except (TypeError, ValueError) as exc:
+                    results.append(ValueError(f"event not stored: {exc}"))
+                    continue
+                last = entries[-1]
+                head = LogHead(last["seq"], last["hash"], last["ts"])
+                results.append(entries)
+            if not parts:
+                return results
+            data = b"".join(parts)
+            offset = self._end
+            try:
+                os.pwrite(self._lock_fd, _INTENT.pack(offset, len(data), (start_head.hash or "").encode()), 0)
+                write_all(self._fd, data)
+                if self._durable:
+                    os.fsync(self._fd)
+                    self.stats.fsyncs += 1
+                os.pwrite(self._lock_fd, _NO_INTENT, 0)
+            except OSError as exc:
+                self._roll_back(offset)
+                raise StorageError(f"append to the event log of tenant {self.tenant_id} failed: {exc}") from exc
+            self._end = offset + len(data)
+            self._head = head
+            self.stats.writes += 1
+            self.stats.bytes_written += len(data)
+            for result in results:
+                if isinstance(result, list):
+                    self.stats.appends += 1
+                    self.stats.events += len(result)
+            self._health.degraded = False
+            self._health.last_append_at = head.last_append_at
+            every = self._checkpoint_every
+            if every > 0 and head.seq // every > start_head.seq // every:
+                self._checkpoint_locked()
+            return results
+
+    def _roll_back(self, offset: int) -> None:
+        """Take a failed group's bytes back out so that a failed append leaves nothing behind."""
+        try:
+            os.ftruncate(self._fd, offset)
+            os.fsync(self._fd)
+            os.pwrite(self._lock_fd, _NO_INTENT, 0)
+        except OSError as exc:
+            # The pending-write record stays, so the next writer quarantines what is left.
+            logger.error("could not roll back a failed append for tenant {}: {}", self.tenant_id, exc)
+            self._end = -1
+
+    def _checkpoint_locked(self) -> None:
+        head = self._head
+        if head.hash is None or head.seq <= self._last_checkpoint_seq:
+            return
+        try:
+            append_checkpoint_file(self.paths.checkpoints, self._signer.sign(self.tenant_id, head.seq, head.hash))
+        except OSError as exc:
+            self._health.error_count += 1
+            logger.error("could not store a checkpoint for tenant {}: {}", self.tenant_id, exc)
+            return
+        self._last_checkpoint_seq = head.seq
+        self.stats.checkpoints += 1
+
+    # -- reading --
+
+    async def head(self) -> LogHead:
+        return await self._run(self._head_sync)
+
+    def _head_sync(self) -> LogHead:
+        with self._locked():
+            self._sync_tail_locked()
+            return self._head
+
+    async def entries(self, from_seq: int = 1, to_seq: int | None = None) -> AsyncIterator[dict[str, Any]]:
+        if self._fd < 0:
+            raise StorageError(f"the event log of tenant {self.tenant_id} is closed")
+        end = await self._run(self._file.size)
+        known_end, head_seq = self._end, self._head.seq
+        if from_seq == head_seq + 1 and known_end >= 0:
+            pos = known_end
+        elif from_seq in self._known_offsets:
+            pos = self._known_offsets[from_seq]
+        else:
+            pos = await self._run(self._file.line_start_for_seq, from_seq, end)
+        while pos < end:
+            chunk = await self._run(self._file.read_chunk, pos, end, to_seq)
+            for entry in chunk.entries:
+                yield entry
+            if chunk.error is not None:
+                raise CorruptStoreError(f"event log of tenant {self.tenant_id}: {chunk.error}")
+            if chunk.done:
+                return
+            pos = chunk.next_offset
+
+    async def size_bytes(self) -> int:
+        return await self._run(self._file.size)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "enabled": True,
+            "degraded": self._health.degraded,
+            "errorCount": self._health.error_count,
+            "events": self._head.seq,
+            "headHash": self._head.hash,
+            "lastAppendAt": self._health.last_append_at,
+            "quarantined": self._health.quarantined,
+        }
+
+    # -- snapshots --
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        await self._run(self._save_snapshot_sync, snapshot)
+
+    def _save_snapshot_sync(self, snapshot: Snapshot) -> None:
+        end = self._file.size()
+        if snapshot.seq == self._head.seq and snapshot.hash == self._head.hash and self._end >= 0:
+            offset = self._end
+        else:
+            start = self._file.line_start_for_seq(snapshot.seq, end)
+            line = self._file.line_at(start, end)
+            entry = _parse_entry(line) if line is not None else None
+            if entry is None or entry["seq"] != snapshot.seq or entry["hash"] != snapshot.hash:
+                raise ValueError(f"snapshot at seq {snapshot.seq} does not match the log of tenant "
+                                 f"{self.tenant_id}")
+            offset = start + len(line) + 1
+        header = canonical_json({
+            "tenant": self.tenant_id, "seq": snapshot.seq, "hash": snapshot.hash, "offset": offset,
+            "stateBytes": len(snapshot.state), "stateSha256": hashlib.sha256(snapshot.state).hexdigest(),
+        })
+        _ensure_dir(self.paths.snapshots)
+        with self._snapshot_lock:  # the temp file name is per process, so one writer per process at a time
+            replace_durably(self.paths.snapshots / _SNAPSHOT_NAME, header + b"\n" + snapshot.state)
+        self._known_offsets[snapshot.seq + 1] = offset
+
+    async def load_snapshot(self) -> Snapshot | None:
+        return await self._run(self._load_snapshot_sync)
+
+    def _load_snapshot_sync(self) -> Snapshot | None:
+        path = self.paths.snapshots / _SNAPSHOT_NAME
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        self.stats.bytes_read += len(data)
+        header_line, _, state = data.partition(b"\n")
+        try:
+            header = orjson.loads(header_line)
+            seq, hash_, offset = header["seq"], header["hash"], header["offset"]
+            intact = (header["tenant"] == self.tenant_id and header["stateBytes"] == len(state)
+                      and header["stateSha256"] == hashlib.sha256(state).hexdigest())
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            intact = False
+        if not intact:
+            logger.warning("snapshot of tenant {} is damaged; the log will be replayed from genesis", self.tenant_id)
+            return None
+        # The snapshot is only usable if the log still holds the very entry it was taken at.
+        if self._hash_ending_at(offset) != hash_ or self._seq_ending_at(offset) != seq:
+            logger.warning("snapshot of tenant {} (seq {}) does not match the log; ignoring it", self.tenant_id, seq)
+            return None
+        self._known_offsets[seq + 1] = offset
+        return Snapshot(seq=seq, hash=hash_, state=state)
+
+    def _seq_ending_at(self, offset: int) -> int | None:
+        last = self._file.last_line(offset)
+        entry = _parse_entry(last[1]) if last is not None and last[2] else None
+        return entry["seq"] if entry is not None else None
+
+    # -- closing --
+
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
+    async def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        try:
+            while self._flusher is not None:
+                await asyncio.shield(self._flusher)
+            await self._run(self._close_sync)
+        finally:
+            self._on_close(self)
+
+    def _close_sync(self) -> None:
+        try:
+            with self._locked():
+                self._sync_tail_locked()
+                self._last_checkpoint_seq = max(self._last_checkpoint_seq,
+                                                _last_checkpoint_seq(self.paths.checkpoints, self.tenant_id))
+                self._checkpoint_locked()
+        finally:
+            with self._thread_lock:
+                os.close(self._fd)
+                os.close(self._lock_fd)
+                self._fd = self._lock_fd = -1
+
+    async def _run(self, func: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+
+
+class FileEventStore:
+    """The embedded ``EventStore`` on ``BASE_DIR``.
+
+    ``checkpoint_every``: sign a checkpoint whenever an append crosses a multiple of it (and on close).
+    ``durable=False`` skips the fsync and ``group_commit=False`` writes one batch per fsync: both exist only so
+    that ``bench/eventlog_bench.py`` can measure what durability and group commit cost. Never use them otherwise.
+    """
+
+    def __init__(self, base_dir: Path, signer: CheckpointSigner, checkpoint_every: int = 1000, *,
+                 durable: bool = True, group_commit: bool = True, io_threads: int = 8) -> None:
+        self.layout = FileLayout(base_dir)
+        self.signer = signer
+        self.checkpoint_every = checkpoint_every
+        self._durable = durable
+        self._group_commit = group_commit
+        self._executor = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="libervia-eventlog")
+        self._logs: dict[str, FileTenantEventLog] = {}
+        self._open_lock = asyncio.Lock()
+
+    async def open_log(self, tenant_id: str) -> FileTenantEventLog:
+        async with self._open_lock:
+            log = self._logs.get(tenant_id)
+            if log is not None:
+                return log
+            paths = await self._run(lambda: self.layout.tenant(tenant_id, create=True))
+            log = FileTenantEventLog(tenant_id, paths, self.signer, self._executor,
+                                     checkpoint_every=self.checkpoint_every, durable=self._durable,
+                                     group_commit=self._group_commit, on_close=self._forget)
+            await self._run(log.open_sync)
+            self._logs[tenant_id] = log
+            return log
+
+    def _forget(self, log: FileTenantEventLog) -> None:
+        if self._logs.get(log.tenant_id) is log:
+            del self._logs[log.tenant_id]
+
+    async def tenant_ids(self) -> list[str]:
+        return await self._run(self.layout.tenants_with_logs)
+
+    async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        def save() -> None:
+            paths = self.layout.tenant(checkpoint.tenant, create=True)
+            append_checkpoint_file(paths.checkpoints, checkpoint)
+
+        await self._run(save)
+
+    async def checkpoints(self, tenant_id: str) -> list[Checkpoint]:
+        def read() -> list[Checkpoint]:
+            return read_checkpoint_file(self.layout.tenant(tenant_id, create=False).checkpoints)
+
+        return await self._run(read)
+
+    async def close(self) -> None:
+        """Close every open log (each signs a final checkpoint) and stop the I/O threads."""
+        for log in list(self._logs.values()):
+            try:
+                await log.close()
+            except Exception as exc:
+                logger.error("closing the event log of tenant {} failed: {}", log.tenant_id, exc)
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, func: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)

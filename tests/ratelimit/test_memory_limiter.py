@@ -1,0 +1,50 @@
+"""The in-memory GCRA limiter against the rate-limiter contract, plus its memory bound."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from libervia.ratelimit import RateLimiter
+from libervia_plugins.ratelimit_memory import MemoryRateLimiter
+from tests.contracts.ratelimit_contract import FakeClock, MakeLimiter, RateLimiterContract
+
+
+class TestMemoryLimiterContract(RateLimiterContract):
+    @pytest.fixture
+    async def make_limiter(self) -> AsyncIterator[MakeLimiter]:
+        built: list[RateLimiter] = []
+
+        async def make(clock: FakeClock) -> RateLimiter:
+            built.append(MemoryRateLimiter(clock=clock))
+            return built[-1]
+
+        yield make
+        for limiter in built:
+            await limiter.close()
+
+
+async def test_idle_keys_are_pruned() -> None:
+    clock = FakeClock()
+    limiter = MemoryRateLimiter(clock=clock)
+    for n in range(10_000):
+        await limiter.hit(f"tenant:t{n}", 60)
+    assert len(limiter) == 10_000
+    clock.advance(30)
+    for _ in range(45):
+        await limiter.hit("tenant:recent", 60)
+    clock.advance(31)  # every t<n> key is whole again; "recent" is still 14 s in debt
+    await limiter.hit("tenant:other", 60)
+    assert len(limiter) == 2
+
+
+async def test_a_pruned_key_starts_with_a_full_quota() -> None:
+    clock = FakeClock()
+    limiter = MemoryRateLimiter(clock=clock)
+    for _ in range(10):
+        await limiter.hit("tenant:a", 10)
+    clock.advance(61)
+    await limiter.hit("tenant:b", 10)  # triggers the sweep
+    decisions = [await limiter.hit("tenant:a", 10) for _ in range(11)]
+    assert [d.allowed for d in decisions] == [True] * 10 + [False]
