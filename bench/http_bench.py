@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.loadgen import LoadResult, run_load  # noqa: E402
-from tests.gateway_process import GatewayProcess, free_port  # noqa: E402
+from bench.loadgen import LoadResult, run_load
+from tests.gateway_process import GatewayProcess, free_port
 
 
 def start_bare() -> tuple[subprocess.Popen[bytes], str]:
@@ -28,7 +28,7 @@ def start_bare() -> tuple[subprocess.Popen[bytes], str]:
     url = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
-            with urllib.request.urlopen(f"{url}/health", timeout=1):  # noqa: S310
+            with urllib.request.urlopen(f"{url}/health", timeout=1):
                 return proc, url
         except OSError:
             time.sleep(0.05)

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -25,7 +26,7 @@ MIN_PYTHON = (3, 11)
 ENV_TEMPLATE = """\
 # Libervia Gateway environment. Copy to an env file (contrib/libervia.env) and fill in the blanks.
 # OBRIGATORIAS / required
-LIBERVIA_AUTH_PEPPER=        # at least 32 characters; e.g. $(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
+LIBERVIA_AUTH_PEPPER=        # >= 32 chars: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'
 ADMIN_TOKEN=                 # global admin token, at least 16 characters
 BASE_DIR=/data/libervia      # data directory (required in production)
 
@@ -83,7 +84,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     if settings is not None:
         results.append((True, f"settings valid (environment {settings.env})"))
         problem = ensure_writable_dir(settings.base_dir)
-        results.append((problem is None, f"BASE_DIR {settings.base_dir} writable" + (f": {problem}" if problem else "")))
+        detail = f": {problem}" if problem else ""
+        results.append((problem is None, f"BASE_DIR {settings.base_dir} writable{detail}"))
         if problem is None:
             free = free_disk_mb(settings.base_dir)
             needed = max(settings.min_free_disk_mb, 1024 if settings.env == "production" else 0)
@@ -209,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p = add("evidence", cmd_evidence, "collect incident evidence (secrets redacted) into a tar.gz")
     p.add_argument("--url", default=f"http://localhost:{os.environ.get('PORT', '3000')}")
-    p.add_argument("--output", default="/tmp")
+    p.add_argument("--output", default=tempfile.gettempdir())
     p.add_argument("--log-file")
     return parser
 

@@ -62,7 +62,8 @@ def bad_request(code: str, message: str, details: Any = None) -> ApiError:
     return ApiError(400, code, message, details=details)
 
 
-def validation_error(details: list[dict[str, Any]], message: str = "The request does not match its schema.") -> ApiError:
+def validation_error(details: list[dict[str, Any]],
+                     message: str = "The request does not match its schema.") -> ApiError:
     return ApiError(400, "VALIDATION_ERROR", message, details=details)
 
 

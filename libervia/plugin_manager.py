@@ -172,7 +172,7 @@ def _check_slots(loaded: LoadedPlugins, settings: Settings) -> list[str]:
     pm = loaded.pm
     for slot, hooks in SLOTS.items():
         chosen = settings.get(slot) or ""
-        providers = sorted({impl.plugin_name for hook in hooks[:1] for impl in getattr(pm.hook, hook).get_hookimpls()})
+        providers = sorted({impl.plugin_name for impl in getattr(pm.hook, hooks[0]).get_hookimpls()})
         if not chosen:
             if slot == "storage":
                 found.append("storage: a storage plugin must be named")

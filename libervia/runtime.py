@@ -96,6 +96,8 @@ class TenantRuntime:
         self._sweeper: asyncio.Task[None] | None = None
         self.evictions = {"idle": 0, "capacity": 0, "shutdown": 0}
         self.cores_started = 0
+        self.events_appended = 0
+        self._retired_counters: dict[str, int] = {}
 
     # --- lifecycle -----------------------------------------------------------------------------------------------
 
@@ -165,6 +167,11 @@ class TenantRuntime:
         slot = self._slots.get(tenant_id)
         return slot.core if slot is not None else None
 
+    def open_log_status(self, tenant_id: str) -> dict[str, Any] | None:
+        """The status of the tenant's log if this process has it open, without opening it."""
+        slot = self._slots.get(tenant_id)
+        return slot.log.status() if slot is not None else None
+
     def instances(self) -> list[dict[str, Any]]:
         now = time.monotonic()
         result = []
@@ -176,6 +183,31 @@ class TenantRuntime:
             info["logStatus"] = slot.log.status()
             result.append(info)
         return result
+
+    def health(self) -> dict[str, Any]:
+        """Instance health for ``/admin/health``: degraded when any open tenant log reports itself degraded."""
+        instances = []
+        for tenant_id, slot in self._slots.items():
+            log_status = slot.log.status()
+            instances.append({"tenant": tenant_id, "running": slot.core is not None,
+                              "healthy": not log_status.get("degraded", False),
+                              "busy": slot.core.busy if slot.core is not None else False,
+                              "errorCount": log_status.get("errorCount", 0)})
+        degraded = [i["tenant"] for i in instances if not i["healthy"]]
+        return {"status": "degraded" if degraded else "ok", "degradedTenants": degraded,
+                "activeInstances": self.active_count(), "instances": instances}
+
+    def metrics(self) -> dict[str, Any]:
+        """Gateway-wide totals for ``/admin/metrics``: instances, events, commands (running and stopped ones)."""
+        totals = dict(self._retired_counters)
+        for slot in self._slots.values():
+            if slot.core is not None:
+                for name, value in slot.core.counters.items():
+                    totals[name] = totals.get(name, 0) + value
+        return {"timestamp": now_iso(), "uptimeSeconds": round(self.gateway.uptime_s(), 3),
+                "tenants": self.gateway.registry.counts_by_status(), **self.stats(),
+                "eventsAppendedTotal": self.events_appended, "commandsTotal": totals.get("commands", 0),
+                "rejectedTotal": totals.get("rejected", 0), "snapshotsTotal": totals.get("snapshots", 0)}
 
     def stats(self) -> dict[str, Any]:
         return {"activeInstances": self.active_count(), "openLogs": len(self._slots),
@@ -219,6 +251,7 @@ class TenantRuntime:
             raw = await self.gateway.storage.events.open_log(tenant_id)
 
             def count(n: int) -> None:
+                self.events_appended += n
                 self.gateway.count(EVENTLOG_APPEND, value=n, tenant_id=tenant_id)
 
             slot = self._slots[tenant_id] = _Slot(log=_CountingLog(raw, count), opened_at=now_iso(),
@@ -261,6 +294,8 @@ class TenantRuntime:
                 if slot.core is not None:
                     await slot.core.close()
                     self._summaries[tenant_id] = summarise(slot.core.state)
+                    for name, value in slot.core.counters.items():
+                        self._retired_counters[name] = self._retired_counters.get(name, 0) + value
             finally:
                 await slot.log.close()
             self.evictions[why] = self.evictions.get(why, 0) + 1

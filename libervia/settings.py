@@ -220,7 +220,7 @@ def _describe_problem(problem: dict[str, Any]) -> str:
 
 def _secret_message(key: str, message: str) -> str:
     if "is too short" in message:
-        return "is too short (at least 32 characters)" if key != "admin_token" else "is too short (at least 16 characters)"
+        return f"is too short (at least {16 if key == 'admin_token' else 32} characters)"
     return "is not a valid value"
 
 

@@ -17,6 +17,7 @@ from libervia.responses import json_response
 from libervia.routing import Access, Route
 from libervia.storage import EventDraft
 
+TOTAL_HEADER = "X-Total-Count"
 KEY_WARNING = "Store this token now: it is shown only once and cannot be recovered."
 
 
@@ -42,7 +43,10 @@ async def list_tenants(request: web.Request) -> web.Response:
     registry = context.gateway(request).registry
     status = query.get("status")
     include_deleted = query["includeDeleted"] or status == "deleted"
-    return json_response(registry.all(include_deleted=include_deleted, status=status))
+    tenants = registry.all(include_deleted=include_deleted, status=status)
+    page = tenants[query["offset"]: query["offset"] + query["limit"]]
+    # The contract makes this list a bare JSON array, so its total travels in a header.
+    return json_response(page, headers={TOTAL_HEADER: str(len(tenants))})
 
 
 async def get_tenant(request: web.Request) -> web.Response:

@@ -113,6 +113,7 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
         "Content-Type": NDJSON if ndjson else "application/json",
         "X-Request-Id": context.request_id(request),
         "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
     })
     await response.prepare(request)
     manifest = ExportManifest()

@@ -57,6 +57,10 @@ def rules_for(config: dict[str, Any], tenant_id: str) -> list[ClosedLayerRule]:
     return [rule for rule in DEFAULT_RULES if rule.id not in disabled]
 
 
+_GRAVE = (Severidade.ALTA, Severidade.CRITICA)
+_EXPIRY_RULES = ("MANDATE_EXPIRED_TIME", "MANDATE_EXHAUSTED_USES")
+
+
 class DefaultAutonomyPolicy:
     """DOMAIN.md's evaluation order; the first matching rule wins."""
 
@@ -105,7 +109,9 @@ class DefaultAutonomyPolicy:
         if mandate.status == MandateStatus.REVOKED:
             return deny("MANDATE_REVOKED", "the mandate was revoked")
         if mandate.status == MandateStatus.EXPIRED:
-            return deny("MANDATE_EXPIRED", "the mandate has expired")
+            # Report why it expired (time or uses), as the evaluation that expired it did.
+            reason = mandate.end_reason if mandate.end_reason in _EXPIRY_RULES else "MANDATE_EXPIRED"
+            return deny(reason, "the mandate has expired")
         if mandate.valid_from and now < parse_iso(mandate.valid_from):
             return deny("MANDATE_NOT_ACTIVE_YET", f"the mandate is valid from {mandate.valid_from}")
         if mandate.valid_until and now >= parse_iso(mandate.valid_until):
@@ -113,9 +119,6 @@ class DefaultAutonomyPolicy:
         if mandate.max_uses is not None and mandate.uses >= mandate.max_uses:
             return deny("MANDATE_EXHAUSTED_USES", f"the mandate's {mandate.max_uses} uses are spent", expire=True)
         return None
-
-
-_GRAVE = (Severidade.ALTA, Severidade.CRITICA)
 
 
 class DefaultConsequencePolicy:

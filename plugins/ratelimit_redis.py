@@ -39,7 +39,7 @@ WARNING_INTERVAL_S = 10.0
 # Lua numbers are doubles: epoch microseconds (about 2**51) are still exact integers, nanoseconds would not be.
 US_PER_S = 1_000_000
 
-# KEYS[1] key; ARGV[1] emission interval, ARGV[2] period, ARGV[3] now or "" (all integer microseconds).
+# KEYS[1] key; ARGV[1] emission interval, ARGV[2] window, ARGV[3] now or "" (all integer microseconds).
 # Mirrors Gcra.admit. Returns {allowed, tat after the decision, now}; numbers go out as strings because Redis
 # would turn a Lua number into a 64-bit integer anyway and "%.0f" writes every digit.
 _GCRA_SCRIPT = """
@@ -51,13 +51,13 @@ else
   now = tonumber(ARGV[3])
 end
 local interval = tonumber(ARGV[1])
-local period = tonumber(ARGV[2])
+local window = tonumber(ARGV[2])
 local tat = tonumber(redis.call("GET", KEYS[1]))
 if tat == nil or tat < now then
   tat = now
 end
 local candidate = tat + interval
-if candidate - period > now then
+if candidate - window > now then
   return {0, string.format("%.0f", tat), string.format("%.0f", now)}
 end
 redis.call("SET", KEYS[1], string.format("%.0f", candidate), "PX", math.ceil((candidate - now) / 1000) + 1000)
@@ -113,13 +113,13 @@ class RedisRateLimiter:
                    error_backoff_s=config["error_backoff_s"], clock=clock)
 
     async def hit(self, key: str, limit_per_minute: int) -> RateDecision:
-        gcra = Gcra(limit_per_minute, US_PER_S)
+        gcra = Gcra.of(limit_per_minute, US_PER_S)
         if time.monotonic() < self._skip_until:
             return self._fallback(gcra)
         now_arg = "" if self._clock is None else str(round(self._clock() * US_PER_S))
         try:
             allowed, tat, now = await self._script(
-                keys=[self._prefix + key], args=[gcra.interval, gcra.period, now_arg])
+                keys=[self._prefix + key], args=[gcra.interval, gcra.window, now_arg])
         except (RedisError, OSError) as exc:  # redis-py's timeouts and refused connections land here
             self._skip_until = time.monotonic() + self._error_backoff_s
             self._warn(exc)

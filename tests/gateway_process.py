@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from multidict import CIMultiDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PEPPER = "test-pepper-" + "p" * 40
@@ -38,7 +39,11 @@ def base_env(base_dir: Path, port: int) -> dict[str, str]:
         "PORT": str(port),
         "HOST": "127.0.0.1",
         "LIBERVIA_ENV": "test",
+        # Tests share one client address and send many bad tokens on purpose; the throttle has its own test.
+        "LIBERVIA_AUTH__MAX_FAILURES": "1000000",
         "LIBERVIA_SETTINGS_FILE": str(REPO_ROOT / "settings.toml"),
+        # so that test plugins (tests.plugins_fixtures.*) can be listed by dotted path
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p),
     })
     return env
 
@@ -69,7 +74,7 @@ class GatewayProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gateway exited with {self.proc.returncode}: {self.stderr()}")
             try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:  # noqa: S310
+                with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:
                     if response.status == 200:
                         return self
             except (urllib.error.URLError, ConnectionError, OSError):
@@ -107,7 +112,7 @@ class GatewayProcess:
         return [json.loads(line) for line in self.log_text().splitlines() if line.strip()]
 
     async def request(self, method: str, path: str, token: str | None = None, headers: dict[str, str] | None = None,
-                      json: Any = None, data: bytes | str | None = None) -> tuple[int, dict[str, str], Any]:
+                      json: Any = None, data: bytes | str | None = None) -> tuple[int, CIMultiDict[str], Any]:
         """One HTTP request; the body comes back parsed when it is JSON, else as text."""
         sent = dict(headers or {})
         if token is not None:
@@ -120,7 +125,7 @@ class GatewayProcess:
                 body: Any = __import__("json").loads(text)
             except ValueError:
                 body = text
-            return response.status, dict(response.headers), body
+            return response.status, CIMultiDict(response.headers), body
 
     async def create_tenant(self, tenant_id: str, **fields: Any) -> dict[str, Any]:
         status, _, body = await self.request("POST", "/admin/tenants", self.admin_token,

@@ -228,7 +228,7 @@ class Projection:
         resolved = entry["evento"] == EventType.HUMAN_REVIEW_CASE_RESOLVED
         review.status = ReviewStatus.RESOLVED if resolved else ReviewStatus.DISMISSED
         review.resolution = _Resolution(payload["resolution"]) if resolved else None
-        review.notes = payload.get("notes")
+        self._replace_notes(review, entry, payload.get("notes"))
         review.effects = list(payload.get("effects") or [])
         review.closed_at = payload["em"]
         review.closed_by = entry.get("actor")
@@ -236,10 +236,15 @@ class Projection:
             self.state.open_review_by_consequence.pop(review.consequencia_id, None)
 
     def _review_notes(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
-        review = self.state.reviews[payload["review_id"]]
-        review.notes_history.append({"notes": review.notes, "replaced_at": payload["em"],
-                                     "by": entry.get("actor")})
-        review.notes = payload["notes"]
+        self._replace_notes(self.state.reviews[payload["review_id"]], entry, payload["notes"])
+
+    @staticmethod
+    def _replace_notes(review: ReviewCase, entry: dict[str, Any], notes: str | None) -> None:
+        """Notes are amendable, but what they said before stays on record."""
+        if review.notes is not None and review.notes != notes:
+            review.notes_history.append({"notes": review.notes, "replaced_at": entry["payload"]["em"],
+                                         "by": entry.get("actor")})
+        review.notes = notes
 
     # --- snapshots -----------------------------------------------------------------------------------------------
 

@@ -33,16 +33,19 @@ _CANONICAL = orjson.OPT_SORT_KEYS
 
 
 def canonical_json(value: Any) -> bytes:
-    """Sorted keys, no whitespace, UTF-8 (orjson never escapes non-ASCII). Raises ``TypeError`` if not JSON."""
-    try:
-        return orjson.dumps(value, option=_CANONICAL)
-    except orjson.JSONEncodeError as exc:
-        raise TypeError(f"not JSON-serialisable: {exc}") from exc
+    """Sorted keys, no whitespace, UTF-8 (orjson never escapes non-ASCII).
+
+    Raises ``TypeError`` (``orjson.JSONEncodeError``) for anything that is not plain JSON.
+    """
+    return orjson.dumps(value, option=_CANONICAL)
 
 
 def entry_hash(entry: Mapping[str, Any]) -> str:
     """The hash ``entry`` must carry, computed from everything in it except ``hash`` itself."""
-    body = {key: value for key, value in entry.items() if key != "hash"}
+    body: Mapping[str, Any] = entry
+    if "hash" in entry:
+        body = dict(entry)  # a C-level copy: verification calls this for every entry of a log
+        del body["hash"]
     prev = entry.get("prev")
     digest = hashlib.sha256(prev.encode("ascii") if isinstance(prev, str) else b"")
     digest.update(canonical_json(body))

@@ -16,9 +16,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 from pathlib import PurePosixPath
-from typing import IO, Any
+from typing import IO
 
-import orjson
 from tqdm import tqdm
 
 FORMAT = "libervia-backup/1"
@@ -31,7 +30,6 @@ SIGNATURE_NAME = "manifest.sig"
 _SIGNATURE_CONTEXT = b"libervia backup manifest v1\n"
 
 _CHUNK = 1024 * 1024
-_TAIL_BLOCK = 64 * 1024
 
 
 class ArchiveError(Exception):
@@ -105,35 +103,3 @@ def drain(stream: IO[bytes]) -> None:
     """Read ``stream`` to its end, so a gzip reader checks its CRC and length trailer."""
     while stream.read(_CHUNK):
         pass
-
-
-def last_whole_line(source: IO[bytes], size: int) -> tuple[int, bytes | None]:
-    """Length of the longest prefix of ``source[:size]`` made of whole lines, and that prefix's last line.
-
-    Reads backwards from ``size``, so finding the head of a large event log costs one or two blocks.
-    """
-    buffer = b""
-    position = size
-    while position > 0:
-        step = min(_TAIL_BLOCK, position)
-        position -= step
-        source.seek(position)
-        buffer = source.read(step) + buffer
-        last = buffer.rfind(b"\n")
-        if last == -1:
-            continue
-        previous = buffer.rfind(b"\n", 0, last)
-        if previous != -1 or position == 0:
-            return position + last + 1, buffer[previous + 1:last]
-    return 0, None
-
-
-def log_head(line: bytes | None) -> dict[str, Any]:
-    """``{seq, hash}`` of an event-log line; ``{0, None}`` for an empty log, ``{None, None}`` if unreadable."""
-    if line is None:
-        return {"seq": 0, "hash": None}
-    try:
-        entry = orjson.loads(line)
-        return {"seq": int(entry["seq"]), "hash": str(entry["hash"])}
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        return {"seq": None, "hash": None}

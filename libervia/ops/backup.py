@@ -16,12 +16,15 @@ also in the archived registry.
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -39,13 +42,17 @@ from libervia.ops.archive import (
     CountingReader,
     byte_progress,
     data_member,
-    last_whole_line,
-    log_head,
     sign_manifest,
 )
 
+# The embedded store owns the log format on disk; the backup reads it with the store's own primitives.
+from libervia_plugins.storage_files.eventlog import NO_PENDING_WRITE, PENDING_WRITE, EventLogStats, LogFile
+from libervia_plugins.storage_files.eventlog import _parse_entry as parse_entry
+
 REGISTRY_FILES = ("config/tenants.json", "config/key_usage.json")
 REGISTRY_LOCK = "config/tenants.lock"
+# Crash leftovers are a line or one group write; far more than that after the last entry is damage for a human.
+_MAX_UNSETTLED_TAIL = 64 * 1024 * 1024
 
 
 class BackupError(Exception):
@@ -109,27 +116,67 @@ class _ArchiveWriter:
             self.add(path, source, os.fstat(source.fileno()).st_size)
 
     def add_log(self, log: Path, tenant: str) -> dict[str, Any] | None:
-        """Copy the log up to its last whole, durable entry and return that entry's ``{seq, hash}``."""
+        """Copy the log up to its last settled entry and return that entry's ``{seq, hash}``.
+
+        Bytes after it (a torn line or a group write a crash cut short) are what the gateway quarantines when it
+        next takes the lock; they go into the archive as a quarantine file, read while the lock is held since
+        the gateway may truncate them as soon as it is released.
+        """
         try:
             source = log.open("rb")
         except FileNotFoundError:
             return None
         with source:
-            with exclusive_lock(log.with_name("events.lock")):
-                size = os.fstat(source.fileno()).st_size
-                length, last_line = last_whole_line(source, size)
-            if length < size:
-                # Only a crashed writer leaves bytes after the last newline; the gateway quarantines them when
-                # it next opens the log. They were never acknowledged, so the backup does not carry them.
-                _warn(f"tenant {tenant}: {size - length} bytes of torn tail after the last entry left out")
+            with _flocked(log.with_name("events.lock"), owner_of=log) as lock_fd:
+                view = LogFile(source.fileno(), EventLogStats())
+                size = view.size()
+                end, head = settled_end(view, lock_fd, size)
+                if size - end > _MAX_UNSETTLED_TAIL:
+                    raise BackupError(f"tenant {tenant}: {size - end} bytes after the last readable entry; "
+                                      "verify the log (PROC-007) before backing it up")
+                unsettled = view.pread(end, size - end)
+            if unsettled:
+                _warn(f"tenant {tenant}: {len(unsettled)} bytes after the last whole entry (left by a crashed "
+                      "writer) archived under eventlog/quarantine/, as the gateway would")
+                stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+                self.add_bytes(log.parent / "quarantine" / f"{stamp}-backup-{os.urandom(3).hex()}.jsonl",
+                               unsettled)
             source.seek(0)
-            self.add(log, source, length)
-        head = log_head(last_line)
-        if head["seq"] is None:
-            # Kept in the backup as it is: a corrupt log is evidence (PROC-007), and the restore's verify will
-            # name the entry.
-            _warn(f"tenant {tenant}: the last entry of the log cannot be read; its chain will not verify")
-        return head
+            self.add(log, source, end)
+        if head is None:
+            return {"seq": 0, "hash": None}
+        return {"seq": head["seq"], "hash": head["hash"]}
+
+
+def settled_end(view: LogFile, lock_fd: int, size: int) -> tuple[int, dict[str, Any] | None]:
+    """Where the log ends once a crashed writer's leftovers are set aside, and the entry that ends it.
+
+    The read-only twin of what ``storage_files`` does under the same lock before it appends (see
+    ``FileTenantEventLog._sync_tail_locked``): a pending-write record in ``events.lock`` whose group is only
+    partly in the file cuts the log at the group's start; then unterminated or unreadable last lines are cut.
+    Everything before the returned offset is never rewritten again, so it can be copied without the lock.
+    """
+    record = os.pread(lock_fd, PENDING_WRITE.size, 0)
+    if len(record) == PENDING_WRITE.size and record != NO_PENDING_WRITE:
+        offset, length, prev = PENDING_WRITE.unpack(record)
+        prev_hash = prev.rstrip(b"\0").decode("ascii", "replace") or None
+        if offset < size < offset + length and _hash_ending_at(view, offset) == prev_hash:
+            size = offset
+    while (last := view.last_line(size)) is not None:
+        start, line, terminated = last
+        entry = parse_entry(line) if terminated else None
+        if entry is not None:
+            return size, entry
+        size = start
+    return 0, None
+
+
+def _hash_ending_at(view: LogFile, offset: int) -> str | None:
+    last = view.last_line(offset)
+    if last is None:
+        return None
+    entry = parse_entry(last[1]) if last[2] else None
+    return entry["hash"] if entry is not None else "?"
 
 
 def _write_archive(raw: BinaryIO, base_dir: Path, key: bytes, bar: tqdm, created_at: str) -> None:
@@ -138,7 +185,7 @@ def _write_archive(raw: BinaryIO, base_dir: Path, key: bytes, bar: tqdm, created
     with tarfile.open(fileobj=raw, mode="w:gz", compresslevel=6, format=tarfile.PAX_FORMAT) as tar:
         writer = _ArchiveWriter(tar, base_dir, bar)
         for path in _regular_files(base_dir / "checkpoints"):
-            content = _whole_lines(path)
+            content = _checkpoint_lines(path)
             if content is not None:
                 writer.add_bytes(path, content)
 
@@ -167,13 +214,37 @@ def _write_archive(raw: BinaryIO, base_dir: Path, key: bytes, bar: tqdm, created
         tar.addfile(_member(SIGNATURE_NAME, len(signature)), io.BytesIO(signature))
 
 
-def _whole_lines(path: Path) -> bytes | None:
-    """The file's content up to its last newline: a line being appended right now is not part of it yet."""
+def _checkpoint_lines(path: Path) -> bytes | None:
+    """The checkpoint file's whole lines, read under the flock its writers take while appending."""
     try:
-        content = path.read_bytes()
+        with _flocked(path, owner_of=path) as fd:
+            content = b""
+            while chunk := os.read(fd, 1 << 20):
+                content += chunk
     except FileNotFoundError:
         return None
     return content[: content.rfind(b"\n") + 1]
+
+
+@contextmanager
+def _flocked(lock_path: Path, owner_of: Path) -> Iterator[int]:
+    """Hold ``flock(LOCK_EX)`` on ``lock_path`` and yield its descriptor (the pending-write record is read from it).
+
+    Exclusive, not shared: writers take it exclusively, and only an exclusive lock waits for an append in flight.
+    """
+    try:
+        fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
+        if os.geteuid() == 0:
+            # A backup run as root must not leave behind a lock file the gateway's own user cannot open.
+            owner = os.stat(owner_of)
+            os.fchown(fd, owner.st_uid, owner.st_gid)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def _tenant_ids(base_dir: Path) -> list[str]:

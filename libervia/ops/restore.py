@@ -41,10 +41,10 @@ from libervia.ops.archive import (
     byte_progress,
     checked_relpath,
     drain,
-    last_whole_line,
-    log_head,
     signature_matches,
 )
+from libervia_plugins.storage_files.eventlog import LogFile
+from libervia_plugins.storage_files.eventlog import _parse_entry as parse_entry
 
 EXIT_OK = 0
 EXIT_VERIFY_FAILED = 1      # restored, but a chain or a head does not check out
@@ -95,8 +95,12 @@ def run_restore(archive: Path, base_dir: Path, key: bytes, force: bool, progress
         return EXIT_ARCHIVE_REFUSED
 
     created_target = not base_dir.exists()
-    base_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".restore-", dir=base_dir))
+    try:
+        base_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".restore-", dir=base_dir))
+    except OSError as exc:
+        _say(f"restore aborted: cannot write into {base_dir}: {exc}", error=True)
+        return EXIT_WRITE_FAILED
     try:
         _extract(archive, manifest, staging, progress)
     except (ArchiveError, _TargetWriteError) as exc:
@@ -105,7 +109,13 @@ def run_restore(archive: Path, base_dir: Path, key: bytes, force: bool, progress
             base_dir.rmdir()
         _say(f"restore aborted: {exc}; {base_dir} was left as it was", error=True)
         return EXIT_ARCHIVE_REFUSED if isinstance(exc, ArchiveError) else EXIT_WRITE_FAILED
-    aside = _swap_in(staging, base_dir, occupied)
+    try:
+        aside = _swap_in(staging, base_dir)
+    except OSError as exc:
+        # Renames inside one directory do not fail in practice; if one did, say where everything is.
+        _say(f"restore interrupted while swapping content: {exc}; the verified backup is in {staging}, the "
+             f"previous content in {base_dir} and its .pre-restore-* directory", error=True)
+        return EXIT_WRITE_FAILED
 
     total = sum(record.size for record in manifest.files.values())
     _say(f"restored {len(manifest.files)} files ({total} bytes) from the backup of {manifest.created_at} "
@@ -223,9 +233,10 @@ def _extract(archive: Path, manifest: Manifest, staging: Path, progress: bool) -
         raise _TargetWriteError(f"cannot sync {staging}: {exc}") from exc
 
 
-def _swap_in(staging: Path, base_dir: Path, occupied: list[Path]) -> Path | None:
+def _swap_in(staging: Path, base_dir: Path) -> Path | None:
     """Move the target's current entries aside, then the staged ones in; every move is a rename."""
     aside = None
+    occupied = _occupying_entries(base_dir)  # again: the staging directory is not among them
     if occupied:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         aside = Path(tempfile.mkdtemp(prefix=f".pre-restore-{stamp}-", dir=base_dir))
@@ -244,12 +255,14 @@ def _check_heads(base_dir: Path, manifest: Manifest) -> list[str]:
     for tenant, expected in sorted(manifest.chains.items()):
         log = base_dir / "tenants" / tenant / "eventlog" / "events.jsonl"
         try:
-            with log.open("rb") as source:
-                _, line = last_whole_line(source, os.fstat(source.fileno()).st_size)
+            with LogFile.open_readonly(log) as view:
+                last = view.last_line(view.size())
         except OSError as exc:
             problems.append(f"tenant {tenant}: cannot read the restored log: {exc}")
             continue
-        head = log_head(line)
+        entry = parse_entry(last[1]) if last is not None and last[2] else None
+        head = {"seq": entry["seq"], "hash": entry["hash"]} if entry else {"seq": 0 if last is None else None,
+                                                                         "hash": None}
         if head != {"seq": expected.get("seq"), "hash": expected.get("hash")}:
             problems.append(f"tenant {tenant}: restored head {head} differs from the backup's {expected}")
     return problems

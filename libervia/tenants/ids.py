@@ -24,7 +24,8 @@ def tenant_id_problem(tenant_id: str) -> str | None:
     if not MIN_LENGTH <= len(tenant_id) <= MAX_LENGTH:
         return f"must be {MIN_LENGTH} to {MAX_LENGTH} characters long"
     if not TENANT_ID_PATTERN.match(tenant_id):
-        return "may hold only lower-case letters, digits and single hyphens, and must start and end with a letter or digit"
+        return ("may hold only lower-case letters, digits and single hyphens, "
+                "and must start and end with a letter or digit")
     if tenant_id in RESERVED_IDS:
         return f"{tenant_id!r} is reserved"
     return None

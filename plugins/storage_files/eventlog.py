@@ -156,11 +156,12 @@ class EventLogStats:
     quarantines: int = 0    # torn tails moved aside by this process
 
 
-class Chunk(NamedTuple):
-    entries: list[dict[str, Any]]
+class Lines(NamedTuple):
+    """Complete lines read from ``start``; ``next_offset`` is where the next read begins."""
+
+    start: int
+    lines: list[bytes]
     next_offset: int
-    done: bool
-    error: str | None      # an unreadable line right after ``entries``
 
 
 class LogFile:
@@ -272,52 +273,54 @@ class LogFile:
             pos += len(line) + 1
         return end
 
-    def read_chunk(self, start: int, end: int, to_seq: int | None = None) -> Chunk:
-        """Parse the complete lines in ``[start, end)``, about one read's worth; stop after ``to_seq``."""
+    def read_lines(self, start: int, end: int) -> Lines:
+        """The complete lines in ``[start, end)``, about one read's worth (more if one line is longer).
+
+        Lines stay bytes: callers parse them one at a time as they consume them, which keeps no more than one
+        parsed entry alive at once (retaining a chunk of parsed entries costs more than parsing them).
+        """
         data = self.pread(start, min(_READ_CHUNK, end - start))
         cut = data.rfind(b"\n")
         while cut < 0 and start + len(data) < end:  # a line longer than one read
             more = self.pread(start + len(data), min(_READ_CHUNK, end - start - len(data)))
-            base = len(data)
-            data += more
             found = more.rfind(b"\n")
-            cut = base + found if found >= 0 else -1
+            cut = len(data) + found if found >= 0 else -1
+            data += more
         if cut < 0:
-            return Chunk([], end, True, None)  # only a torn tail is left
-        entries: list[dict[str, Any]] = []
-        pos = start
-        loads = orjson.loads
-        for line in data[:cut].split(b"\n"):
-            try:
-                entry = loads(line)
-            except orjson.JSONDecodeError:
-                entry = None
-            if not isinstance(entry, dict):
-                return Chunk(entries, pos, True, f"unparsable line at byte offset {pos}")
-            seq = entry.get("seq")
-            if to_seq is not None and isinstance(seq, int) and seq > to_seq:
-                return Chunk(entries, pos, True, None)
-            entries.append(entry)
-            pos += len(line) + 1
-        next_offset = start + cut + 1
-        return Chunk(entries, next_offset, next_offset >= end, None)
+            return Lines(start, [], end)  # only a torn tail is left
+        return Lines(start, data[:cut].split(b"\n"), start + cut + 1)
 
-    def iter_chunks(self, start: int, end: int, to_seq: int | None = None
-                    ) -> Iterator[tuple[list[dict[str, Any]], int]]:
-        """``(entries, bytes consumed)`` per read; raises ``CorruptStoreError`` after the entries before a bad line."""
+    def iter_entries(self, start: int, end: int, progress: Callable[[int], object] | None = None
+                     ) -> Iterator[dict[str, Any]]:
+        """Every entry in ``[start, end)``, parsed as it is consumed; ``progress`` gets the bytes of each read.
+
+        Raises ``CorruptStoreError`` at a line that is not a JSON object, after yielding the entries before it.
+        """
         pos = start
         while pos < end:
-            chunk = self.read_chunk(pos, end, to_seq)
-            yield chunk.entries, chunk.next_offset - pos
-            if chunk.error is not None:
-                raise CorruptStoreError(chunk.error)
-            if chunk.done:
-                return
+            chunk = self.read_lines(pos, end)
+            if progress is not None:
+                progress(chunk.next_offset - pos)
+            yield from parse_lines(chunk)
             pos = chunk.next_offset
 
     def torn_tail_bytes(self, end: int) -> int:
         last = self.last_line(end)
         return len(last[1]) if last is not None and not last[2] else 0
+
+
+def parse_lines(chunk: Lines) -> Iterator[dict[str, Any]]:
+    offset = chunk.start
+    loads = orjson.loads
+    for line in chunk.lines:
+        try:
+            entry = loads(line)
+        except orjson.JSONDecodeError:
+            entry = None
+        if not isinstance(entry, dict):
+            raise CorruptStoreError(f"unparsable line at byte offset {offset}")
+        yield entry
+        offset += len(line) + 1
 
 
 def _parse_entry(line: bytes) -> dict[str, Any] | None:
@@ -385,8 +388,8 @@ def _last_checkpoint_seq(path: Path, tenant: str) -> int:
 
 # --- the pending-write record in events.lock ---------------------------------------------------------------------
 
-_INTENT = struct.Struct(">QQ64s")  # offset, length, ascii hash of the entry before offset (zeros for genesis)
-_NO_INTENT = bytes(_INTENT.size)
+PENDING_WRITE = struct.Struct(">QQ64s")  # offset, length, ascii hash of the entry before offset (zeros for genesis)
+NO_PENDING_WRITE = bytes(PENDING_WRITE.size)
 
 
 # --- the tenant log ----------------------------------------------------------------------------------------------
@@ -494,15 +497,15 @@ class FileTenantEventLog:
         self._end = cut
 
     def _settle_pending_write(self, size: int) -> int:
-        record = os.pread(self._lock_fd, _INTENT.size, 0)
-        if len(record) < _INTENT.size or record == _NO_INTENT:
+        record = os.pread(self._lock_fd, PENDING_WRITE.size, 0)
+        if len(record) < PENDING_WRITE.size or record == NO_PENDING_WRITE:
             return size
-        offset, length, prev = _INTENT.unpack(record)
+        offset, length, prev = PENDING_WRITE.unpack(record)
         prev_hash = prev.rstrip(b"\0").decode("ascii", "replace") or None
         if offset < size < offset + length and self._hash_ending_at(offset) == prev_hash:
             self._quarantine(offset, size, "a group write interrupted by a crash")
             size = offset
-        os.pwrite(self._lock_fd, _NO_INTENT, 0)
+        os.pwrite(self._lock_fd, NO_PENDING_WRITE, 0)
         return size
 
     def _hash_ending_at(self, offset: int) -> str | None:
@@ -594,12 +597,12 @@ class FileTenantEventLog:
             data = b"".join(parts)
             offset = self._end
             try:
-                os.pwrite(self._lock_fd, _INTENT.pack(offset, len(data), (start_head.hash or "").encode()), 0)
+                os.pwrite(self._lock_fd, PENDING_WRITE.pack(offset, len(data), (start_head.hash or "").encode()), 0)
                 write_all(self._fd, data)
                 if self._durable:
                     os.fsync(self._fd)
                     self.stats.fsyncs += 1
-                os.pwrite(self._lock_fd, _NO_INTENT, 0)
+                os.pwrite(self._lock_fd, NO_PENDING_WRITE, 0)
             except OSError as exc:
                 self._roll_back(offset)
                 raise StorageError(f"append to the event log of tenant {self.tenant_id} failed: {exc}") from exc
@@ -623,7 +626,7 @@ class FileTenantEventLog:
         try:
             os.ftruncate(self._fd, offset)
             os.fsync(self._fd)
-            os.pwrite(self._lock_fd, _NO_INTENT, 0)
+            os.pwrite(self._lock_fd, NO_PENDING_WRITE, 0)
         except OSError as exc:
             # The pending-write record stays, so the next writer quarantines what is left.
             logger.error("could not roll back a failed append for tenant {}: {}", self.tenant_id, exc)
@@ -664,13 +667,15 @@ class FileTenantEventLog:
         else:
             pos = await self._run(self._file.line_start_for_seq, from_seq, end)
         while pos < end:
-            chunk = await self._run(self._file.read_chunk, pos, end, to_seq)
-            for entry in chunk.entries:
-                yield entry
-            if chunk.error is not None:
-                raise CorruptStoreError(f"event log of tenant {self.tenant_id}: {chunk.error}")
-            if chunk.done:
-                return
+            chunk = await self._run(self._file.read_lines, pos, end)
+            try:
+                for entry in parse_lines(chunk):
+                    seq = entry.get("seq")
+                    if to_seq is not None and isinstance(seq, int) and seq > to_seq:
+                        return
+                    yield entry
+            except CorruptStoreError as exc:
+                raise CorruptStoreError(f"event log of tenant {self.tenant_id}: {exc}") from None
             pos = chunk.next_offset
 
     async def size_bytes(self) -> int:

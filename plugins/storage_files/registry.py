@@ -40,6 +40,7 @@ class FileRegistryStore:
         """Create the directory and an empty registry if there is none; refuse a corrupt one, untouched."""
         self.config_dir.mkdir(parents=True, exist_ok=True)
         with exclusive_lock(self.lock_path):
+            self._remove_abandoned_temp_files()
             if not self.path.exists():
                 write_json_durably(self.path, empty_document())
         self._read_sync()
@@ -77,8 +78,14 @@ class FileRegistryStore:
         except FileNotFoundError:
             return "missing"
 
+    def _remove_abandoned_temp_files(self) -> None:
+        """Temp files of writers killed mid-write. Only called under the lock, so none is in use."""
+        for leftover in self.config_dir.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
+
     def _update_sync(self, mutate: Callable[[dict[str, Any]], T]) -> tuple[T, str, dict[str, Any]]:
         with exclusive_lock(self.lock_path):
+            self._remove_abandoned_temp_files()
             _, doc = self._read_sync()
             value = mutate(doc)
             write_json_durably(self.path, doc)

@@ -7,7 +7,9 @@ lives until the process ends:
   series);
 * ``route`` is the route template the host reports (or ``unmatched``), never a raw path;
 * ``method`` is one of the standard methods, else ``OTHER`` (aiohttp accepts any token as a method);
-* ``reason`` is a machine code (``[A-Z0-9_]``, at most 64 characters), else ``OTHER``.
+* ``reason`` is a machine code (``[A-Z][A-Z0-9_]*``, at most 64 characters), else ``OTHER``; the host's
+  codes are a handful, and past ``MAX_REASONS`` distinct ones (a third-party auth plugin gone wild) any new
+  code is counted as ``OTHER`` too.
 
 ``libervia_http_errors_total`` counts every response with status >= 400, 4xx and 5xx alike, labelled with its
 status, so both "clients failing" and "server failing" can be read from it; the ``ERROR_RATE_SPIKE`` alert
@@ -30,7 +32,8 @@ from libervia.telemetry import RequestObservation
 UNKNOWN_TENANT = "unknown"
 TENANT_STATUSES = ("active", "suspended", "deleted")
 STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_REASON = re.compile(r"[A-Z0-9_]{1,64}")
+_REASON = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+MAX_REASONS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,7 @@ class GatewayMetrics:
 
     def __init__(self, latency_buckets_ms: Sequence[float], is_registered: Callable[[str], bool]) -> None:
         self._is_registered = is_registered
+        self._reasons: set[str] = set()
         self.registry = Registry()
         r = self.registry
         self.requests = Counter("libervia_http_requests_total", "HTTP responses sent, by method, route template "
@@ -117,16 +121,16 @@ class GatewayMetrics:
         method = observation.method if observation.method in STANDARD_METHODS else "OTHER"
         status = str(observation.status)
         labels = {"method": method, "route": observation.route, "status": status}
-        self.requests.inc(labels)
+        _increment(self.requests, labels)
         if observation.status >= 400:
-            self.errors.inc(labels)
+            _increment(self.errors, labels)
         # A NaN would land in _count but in no bucket, breaking "+Inf bucket == _count".
         duration = observation.duration_ms if math.isfinite(observation.duration_ms) else 0.0
-        self.duration.observe({"method": method, "route": observation.route}, max(0.0, duration))
+        _observe(self.duration, {"method": method, "route": observation.route}, max(0.0, duration))
         if observation.tenant_id is not None:
             tenant = self.tenant_label(observation.tenant_id)
             if tenant != UNKNOWN_TENANT:
-                self.tenant_requests.inc({"tenant_id": tenant, "status": status})
+                _increment(self.tenant_requests, {"tenant_id": tenant, "status": status})
 
     def count(self, name: str, labels: dict[str, str], value: float) -> bool:
         """Count a host event; return False for names this plugin does not know (ignored)."""
@@ -135,10 +139,17 @@ class GatewayMetrics:
             return False
         safe = {"tenant_id": self.tenant_label(labels.get("tenant_id"))}
         if name == telemetry.AUTH_FAILURE:
-            reason = labels.get("reason", "")
-            safe["reason"] = reason if _REASON.fullmatch(reason) else "OTHER"
+            safe["reason"] = self._reason_label(labels.get("reason", ""))
         counter.add(safe, value)
         return True
+
+    def _reason_label(self, reason: str) -> str:
+        if reason in self._reasons:
+            return reason
+        if len(self._reasons) < MAX_REASONS and _REASON.fullmatch(reason):
+            self._reasons.add(reason)
+            return reason
+        return "OTHER"
 
     def families(self, readings: GaugeReadings, tenant_id: str | None = None) -> list[Family]:
         """A snapshot of every family, in exposition order; with ``tenant_id`` only that tenant's series."""
@@ -164,6 +175,28 @@ class GatewayMetrics:
             self.active_instances.set({}, readings.active_instances)
         if readings.uptime_s is not None:
             self.uptime.set({}, round(readings.uptime_s, 3))
+
+
+# observe() runs on every request. aioprometheus's inc()/observe() re-validate the label names and serialise the
+# labels twice per call (a third of the request's telemetry cost); the label names here are fixed and valid, so
+# after a series' first sample (created through the public call, which validates) its value is updated in place
+# through the collector's MetricDict.
+
+def _increment(counter: Counter, labels: dict[str, str]) -> None:
+    values = counter.values
+    current = values.get(labels)
+    if current is None:
+        counter.inc(labels)
+    else:
+        values[labels] = current + 1
+
+
+def _observe(histogram: Histogram, labels: dict[str, str], value: float) -> None:
+    series = histogram.values.get(labels)
+    if series is None:
+        histogram.observe(labels, value)
+    else:
+        series.observe(value)
 
 
 def _sample(collector: Any, labels: dict[str, str], value: Any) -> Sample:

@@ -1,13 +1,14 @@
-"""Backup and restore of a real BASE_DIR: round trip, tampering, non-empty targets, concurrent appends."""
+"""Backup and restore of a real BASE_DIR written by the real embedded store: round trip, crash leftovers,
+tampering, non-empty targets, and a backup taken while the store keeps appending."""
 
 from __future__ import annotations
 
-import fcntl
+import asyncio
 import gzip
+import hashlib
 import io
 import os
 import tarfile
-import threading
 from pathlib import Path
 
 import orjson
@@ -24,73 +25,54 @@ from libervia.ops.restore import (
     EXIT_VERIFY_FAILED,
     run_restore,
 )
-from libervia.storage import EventDraft, LogHead
+from libervia.storage import EventDraft, LogHead, Snapshot
+from libervia_plugins.storage_files.eventlog import PENDING_WRITE, FileEventStore
 
 KEY = b"k" * 32
 OTHER_KEY = b"o" * 32
 
 
-def draft(n: int) -> EventDraft:
-    return EventDraft(evento="SITUACAO_CRIADA", entidade="SituacaoDecisoria", entidade_id=f"sit-{n}",
-                      payload={"n": n, "texto": "decisão"}, actor="key_test", request_id=f"req-{n}")
+def drafts(count: int, tag: str = "") -> list[EventDraft]:
+    return [EventDraft(evento="SITUACAO_CRIADA", entidade="SituacaoDecisoria", entidade_id=f"sit-{tag}{n}",
+                       payload={"n": n, "texto": "decisão"}, actor="key_test", request_id=f"req-{tag}{n}")
+            for n in range(count)]
 
 
-class TenantLog:
-    """Appends to a tenant's log the way the embedded store does: under events.lock, fsynced before release."""
-
-    def __init__(self, base_dir: Path, tenant: str):
-        self.tenant = tenant
-        self.dir = base_dir / "tenants" / tenant / "eventlog"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.path = self.dir / "events.jsonl"
-        self.lock = self.dir / "events.lock"
-        self.lock.touch()
-        self.head = LogHead(seq=0, hash=None, last_append_at=None)
-
-    def append(self, count: int) -> list[dict]:
-        fd = os.open(self.lock, os.O_RDWR)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            entries = build_entries(self.tenant, self.head, [draft(self.head.seq + i) for i in range(count)])
-            with self.path.open("ab") as out:
-                out.write(b"".join(encode_line(entry) for entry in entries))
-                out.flush()
-                os.fsync(out.fileno())
-        finally:
-            os.close(fd)
-        self.head = LogHead(seq=entries[-1]["seq"], hash=entries[-1]["hash"], last_append_at=entries[-1]["ts"])
-        return entries
+def store(base_dir: Path) -> FileEventStore:
+    # A checkpoint every 16 entries, so backups always carry checkpoints that restore must verify.
+    return FileEventStore(base_dir, CheckpointSigner(KEY), checkpoint_every=16)
 
 
-def checkpoint(base_dir: Path, log: TenantLog) -> None:
-    signed = CheckpointSigner(KEY).sign(log.tenant, log.head.seq, log.head.hash)
-    path = base_dir / "checkpoints" / f"{log.tenant}.jsonl"
-    path.parent.mkdir(exist_ok=True)
-    with path.open("ab") as out:
-        out.write(orjson.dumps(signed.as_dict()) + b"\n")
+async def append_batches(base_dir: Path, batches: dict[str, list[int]], snapshot: str | None = None) -> None:
+    events = store(base_dir)
+    try:
+        for tenant, sizes in batches.items():
+            log = await events.open_log(tenant)
+            for size in sizes:
+                await log.append(drafts(size))
+            if tenant == snapshot:
+                head = await log.head()
+                await log.save_snapshot(Snapshot(seq=head.seq, hash=head.hash, state=os.urandom(4096)))
+    finally:
+        await events.close()
 
 
-def build_base_dir(base_dir: Path) -> dict[str, TenantLog]:
+def build_base_dir(base_dir: Path) -> None:
     config = base_dir / "config"
     config.mkdir(parents=True)
-    registry = {"tenants": {"acme": {"id": "acme", "status": "active"}, "globex": {"id": "globex",
-                                                                                   "status": "suspended"}}}
+    registry = {"tenants": {"acme": {"id": "acme", "status": "active"},
+                            "globex": {"id": "globex", "status": "suspended"}}}
     (config / "tenants.json").write_bytes(orjson.dumps(registry))
     (config / "key_usage.json").write_bytes(orjson.dumps({"key_abc": "2026-11-29T12:00:00.000Z"}))
     (config / "tenants.lock").touch()
-    logs = {name: TenantLog(base_dir, name) for name in ("acme", "globex")}
-    logs["acme"].append(40)
-    checkpoint(base_dir, logs["acme"])
-    logs["acme"].append(7)
-    logs["globex"].append(3)
-    checkpoint(base_dir, logs["globex"])
-    snapshots = base_dir / "tenants" / "acme" / "snapshots"
-    snapshots.mkdir()
-    (snapshots / "snapshot-40.bin").write_bytes(os.urandom(4096))
-    quarantine = logs["globex"].dir / "quarantine"
+    asyncio.run(append_batches(base_dir, {"acme": [40, 7], "globex": [3]}, snapshot="acme"))
+    quarantine = base_dir / "tenants/globex/eventlog/quarantine"
     quarantine.mkdir()
-    (quarantine / "torn-20261129T120000Z.bin").write_bytes(b'{"seq":4,"id":"evt_')
-    return logs
+    (quarantine / "20261129T120000000Z-1-abcdef.jsonl").write_bytes(b'{"seq":4,"id":"evt_')
+
+
+def last_entry(log: Path) -> dict:
+    return orjson.loads(log.read_bytes().splitlines()[-1])
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -149,8 +131,10 @@ def test_manifest_lists_hashes_and_chain_heads(source: Path, archive: Path):
     for path, content in data_files(source).items():
         assert listed[path]["size"] == len(content)
         assert members[f"data/{path}"] == content
-    acme_last = orjson.loads((source / "tenants/acme/eventlog/events.jsonl").read_bytes().splitlines()[-1])
+    acme_last = last_entry(source / "tenants/acme/eventlog/events.jsonl")
     assert manifest["chains"]["acme"] == {"seq": 47, "hash": acme_last["hash"]}
+    assert {"checkpoints/acme.jsonl", "checkpoints/globex.jsonl", "tenants/acme/snapshots/latest.snapshot"} <= \
+        listed.keys()
     assert manifest["chains"]["globex"]["seq"] == 3
     assert manifest["base_dir"] == str(source.resolve()) and manifest["created_at"].endswith("Z")
 
@@ -162,17 +146,54 @@ def test_two_backups_in_the_same_second_do_not_overwrite_each_other(source: Path
     assert not list((tmp_path / "backups").glob(".*")), "no partial file left behind"
 
 
-def test_torn_tail_is_left_out_of_the_backup(source: Path, tmp_path: Path):
+def test_a_torn_last_line_is_archived_as_quarantine_not_as_log(source: Path, tmp_path: Path):
     log = source / "tenants/acme/eventlog/events.jsonl"
     whole = log.read_bytes()
+    torn = b'{"seq":48,"id":"evt_torn'
     with log.open("ab") as out:
-        out.write(b'{"seq":48,"id":"evt_torn')
+        out.write(torn)
     archive = run_backup(source, tmp_path / "backups", KEY, progress=False)
 
-    assert archive_members(archive)["data/tenants/acme/eventlog/events.jsonl"] == whole
+    members = archive_members(archive)
+    assert members["data/tenants/acme/eventlog/events.jsonl"] == whole
+    assert [content for name, content in members.items() if "acme/eventlog/quarantine/" in name] == [torn]
     target = tmp_path / "restored"
     assert run_restore(archive, target, KEY, force=False, progress=False) == EXIT_OK
     assert (target / "tenants/acme/eventlog/events.jsonl").read_bytes() == whole
+
+
+def test_a_group_write_cut_by_a_crash_is_left_out_like_the_store_does(source: Path, tmp_path: Path):
+    """A writer killed inside its write can leave whole lines of an unfinished group, announced by the pending
+    record in events.lock; the backup must cut where the store itself will cut when it next takes the lock."""
+    eventlog = source / "tenants/acme/eventlog"
+    log = eventlog / "events.jsonl"
+    before = log.read_bytes()
+    head_entry = last_entry(log)
+    head = LogHead(seq=head_entry["seq"], hash=head_entry["hash"], last_append_at=head_entry["ts"])
+    group = b"".join(encode_line(entry) for entry in build_entries("acme", head, drafts(3, "crash-")))
+    partial = b"".join(group.splitlines(keepends=True)[:2])  # ends exactly on a line boundary
+    with (eventlog / "events.lock").open("r+b") as lock:
+        lock.write(PENDING_WRITE.pack(len(before), len(group), head.hash.encode()))
+    with log.open("ab") as out:
+        out.write(partial)
+
+    archive = run_backup(source, tmp_path / "backups", KEY, progress=False)
+    members = archive_members(archive)
+    manifest = orjson.loads(members[MANIFEST_NAME])
+    assert members["data/tenants/acme/eventlog/events.jsonl"] == before
+    assert manifest["chains"]["acme"] == {"seq": head.seq, "hash": head.hash}
+    assert partial in [content for name, content in members.items() if "acme/eventlog/quarantine/" in name]
+
+    # The store, opening the same files, settles on exactly what the backup captured.
+    async def settle() -> LogHead:
+        events = store(source)
+        try:
+            return await (await events.open_log("acme")).head()
+        finally:
+            await events.close()
+
+    assert asyncio.run(settle()).seq == head.seq
+    assert log.read_bytes() == before
 
 
 @pytest.mark.parametrize("position", [0.05, 0.2, 0.35, 0.5, 0.65, 0.8, 0.95, -5, -1])
@@ -217,8 +238,6 @@ def test_edited_manifest_without_the_key_is_refused(archive: Path, tmp_path: Pat
     manifest = orjson.loads(members[MANIFEST_NAME])
     for item in manifest["files"]:
         if item["path"] == name.removeprefix("data/"):
-            import hashlib
-
             item["sha256"] = hashlib.sha256(members[name]).hexdigest()
     members[MANIFEST_NAME] = orjson.dumps(manifest)
     members[SIGNATURE_NAME] = sign_manifest(members[MANIFEST_NAME], OTHER_KEY).encode()
@@ -279,38 +298,37 @@ def test_a_broken_chain_restores_but_fails_verification(source: Path, tmp_path: 
     assert (target / "tenants/globex/eventlog/events.jsonl").read_bytes() == log.read_bytes()
 
 
-def test_backup_while_a_writer_appends_keeps_every_acknowledged_event(source: Path, tmp_path: Path):
-    log = TenantLog(source, "busy")
-    log.append(1)
+async def test_backup_while_the_store_appends_keeps_every_acknowledged_event(source: Path, tmp_path: Path):
+    events = store(source)
+    log = await events.open_log("busy")
     acknowledged: list[int] = []
-    stop = threading.Event()
-    started = threading.Event()
+    stop = asyncio.Event()
 
-    def writer() -> None:
+    async def client(n: int) -> None:
         while not stop.is_set():
-            entries = log.append(3)
-            acknowledged.append(entries[-1]["seq"])
-            if len(acknowledged) == 20:
-                started.set()
-        started.set()
+            stored = await log.append(drafts(3, f"c{n}-"))
+            acknowledged.append(stored[-1]["seq"])
 
-    thread = threading.Thread(target=writer)
-    thread.start()
+    clients = [asyncio.create_task(client(n)) for n in range(8)]
     try:
-        assert started.wait(timeout=60), "the writer never got going"
-        acked_before_backup = acknowledged[-1]
-        archive = run_backup(source, tmp_path / "backups", KEY, progress=False)
+        while len(acknowledged) < 40:
+            await asyncio.sleep(0.001)
+        acknowledged_before_backup = max(acknowledged)
+        archive = await asyncio.to_thread(run_backup, source, tmp_path / "backups", KEY, False)
+        appended_during_backup = len(acknowledged)
     finally:
         stop.set()
-        thread.join()
+        await asyncio.gather(*clients)
+        await events.close()
+    assert appended_during_backup > 40
 
     target = tmp_path / "restored"
-    assert run_restore(archive, target, KEY, force=False, progress=False) == EXIT_OK
+    assert await asyncio.to_thread(run_restore, archive, target, KEY, False, False) == EXIT_OK
     restored = (target / "tenants/busy/eventlog/events.jsonl").read_bytes().splitlines()
     seqs = [orjson.loads(line)["seq"] for line in restored]
     assert seqs == list(range(1, len(seqs) + 1))
-    assert seqs[-1] >= acked_before_backup
-    assert seqs[-1] % 3 == 1, "the backup cut the log inside a batch"
+    assert seqs[-1] >= acknowledged_before_backup
+    assert seqs[-1] % 3 == 0, "the backup cut the log inside a batch"
 
 
 def test_archive_is_a_plain_tar_gz(archive: Path):

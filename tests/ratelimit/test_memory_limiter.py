@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from libervia.ratelimit import RateLimiter
-from libervia_plugins.ratelimit_memory import MemoryRateLimiter
+from libervia_plugins.ratelimit_memory import NS_PER_S, Gcra, MemoryRateLimiter
+from libervia_plugins.ratelimit_redis import US_PER_S
 from tests.contracts.ratelimit_contract import FakeClock, MakeLimiter, RateLimiterContract
 
 
@@ -48,3 +51,15 @@ async def test_a_pruned_key_starts_with_a_full_quota() -> None:
     await limiter.hit("tenant:b", 10)  # triggers the sweep
     decisions = [await limiter.hit("tenant:a", 10) for _ in range(11)]
     assert [d.allowed for d in decisions] == [True] * 10 + [False]
+
+
+@given(limit=st.integers(min_value=1, max_value=10_000_000),
+       ticks_per_s=st.sampled_from([US_PER_S, NS_PER_S]),
+       now=st.integers(min_value=0, max_value=2**52))
+def test_gcra_burst_is_exactly_the_limit_and_rate_error_is_bounded(limit: int, ticks_per_s: int, now: int) -> None:
+    gcra = Gcra(limit, ticks_per_s)
+    # After k requests at one instant the key stands at now + k * interval: the limit-th passes, the next not.
+    assert gcra.admit(now + (limit - 1) * gcra.interval, now) == (True, now + limit * gcra.interval)
+    assert gcra.admit(now + limit * gcra.interval, now) == (False, now + limit * gcra.interval)
+    exact_interval = 60 * ticks_per_s / limit
+    assert abs(gcra.interval - exact_interval) / exact_interval <= max(0.5 / exact_interval, 1e-12)

@@ -1,0 +1,84 @@
+"""The tenant registry in PostgreSQL: one JSONB document in one row, versioned by a counter.
+
+``update`` locks the row (``SELECT ... FOR UPDATE``), runs the mutation on the document it read, writes it back
+and bumps the version, all in one transaction: two gateway processes updating at once are serialised by the row
+lock and never lose each other's changes, and a mutation that raises rolls everything back. The version is the
+counter, so another process notices any change with one cheap ``SELECT``. Key usage lives in its own table and
+never touches the registry row, so recording it never makes every process reload the registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import orjson
+
+from libervia.storage import CorruptStoreError
+from libervia_plugins.storage_postgres.database import Database
+
+T = TypeVar("T")
+
+
+class PostgresRegistryStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        t = db.tables
+        self._sql_read = f"SELECT version, document::text AS document FROM {t.registry} WHERE id = 1"  # noqa: S608
+        self._sql_version = f"SELECT version FROM {t.registry} WHERE id = 1"  # noqa: S608
+        self._sql_lock = self._sql_read + " FOR UPDATE"
+        self._sql_write = f"UPDATE {t.registry} SET version = $1, document = $2::jsonb WHERE id = 1"  # noqa: S608
+        # GREATEST keeps the newest time when two processes report the same key (their batches may cross).
+        self._sql_usage_upsert = (
+            f"INSERT INTO {t.key_usage} AS u (key_id, last_used_at) "  # noqa: S608
+            "SELECT * FROM unnest($1::text[], $2::text[]) "
+            "ON CONFLICT (key_id) DO UPDATE SET last_used_at = GREATEST(u.last_used_at, EXCLUDED.last_used_at)")
+        self._sql_usage = f"SELECT key_id, last_used_at FROM {t.key_usage}"  # noqa: S608
+
+    def _document(self, row: Any) -> tuple[str, dict[str, Any]]:
+        where = f"the tenant registry in PostgreSQL schema {self._db.tables.schema_name!r}"
+        if row is None:
+            raise CorruptStoreError(f"{where} has no registry row; restore it from a backup")
+        try:
+            doc = orjson.loads(row["document"])
+            if not isinstance(doc, dict) or not isinstance(doc.get("tenants"), dict):
+                raise ValueError("expected an object with a 'tenants' object")
+        except ValueError as exc:
+            raise CorruptStoreError(f"{where} is corrupt ({exc}); it was left untouched - restore it from a "
+                                    "backup or repair it by hand") from exc
+        return str(row["version"]), doc
+
+    async def read(self) -> tuple[str, dict[str, Any]]:
+        with self._db.errors("read the tenant registry"):
+            row = await self._db.pool.fetchrow(self._sql_read)
+        return self._document(row)
+
+    async def version(self) -> str:
+        with self._db.errors("read the tenant registry version"):
+            version = await self._db.pool.fetchval(self._sql_version)
+        if version is None:
+            self._document(None)
+        return str(version)
+
+    async def update(self, mutate: Callable[[dict[str, Any]], T]) -> tuple[T, str, dict[str, Any]]:
+        with self._db.errors("update the tenant registry"):
+            async with self._db.pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(self._sql_lock)
+                _, doc = self._document(row)
+                # An exception from mutate leaves the transaction block, which rolls back: nothing is written.
+                value = mutate(doc)
+                new_version = row["version"] + 1
+                await conn.execute(self._sql_write, new_version, orjson.dumps(doc).decode())
+        return value, str(new_version), doc
+
+    async def record_key_usage(self, usage: Mapping[str, str]) -> None:
+        if not usage:
+            return
+        keys = list(usage)
+        with self._db.errors("record key usage"):
+            await self._db.pool.execute(self._sql_usage_upsert, keys, [usage[key] for key in keys])
+
+    async def key_usage(self) -> dict[str, str]:
+        with self._db.errors("read key usage"):
+            rows = await self._db.pool.fetch(self._sql_usage)
+        return {row["key_id"]: row["last_used_at"] for row in rows}
