@@ -56,8 +56,9 @@ def _run_wrk(url: str, seconds: float, connections: int, headers: dict[str, str]
     lines = "\n".join(f'hdrs["{k}"] = "{v}"' for k, v in headers.items())
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_LUA.replace("{headers}", lines))
-    out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "-s", script.name,
-                          url], capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
+    duration = f"{max(1, round(seconds))}s"  # wrk takes whole seconds only
+    command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", duration, "-s", script.name, url]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
     match = re.search(r"LIBERVIA p50=([\d.]+) p99=([\d.]+) requests=(\d+) errors=(\d+) non2xx=(\d+)", out)
     assert match, out
     took = re.search(r"requests in ([\d.]+)(ms|s|m)", out)

@@ -25,18 +25,27 @@ MIN_PYTHON = (3, 11)
 
 ENV_TEMPLATE = """\
 # Libervia Gateway environment. Copy to an env file (contrib/libervia.env) and fill in the blanks.
+# (Comments stay on their own lines: env files read by systemd and docker keep anything after '=' verbatim.)
+
 # OBRIGATORIAS / required
-LIBERVIA_AUTH_PEPPER=        # >= 32 chars: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'
-ADMIN_TOKEN=                 # global admin token, at least 16 characters
-BASE_DIR=/data/libervia      # data directory (required in production)
+# Pepper for token hashes, at least 32 characters:
+#   python3 -c 'import secrets; print(secrets.token_urlsafe(48))'
+LIBERVIA_AUTH_PEPPER=
+# Global admin token, at least 16 characters
+ADMIN_TOKEN=
+# Data directory (required in production)
+BASE_DIR=/data/libervia
 
 # OPCIONAIS / optional
 PORT=3000
 HOST=0.0.0.0
-LIBERVIA_ENV=production      # development | production (NODE_ENV is accepted as an alias)
+# development | production (NODE_ENV is accepted as an alias)
+LIBERVIA_ENV=production
 LOG_LEVEL=info
-CORS_ORIGINS=                # comma separated, e.g. https://app.example.com
-# LIBERVIA_CHECKPOINT_KEY=   # key signing event-log checkpoints and backups (default: derived from the pepper)
+# Comma separated, e.g. https://app.example.com
+CORS_ORIGINS=
+# Key signing event-log checkpoints and backups (default: derived from the pepper)
+# LIBERVIA_CHECKPOINT_KEY=
 # LIBERVIA_STORAGE=storage_postgres
 # LIBERVIA_PLUGIN__STORAGE_POSTGRES__DSN=postgresql://libervia@db/libervia
 # LIBERVIA_RATE_LIMITER=ratelimit_redis
@@ -140,21 +149,30 @@ def _offline_settings(args: argparse.Namespace) -> Settings:
     return load_settings(settings_file=args.settings, check_base_dir=False)
 
 
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress bars only for a person at a terminal; logs and pipes stay clean."""
+    return sys.stderr.isatty() and not args.no_progress
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from libervia.eventlog.verify import offline_verify
 
     settings = _offline_settings(args)
     tenants = None if args.all or not args.tenant else args.tenant
-    return offline_verify(settings.base_dir, tenants, _signer(settings), progress=not args.no_progress)
+    return offline_verify(settings.base_dir, tenants, _signer(settings), progress=_progress(args))
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
     from libervia.app import checkpoint_key
-    from libervia.ops.backup import run_backup
+    from libervia.ops.backup import BackupError, run_backup
 
     settings = _offline_settings(args)
     output = Path(args.output) if args.output else settings.base_dir.parent / "backups"
-    path = run_backup(settings.base_dir, output, checkpoint_key(settings), progress=not args.no_progress)
+    try:
+        path = run_backup(settings.base_dir, output, checkpoint_key(settings), progress=_progress(args))
+    except BackupError as exc:
+        print(f"libervia: backup failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     print(path)
     return EXIT_OK
 
@@ -165,7 +183,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     settings = _offline_settings(args)
     return run_restore(Path(args.archive), settings.base_dir, checkpoint_key(settings), force=args.force,
-                       progress=not args.no_progress)
+                       progress=_progress(args))
 
 
 def cmd_evidence(args: argparse.Namespace) -> int:

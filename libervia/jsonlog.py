@@ -8,6 +8,7 @@ should never bind a secret in the first place.
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from typing import Any, TextIO
@@ -21,8 +22,13 @@ _SECRET_KEY = re.compile(r"token|pepper|secret|password|authorization|checkpoint
 _BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
 
 
+@functools.lru_cache(maxsize=1024)
+def _is_secret_key(key: str) -> bool:
+    return _SECRET_KEY.search(key) is not None
+
+
 def _redact(key: str, value: Any) -> Any:
-    if _SECRET_KEY.search(key):
+    if _is_secret_key(key):
         return "[REDACTED]"
     if isinstance(value, str) and "earer" in value:
         return _BEARER.sub("Bearer [REDACTED]", value)

@@ -177,7 +177,8 @@ def _check_slots(loaded: LoadedPlugins, settings: Settings) -> list[str]:
             if slot == "storage":
                 found.append("storage: a storage plugin must be named")
             elif providers:
-                found.append(f"{slot}: is empty but plugin(s) {', '.join(providers)} provide it; block them or name one")
+                names = ", ".join(providers)
+                found.append(f"{slot}: is empty but plugin(s) {names} provide it; block them or name one")
             continue
         plugin = pm.get_plugin(chosen)
         if plugin is None:

@@ -222,25 +222,41 @@ class TenantCore:
             self._snapshot_due = True
 
     async def maybe_snapshot(self) -> None:
-        """Save a snapshot when enough events accumulated since the last one (called after commands)."""
+        """Save a snapshot when enough events accumulated since the last one (called after commands).
+
+        The state is serialised under the lock (a consistent cut) but written after releasing it, so the
+        tenant's next commands do not wait for the snapshot's disk write.
+        """
         if not self._snapshot_due:
             return
         async with self._lock:
-            if self.state.seq - self._snapshot_seq >= self._snapshot_every:
-                await self._save_snapshot()
             self._snapshot_due = False
+            if self.state.seq - self._snapshot_seq < self._snapshot_every:
+                return
+            snapshot = self._take_snapshot()
+            if snapshot is None:
+                return
+            self._snapshot_seq = snapshot.seq  # claimed now so concurrent callers do not take it twice
+        await self._write_snapshot(snapshot)
 
-    async def _save_snapshot(self) -> None:
+    def _take_snapshot(self) -> Snapshot | None:
         state = self.state
         if state.head_hash is None:
-            return
+            return None
+        return Snapshot(seq=state.seq, hash=state.head_hash, state=self._projection.to_bytes())
+
+    async def _save_snapshot(self) -> None:
+        snapshot = self._take_snapshot()
+        if snapshot is not None:
+            self._snapshot_seq = snapshot.seq
+            await self._write_snapshot(snapshot)
+
+    async def _write_snapshot(self, snapshot: Snapshot) -> None:
         try:
-            await self._log.save_snapshot(Snapshot(seq=state.seq, hash=state.head_hash,
-                                                   state=self._projection.to_bytes()))
+            await self._log.save_snapshot(snapshot)
         except Exception as exc:  # a missed snapshot costs replay time, never correctness
-            logger.warning("tenant {} snapshot at seq {} failed: {}", self.tenant_id, state.seq, exc)
+            logger.warning("tenant {} snapshot at seq {} failed: {}", self.tenant_id, snapshot.seq, exc)
             return
-        self._snapshot_seq = state.seq
         self.counters["snapshots"] += 1
 
     # --- commands ------------------------------------------------------------------------------------------------

@@ -402,7 +402,8 @@ def offline_verify(base_dir: Path, tenant_ids: list[str] | None, signer: Checkpo
     """Verify tenant logs on disk without a running gateway (``libervia verify``); 0 if all valid, else 1.
 
     Reads the files only: a torn tail is reported, not quarantined (the gateway quarantines it when it next opens
-    the log). ``tenant_ids=None`` means every tenant with a log or with checkpoints.
+    the log). ``tenant_ids=None`` means every tenant with a log or with checkpoints. ``progress`` allows a byte
+    progress bar on stderr, shown only when stderr is a terminal.
     """
     # The embedded store owns the on-disk layout; import it here so the host does not depend on it otherwise.
     from libervia_plugins.storage_files.eventlog import FileLayout, LogFile, read_checkpoint_file
@@ -452,8 +453,9 @@ def offline_verify(base_dir: Path, tenant_ids: list[str] | None, signer: Checkpo
 
 
 def _progress_bar(tenant: str, total: int, progress: bool) -> tqdm | None:
+    """A byte progress bar on stderr, only when asked and stderr is a terminal (tqdm's ``disable=None``)."""
     if not progress:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="B", unit_scale=True, desc=tenant, file=sys.stderr, leave=False)
+    return tqdm(total=total, unit="B", unit_scale=True, desc=tenant, file=sys.stderr, leave=False, disable=None)

@@ -48,16 +48,20 @@ def run_evidence(url: str, admin_token: str | None, output_dir: Path, log_file: 
     stamp = started.strftime("%Y%m%d-%H%M%S")
     prefix = f"evidence-{stamp}"
     base = url.rstrip("/")
-    auth = {"Authorization": f"Bearer {admin_token}"} if admin_token else None
     environ = dict(os.environ)
     secrets = _secret_values(environ, admin_token)
+
+    def admin_get(path: str) -> tuple[bytes, str]:
+        if not admin_token:
+            raise _Unavailable("no admin token given")
+        return _http_get(f"{base}{path}", {"Authorization": f"Bearer {admin_token}"})
 
     items: dict[str, Callable[[], bytes | tuple[bytes, str]]] = {
         "health.json": lambda: _http_get(f"{base}/health"),
         "ready.json": lambda: _http_get(f"{base}/health/ready"),
-        "metrics.txt": lambda: _http_get(f"{base}/internal/metrics", auth),
-        "metrics.json": lambda: _http_get(f"{base}/internal/metrics/json", auth),
-        "operational.json": lambda: _http_get(f"{base}/internal/health/operational", auth),
+        "metrics.txt": lambda: admin_get("/internal/metrics"),
+        "metrics.json": lambda: admin_get("/internal/metrics/json"),
+        "operational.json": lambda: admin_get("/internal/health/operational"),
         "processes.txt": lambda: _run(["ps", "aux"]),
         "disk.txt": lambda: _run(["df", "-h"]),
         "memory.txt": lambda: _run(["free", "-m"]),
@@ -126,8 +130,6 @@ class _Unavailable(Exception):
 
 def _http_get(url: str, headers: dict[str, str] | None = None) -> tuple[bytes, str]:
     """The body exactly as served (so `jq` reads the file, as with the runbook's curl), and its status."""
-    if headers is None and "/internal/" in url:
-        raise _Unavailable("no admin token given")
     request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 - the operator's own URL
     try:
         with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT_S) as response:  # noqa: S310

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from libervia.context import Principal
-from libervia.errors import AuthError, forbidden
+from libervia.errors import AuthError
 from libervia.routing import Access, Role
 
 ROLE_TABLE: dict[Access, frozenset[Role]] = {
@@ -31,4 +31,5 @@ def authorise(access: Access, who: Principal, tenant_id: str | None) -> None:
     ):
         raise AuthError("INVALID_TOKEN", "The token is not valid for this tenant.")
     if who.role not in ROLE_TABLE[access]:
-        raise forbidden("INSUFFICIENT_ROLE", f"The {who.role.value} role may not use this route.")
+        # An AuthError (not a plain 403) so that it is counted in auth_failures_total{reason} like every failure.
+        raise AuthError("INSUFFICIENT_ROLE", f"The {who.role.value} role may not use this route.", status=403)

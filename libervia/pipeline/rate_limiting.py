@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 from aiohttp import web
 
 from libervia.errors import ApiError
 from libervia.gateway import Gateway
-from libervia.ratelimit_headers import rate_limit_headers
+from libervia.ratelimit_headers import rate_limit_headers, retry_after_seconds
 from libervia.telemetry import RATE_LIMITED
 
 RATE_LIMIT_HEADERS = "libervia.rate_limit_headers"
@@ -27,6 +25,5 @@ async def apply_rate_limit(gateway: Gateway, request: web.Request, tenant_id: st
     request[RATE_LIMIT_HEADERS] = headers
     if not decision.allowed:
         gateway.count(RATE_LIMITED, tenant_id=tenant_id)
-        retry_after = max(1, math.ceil(decision.retry_after_s))
         raise ApiError(429, "RATE_LIMITED", f"Rate limit of {limit} requests per minute exceeded.",
-                       headers={"Retry-After": str(retry_after)}, extra={"retry_after": retry_after})
+                       extra={"retry_after": retry_after_seconds(decision)})

@@ -101,7 +101,7 @@ class RequestScope:
             error = error_from_exception(exc, request)
             code = error.code
             response = json_response(error.body(rid), status=error.status, headers=error.headers)
-            if isinstance(exc, AuthError):
+            if isinstance(exc, AuthError) and error.status == 401:
                 response.headers["WWW-Authenticate"] = 'Bearer realm="libervia"'
         self.decorate(request, response, rid)
         self.finish(request, response, started, code)

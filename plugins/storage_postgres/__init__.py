@@ -34,7 +34,7 @@ class PostgresStorage:
 
     def __init__(self, dsn: str, signer: CheckpointSigner, checkpoint_every: int, *, schema: str = "libervia",
                  pool_min_size: int = 1, pool_max_size: int = 10, command_timeout_s: float = 10.0,
-                 connect_timeout_s: float = 5.0, ready_timeout_s: float = 2.0) -> None:
+                 connect_timeout_s: float = 5.0, ready_timeout_s: float = 1.0) -> None:
         self.db = Database(dsn, schema, pool_min_size=pool_min_size, pool_max_size=pool_max_size,
                            command_timeout_s=command_timeout_s, connect_timeout_s=connect_timeout_s)
         self.ready_timeout_s = ready_timeout_s

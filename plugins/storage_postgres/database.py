@@ -141,8 +141,6 @@ class Database:
 
     def __init__(self, dsn: str, schema: str, *, pool_min_size: int = 1, pool_max_size: int = 10,
                  command_timeout_s: float = 10.0, connect_timeout_s: float = 5.0) -> None:
-        if pool_min_size > pool_max_size:
-            raise ValueError(f"pool_min_size ({pool_min_size}) is larger than pool_max_size ({pool_max_size})")
         self.tables = Tables(schema)
         self._dsn = dsn
         self._password = urlsplit(dsn).password or ""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,7 +121,7 @@ class PostgresTenantEventLog:
                 await conn.execute(self._sql.create_head, self.tenant_id)
                 self._head = _head_of(await conn.fetchrow(self._sql.head, self.tenant_id))
 
-    def _errors(self, doing: str) -> Any:
+    def _errors(self, doing: str) -> AbstractContextManager[None]:
         return self._db.errors(f"{doing} the event log of tenant {self.tenant_id}")
 
     def _ensure_open(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,3 @@ async def decided(core: TenantCore, actor: str = "key_test") -> dict[str, Any]:
 
 async def mandate_for(core: TenantCore, agent_id: str = "agente-1", **changes: Any) -> dict[str, Any]:
     return await core.grant_mandate(bodies.mandato(agent_id, **changes), actor="key_admin")
-
-
-Maker = Callable[..., Awaitable[TenantCore]]

@@ -337,3 +337,24 @@ def test_fuzzed_queries_and_path_ids_never_cause_a_5xx(fuzz_target: dict[str, An
         assert status < 500, f"{status} for {url}: {text[:500]}"
 
     probe()
+
+
+async def test_instances_are_capped_and_evicted_when_idle_without_losing_state(
+        gateway_factory: Callable[..., GatewayProcess]) -> None:
+    gateway = gateway_factory({"LIBERVIA_RUNTIME__MAX_INSTANCES": "2", "LIBERVIA_RUNTIME__IDLE_TTL_S": "0.5"})
+    clients = [await TenantClient.create(gateway, f"cap-{i}") for i in range(3)]
+    episodes = [(await _decide(client))["episodio_id"] for client in clients]
+    _, _, listed = await gateway.request("GET", "/admin/instances", gateway.admin_token)
+    assert listed["activeInstances"] <= 2 and listed["evictions"]["capacity"] >= 1
+    # An evicted tenant comes back with its state, rebuilt from its log.
+    for client, episodio_id in zip(clients, episodes, strict=True):
+        status, body = await client.api("GET", f"/episodios/{episodio_id}")
+        assert status == 200 and body["estado"] == "DECIDIDO"
+    for _ in range(200):  # the idle sweeper runs in the background; wait for it, however long it takes
+        _, _, listed = await gateway.request("GET", "/admin/instances", gateway.admin_token)
+        if listed["activeInstances"] == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert listed["activeInstances"] == 0 and listed["evictions"]["idle"] >= 1
+    status, _, tenants = await gateway.request("GET", "/admin/query/tenants", gateway.admin_token)
+    assert status == 200 and [t["mandates"] for t in tenants] == [{"active": 0, "suspended": 0}] * 3

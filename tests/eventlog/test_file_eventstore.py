@@ -4,6 +4,7 @@ SIGKILL mid-write, and opening a large log by its tail."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import random
 import subprocess
@@ -20,7 +21,7 @@ from loguru import logger
 from libervia.eventlog.chain import build_entries, encode_line
 from libervia.eventlog.checkpoints import CheckpointSigner
 from libervia.eventlog.verify import offline_verify, verify_fast, verify_full
-from libervia.storage import EventDraft, EventStore, LogHead, Snapshot
+from libervia.storage import EventStore, LogHead, Snapshot
 from libervia_plugins.storage_files.eventlog import PENDING_WRITE, FileEventStore, FileTenantEventLog
 from tests.contracts.eventstore_contract import SIGNER, EventStoreContract, MakeStore, all_entries, draft
 
@@ -329,7 +330,7 @@ async def test_two_processes_appending_to_one_tenant_make_one_chain(tmp_path: Pa
     assert len(acks) == 600
     entries = await check_log_after_writers(tmp_path, acks)
     assert len(entries) == sum(len(ack["seqs"]) for ack in acks) == 2 * (100 * 1 + 100 * 2 + 100 * 3)
-    writer_changes = sum(a["payload"]["batch"][0] != b["payload"]["batch"][0] for a, b in zip(entries, entries[1:]))
+    writer_changes = sum(a["payload"]["batch"][0] != b["payload"]["batch"][0] for a, b in itertools.pairwise(entries))
     assert writer_changes > 10  # the two processes really did take turns, not one after the other
 
 
@@ -431,7 +432,7 @@ async def test_tenant_data_stays_inside_base_dir(tmp_path: Path) -> None:
     (base / "tenants" / "sneaky").mkdir()
     os.symlink(outside, base / "tenants" / "sneaky" / "eventlog")
     for tenant in ("evil", "alias", "sneaky"):
-        with pytest.raises(ValueError, match="symlink|outside"):
+        with pytest.raises(ValueError, match=r"symlink|outside"):
             await store.open_log(tenant)
     assert list(outside.iterdir()) == []
     await store.close()

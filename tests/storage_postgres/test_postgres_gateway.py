@@ -7,13 +7,16 @@ per tenant even when both processes append to it at the same time.
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.conftest import require_service
 from tests.gateway_process import GatewayProcess
+from tests.storage_postgres.conftest import drop_schema
 
 pytestmark = pytest.mark.postgres
 
@@ -22,18 +25,26 @@ pytestmark = pytest.mark.postgres
 PROPAGATION_S = 1.0
 
 
-@pytest.fixture
-def pair(gateway_factory: Callable[..., GatewayProcess], postgres_dsn: str, pg_schema: str,
-         tmp_path: Path) -> tuple[GatewayProcess, GatewayProcess]:
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProcess, GatewayProcess]]:
+    """Two gateways on one schema of this module's own (tests use distinct tenant ids), dropped at the end."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    dsn = os.environ.get("LIBERVIA_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+    schema = f"test_{secrets.token_hex(6)}"
     env = {
         "LIBERVIA_STORAGE": "storage_postgres",
-        "LIBERVIA_PLUGIN__STORAGE_POSTGRES__DSN": postgres_dsn,
-        "LIBERVIA_PLUGIN__STORAGE_POSTGRES__SCHEMA": pg_schema,
+        "LIBERVIA_PLUGIN__STORAGE_POSTGRES__DSN": dsn,
+        "LIBERVIA_PLUGIN__STORAGE_POSTGRES__SCHEMA": schema,
     }
-    machines = [tmp_path / "machine-a", tmp_path / "machine-b"]
-    for machine in machines:
-        machine.mkdir()
-    return gateway_factory(env, machines[0] / "data"), gateway_factory(env, machines[1] / "data")
+    gateways = [GatewayProcess(tmp_path_factory.mktemp(machine) / "data", env) for machine in ("a", "b")]
+    try:
+        for gateway in gateways:
+            gateway.start()
+        yield gateways[0], gateways[1]
+    finally:
+        for gateway in gateways:
+            gateway.kill()
+        asyncio.run(drop_schema(dsn, schema))
 
 
 async def eventually_status(gateway: GatewayProcess, path: str, token: str, expected: int) -> int:
@@ -46,21 +57,31 @@ async def eventually_status(gateway: GatewayProcess, path: str, token: str, expe
         await asyncio.sleep(0.05)
 
 
-async def test_a_tenant_created_on_one_gateway_is_served_by_the_other(
+async def test_both_gateways_report_their_postgres_storage_ready(
         pair: tuple[GatewayProcess, GatewayProcess]) -> None:
+    for gateway in pair:
+        status, _, body = await gateway.request("GET", "/health/ready")
+        assert status == 200, body
+        assert body["checks"]["storage"]["ok"] is True and "PostgreSQL" in body["checks"]["storage"]["detail"]
+
+
+async def test_a_tenant_created_on_one_gateway_is_served_by_the_other(
+        pair: tuple[GatewayProcess, GatewayProcess], unique_id: Callable[[str], str]) -> None:
     a, b = pair
-    await a.create_tenant("acme", name="Acme")
-    assert await eventually_status(b, "/admin/tenants/acme", b.admin_token, 200) == 200
-    status, _, body = await b.request("GET", "/admin/tenants/acme", b.admin_token)
+    tenant = unique_id("acme")
+    await a.create_tenant(tenant, name="Acme")
+    assert await eventually_status(b, f"/admin/tenants/{tenant}", b.admin_token, 200) == 200
+    status, _, body = await b.request("GET", f"/admin/tenants/{tenant}", b.admin_token)
     assert status == 200 and body["name"] == "Acme"
 
 
 async def test_a_key_revoked_on_one_gateway_is_refused_by_the_other(
-        pair: tuple[GatewayProcess, GatewayProcess]) -> None:
+        pair: tuple[GatewayProcess, GatewayProcess], unique_id: Callable[[str], str]) -> None:
     a, b = pair
-    await a.create_tenant("acme")
-    token = await a.create_key("acme", "tenant_admin")
-    path = "/admin/tenants/acme/keys"
+    tenant = unique_id("acme")
+    await a.create_tenant(tenant)
+    token = await a.create_key(tenant, "tenant_admin")
+    path = f"/admin/tenants/{tenant}/keys"
     assert await eventually_status(b, path, token, 200) == 200
     _, _, keys = await b.request("GET", path, token)
     key_id = keys["keys"][0]["keyId"]
@@ -70,22 +91,24 @@ async def test_a_key_revoked_on_one_gateway_is_refused_by_the_other(
 
 
 async def test_both_gateways_append_to_one_tenant_log_as_one_chain(
-        pair: tuple[GatewayProcess, GatewayProcess]) -> None:
+        pair: tuple[GatewayProcess, GatewayProcess], unique_id: Callable[[str], str]) -> None:
     a, b = pair
-    await a.create_tenant("acme")
-    assert await eventually_status(b, "/admin/tenants/acme", b.admin_token, 200) == 200
+    tenant = unique_id("acme")
+    await a.create_tenant(tenant)
+    assert await eventually_status(b, f"/admin/tenants/{tenant}", b.admin_token, 200) == 200
 
     async def create_keys(gateway: GatewayProcess, count: int) -> list[str]:
-        return await asyncio.gather(*(gateway.create_key("acme", "public") for _ in range(count)))
+        return await asyncio.gather(*(gateway.create_key(tenant, "public") for _ in range(count)))
 
     made = await asyncio.gather(create_keys(a, 15), create_keys(b, 15))
     assert sum(len(tokens) for tokens in made) == 30
     for gateway in (a, b):
-        status, _, events = await gateway.request("GET", "/admin/tenants/acme/events?limit=100", gateway.admin_token)
+        status, _, events = await gateway.request("GET", f"/admin/tenants/{tenant}/events?limit=100",
+                                                  gateway.admin_token)
         assert status == 200, events
         created = [e for e in events["events"] if e["evento"] == "KEY_CREATED"]
         assert len(created) == 30
         assert [e["seq"] for e in events["events"]] == list(range(1, events["total"] + 1))
-        status, _, result = await gateway.request("GET", "/admin/tenants/acme/audit/verify", gateway.admin_token)
+        status, _, result = await gateway.request("GET", f"/admin/tenants/{tenant}/audit/verify", gateway.admin_token)
         assert status == 200, result
         assert result["valid"] is True and result["totalVerified"] == events["total"]
