@@ -120,7 +120,8 @@ def raw_hash_and_parse(path: Path) -> None:
 def offline_check(path: Path) -> None:
     check = ChainCheck("bench", [], SIGNER)
     with LogFile.open_readonly(path) as log_file:
-        check.feed_many(log_file.iter_entries(0, log_file.size()))
+        for chunk in log_file.iter_lines(0, log_file.size()):
+            check.feed_lines(chunk.lines)
     assert check.finish()["valid"]
 
 

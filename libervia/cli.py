@@ -186,6 +186,21 @@ def cmd_restore(args: argparse.Namespace) -> int:
                        progress=_progress(args))
 
 
+def cmd_openapi(args: argparse.Namespace) -> int:
+    from libervia.app import collect_routes
+    from libervia.gateway import Gateway
+    from libervia.openapi import build_openapi
+
+    settings = load_settings(settings_file=args.settings, check_base_dir=False)
+    plugins, problems = load_plugins(settings)
+    if problems:
+        return _fail(problems)
+    gateway = Gateway(settings, plugins.pm, plugins.configs)
+    document = build_openapi(gateway, collect_routes(gateway))
+    sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return EXIT_OK
+
+
 def cmd_evidence(args: argparse.Namespace) -> int:
     from libervia.ops.evidence import run_evidence
 
@@ -212,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("env-template", cmd_env_template, "print a template of the environment variables")
     p = add("plugins", cmd_plugins, "list loaded plugins, their hooks and validated configs")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    add("openapi", cmd_openapi, "print the OpenAPI document generated from the loaded plugins' routes")
     p = add("verify", cmd_verify, "verify tenant event logs offline (exit 0 valid, 1 invalid)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--tenant", action="append", help="tenant id (repeatable)")

@@ -15,16 +15,19 @@ from libervia import context, hookimpl
 from libervia.gateway import Gateway
 from libervia.responses import json_response
 from libervia.routing import Access, Route
-from libervia.storage import EventDraft
+from libervia.storage import EventDraft, TenantEventLog
 
 TOTAL_HEADER = "X-Total-Count"
 KEY_WARNING = "Store this token now: it is shown only once and cannot be recovered."
 
 
-async def _record(request: web.Request, tenant_id: str, evento: str, entidade: str, entidade_id: str,
+async def _open_log(request: web.Request, tenant_id: str) -> TenantEventLog:
+    """The tenant's log, opened before the registry changes, so that a broken log refuses the change up front."""
+    return await context.gateway(request).runtime.event_log(tenant_id)
+
+
+async def _record(request: web.Request, log: TenantEventLog, evento: str, entidade: str, entidade_id: str,
                   payload: dict[str, Any]) -> None:
-    gateway = context.gateway(request)
-    log = await gateway.runtime.event_log(tenant_id)
     await log.append([EventDraft(evento, entidade, entidade_id, payload, actor=context.principal(request).actor,
                                  request_id=context.request_id(request))])
 
@@ -82,8 +85,9 @@ def _status_change(new_status: str, allowed_from: tuple[str, ...], evento: str, 
         tenant_id = context.tenant_id(request)
         reason = context.body(request).get("reason")
         gateway = context.gateway(request)
+        log = await _open_log(request, tenant_id)
         tenant = await gateway.registry.set_status(tenant_id, new_status, allowed_from, reason)
-        await _record(request, tenant_id, evento, "Tenant", tenant_id, {"status": new_status, "reason": reason})
+        await _record(request, log, evento, "Tenant", tenant_id, {"status": new_status, "reason": reason})
         logger.bind(tenantId=tenant_id, code=evento).warning(f"tenant {tenant_id} {verb}: {reason or 'no reason'}")
         return json_response({"success": True, "message": f"Tenant {tenant_id} {verb}.", "tenant": tenant})
 
@@ -99,10 +103,11 @@ async def _issue_key(request: web.Request, revoke_old: bool) -> web.Response:
     body = context.body(request)
     registry = context.gateway(request).registry
     revoke_roles = (body["role"],) if revoke_old else ()
+    log = await _open_log(request, tenant_id)
     key, revoked = await registry.create_key(tenant_id, body["role"], body.get("description"), revoke_roles)
     for key_id in revoked:
-        await _record(request, tenant_id, "KEY_REVOKED", "ApiKey", key_id, {"keyId": key_id, "rotatedTo": key.key_id})
-    await _record(request, tenant_id, "KEY_CREATED", "ApiKey", key.key_id, {"keyId": key.key_id, "role": key.role})
+        await _record(request, log, "KEY_REVOKED", "ApiKey", key_id, {"keyId": key_id, "rotatedTo": key.key_id})
+    await _record(request, log, "KEY_CREATED", "ApiKey", key.key_id, {"keyId": key.key_id, "role": key.role})
     response: dict[str, Any] = {"keyId": key.key_id, "role": key.role, "token": key.token,
                                 "createdAt": key.created_at, "warning": KEY_WARNING}
     if revoke_old:
@@ -126,8 +131,9 @@ async def list_keys(request: web.Request) -> web.Response:
 async def revoke_key(request: web.Request) -> web.Response:
     tenant_id = context.tenant_id(request)
     key_id = request.match_info["keyId"]
+    log = await _open_log(request, tenant_id)
     result = await context.gateway(request).registry.revoke_key(tenant_id, key_id)
-    await _record(request, tenant_id, "KEY_REVOKED", "ApiKey", key_id, {"keyId": key_id})
+    await _record(request, log, "KEY_REVOKED", "ApiKey", key_id, {"keyId": key_id})
     return json_response({"success": True, "message": f"Key {key_id} revoked.", **result})
 
 

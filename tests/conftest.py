@@ -70,13 +70,22 @@ def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
         gateway.kill()
 
 
-@pytest.fixture
-def postgres_dsn() -> str:
+def postgres_test_dsn() -> str:
+    """The test database (skips locally when PostgreSQL is down; fails under CI=true)."""
     require_service("PostgreSQL", "127.0.0.1", 5432)
     return os.environ.get("LIBERVIA_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-@pytest.fixture
-def redis_url() -> str:
+def redis_test_url() -> str:
     require_service("Redis", "127.0.0.1", 6379)
     return os.environ.get("LIBERVIA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def postgres_dsn() -> str:
+    return postgres_test_dsn()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return redis_test_url()

@@ -52,6 +52,25 @@ def entry_hash(entry: Mapping[str, Any]) -> str:
     return digest.hexdigest()
 
 
+def stored_line_hash(prev: str | None, line: bytes, stored_hash: str) -> str | None:
+    """The hash of a stored line computed from its bytes: SHA-256 over ``prev`` and the line without its
+    ``"hash":"…",`` member, or None if the line has no such member.
+
+    A line the gateway wrote is ``canonical_json(entry)``, and canonical JSON puts ``hash`` between ``evento`` and
+    ``id``, so removing that member leaves exactly ``canonical_json(entry without hash)``: this is
+    :func:`entry_hash` without re-serialising. (The member cannot be matched inside a string value, where every
+    quote is escaped.) Verifiers use it first and fall back to :func:`entry_hash` only when it disagrees.
+    """
+    member = b'"hash":"' + stored_hash.encode("utf-8") + b'",'
+    cut = line.find(member)
+    if cut < 0:
+        return None
+    digest = hashlib.sha256(prev.encode("ascii") if prev is not None else b"")
+    digest.update(line[:cut])
+    digest.update(line[cut + len(member):])
+    return digest.hexdigest()
+
+
 def has_entry_shape(entry: Any) -> bool:
     return isinstance(entry, dict) and entry.keys() == _ENTRY_FIELD_SET
 

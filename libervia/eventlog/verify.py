@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from libervia.eventlog.chain import entry_hash, has_entry_shape
+from libervia.eventlog.chain import entry_hash, has_entry_shape, stored_line_hash
 from libervia.eventlog.checkpoints import CheckpointSigner
 from libervia.storage import Checkpoint, StorageError, TenantEventLog
 
@@ -90,35 +90,51 @@ class ChainCheck:
         # Seqs that need more than the chain rule: a checkpoint to compare, or a forged one to report.
         self._special = frozenset(self._by_seq) | self._bad_signature_seqs
 
-    def feed(self, entry: Any) -> bool:
-        """Check the next entry; False once a fault was found (the fault is in :attr:`failure`).
+    def feed(self, entry: Any, line: bytes | None = None) -> bool:
+        """Check the next entry (``line``: the bytes it is stored as, if the store has them); False once a fault
+        was found (the fault is in :attr:`failure`).
 
         Verification has to keep pace with merely parsing and hashing the same bytes, so the common case (a plain
-        entry, no checkpoint at its seq) is handled inline; everything else gets the full check and its reason.
+        entry, no checkpoint at its seq) is handled inline, hashing the stored bytes when there are some; anything
+        else gets the full check and its reason.
         """
         seq = self.expected_seq
         if (self.failure is None and seq not in self._special and has_entry_shape(entry)
                 and entry["seq"] == seq and entry["prev"] == self.prev_hash and entry["tenant"] == self.tenant):
-            body = dict(entry)
-            stored = body.pop("hash")
+            stored = entry["hash"]
             prev = self.prev_hash
             try:
-                digest = hashlib.sha256(prev.encode("ascii") if prev is not None else b"")
-                digest.update(orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
+                if line is not None and stored_line_hash(prev, line, stored) == stored:
+                    digest = stored
+                else:
+                    body = dict(entry)
+                    del body["hash"]
+                    hasher = hashlib.sha256(prev.encode("ascii") if prev is not None else b"")
+                    hasher.update(orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
+                    digest = hasher.hexdigest()
             except (TypeError, UnicodeEncodeError, AttributeError):
                 return self._feed_checked(entry)
-            if digest.hexdigest() == stored:
+            if digest == stored:
                 self.prev_hash = stored
                 self.expected_seq = seq + 1
                 self.verified += 1
                 return True
         return self._feed_checked(entry)
 
-    def feed_many(self, entries: Iterable[Any]) -> bool:
-        for entry in entries:
-            if not self.feed(entry):
+    def feed_lines(self, lines: Iterable[bytes]) -> bool:
+        """Parse and check stored lines (each the canonical JSON of one entry), in order."""
+        loads = orjson.loads
+        for line in lines:
+            try:
+                entry = loads(line)
+            except orjson.JSONDecodeError:
+                entry = None
+            if not isinstance(entry, dict):
+                self.fail_unreadable("unreadable entry: unparsable line, not a JSON object")
                 return False
-        return self.failure is None
+            if not self.feed(entry, line):
+                return False
+        return True
 
     def _feed_checked(self, entry: Any) -> bool:
         if self.failure is not None:
@@ -192,6 +208,19 @@ async def _run(check: ChainCheck, entries: AsyncIterator[dict[str, Any]]) -> Non
         await _close(entries)
 
 
+async def _run_lines(check: ChainCheck, chunks: AsyncIterator[list[bytes]]) -> None:
+    """Check a store's raw lines chunk by chunk (see ``FileTenantEventLog.stored_lines``)."""
+    try:
+        async for chunk in chunks:
+            if not check.feed_lines(chunk):
+                return
+            await asyncio.sleep(0)
+    except StorageError as exc:
+        check.fail_unreadable(f"unreadable entry: {exc}")
+    finally:
+        await _close(chunks)
+
+
 async def _close(entries: object) -> None:
     """Release an async generator early (the file store holds a read position until then)."""
     aclose = getattr(entries, "aclose", None)
@@ -203,7 +232,11 @@ async def verify_full(log: TenantEventLog, checkpoints: Sequence[Checkpoint], si
                       ) -> dict[str, Any]:
     """Check every entry from genesis and every checkpoint (API.md §7 ``audit/verify``)."""
     check = ChainCheck(log.tenant_id, checkpoints, signer)
-    await _run(check, log.entries(1))
+    stored_lines = getattr(log, "stored_lines", None)
+    if stored_lines is not None:
+        await _run_lines(check, stored_lines())
+    else:
+        await _run(check, log.entries(1))
     return check.finish()
 
 
@@ -433,9 +466,11 @@ def offline_verify(base_dir: Path, tenant_ids: list[str] | None, signer: Checkpo
                 end = log_file.size()
                 bar = _progress_bar(tenant, end, progress)
                 try:
-                    check.feed_many(log_file.iter_entries(0, end, bar.update if bar is not None else None))
-                except StorageError as exc:
-                    check.fail_unreadable(f"unreadable entry: {exc}")
+                    for chunk in log_file.iter_lines(0, end):
+                        if bar is not None:
+                            bar.update(chunk.next_offset - chunk.start)
+                        if not check.feed_lines(chunk.lines):
+                            break
                 finally:
                     if bar is not None:
                         bar.close()

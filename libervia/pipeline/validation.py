@@ -7,8 +7,30 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from libervia.errors import ApiError, bad_request
+from libervia.errors import ApiError, bad_request, validation_error
 from libervia.schemas import coerce_query, validate_request
+
+
+MAX_JSON_DEPTH = 64
+
+
+def nesting_depth(value: Any) -> int:
+    """How deeply arrays and objects nest in ``value``, computed without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        if isinstance(current, dict):
+            children = current.values()
+        elif isinstance(current, list):
+            children = current
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_JSON_DEPTH:
+            break
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def payload_too_large(limit: int) -> ApiError:
@@ -24,9 +46,13 @@ async def read_json_body(request: web.Request) -> Any:
     if not raw.strip():
         return {}
     try:
-        return orjson.loads(raw)
+        parsed = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise bad_request("INVALID_JSON", f"The request body is not valid JSON: {exc}") from None
+    # Schema validation recurses through the document; a hostile nesting depth must not reach it.
+    if nesting_depth(parsed) > MAX_JSON_DEPTH:
+        raise validation_error([{"path": "$", "message": f"nested deeper than {MAX_JSON_DEPTH} levels"}])
+    return parsed
 
 
 async def validated_body(request: web.Request, schema_name: str) -> Any:

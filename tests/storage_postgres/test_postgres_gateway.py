@@ -7,14 +7,13 @@ per tenant even when both processes append to it at the same time.
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.conftest import require_service
+from tests.conftest import postgres_test_dsn
 from tests.gateway_process import GatewayProcess
 from tests.storage_postgres.conftest import drop_schema
 
@@ -28,8 +27,7 @@ PROPAGATION_S = 1.0
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProcess, GatewayProcess]]:
     """Two gateways on one schema of this module's own (tests use distinct tenant ids), dropped at the end."""
-    require_service("PostgreSQL", "127.0.0.1", 5432)
-    dsn = os.environ.get("LIBERVIA_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+    dsn = postgres_test_dsn()
     schema = f"test_{secrets.token_hex(6)}"
     env = {
         "LIBERVIA_STORAGE": "storage_postgres",

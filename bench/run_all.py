@@ -1,0 +1,32 @@
+"""Run every benchmark in sequence and print each one's table and ratios (`make bench`).
+
+Benchmarks share the machine's two cores with their load generator; run them on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BENCHES = [
+    ("HTTP: gateway vs bare aiohttp", ["http_bench.py", "--seconds", "5"]),
+    ("HTTP: telemetry + rate limiting on vs off", ["telemetry_bench.py", "--rounds", "3"]),
+    ("Event log: durable vs non-durable appends, verify vs raw", ["eventlog_bench.py"]),
+    ("Core: durable decisions/s", ["core_bench.py"]),
+    ("PostgreSQL event store", ["postgres_eventlog_bench.py"]),
+]
+
+
+def main() -> int:
+    failed = 0
+    for title, argv in BENCHES:
+        print(f"\n=== {title} ===", flush=True)
+        result = subprocess.run([sys.executable, str(HERE / argv[0]), *argv[1:]], check=False)
+        failed += result.returncode != 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
