@@ -18,13 +18,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.loadgen import LoadResult, run_load
+from bench.loadgen import SERVER_CPU, LoadResult, run_load
 from tests.gateway_process import GatewayProcess, free_port
 
 
 def start_bare() -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("bare_app.py")), str(port)])
+    proc = subprocess.Popen([*SERVER_CPU, sys.executable, str(Path(__file__).with_name("bare_app.py")), str(port)])
     url = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
@@ -36,6 +36,10 @@ def start_bare() -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("bare app did not start")
 
 
+def median_run(runs: list[LoadResult]) -> LoadResult:
+    return sorted(runs, key=lambda r: r.rps)[len(runs) // 2]
+
+
 def row(name: str, result: LoadResult) -> str:
     return (f"{name:<10} {result.rps:>10.0f} req/s   p50 {result.p50_ms:>7.2f} ms   p99 {result.p99_ms:>7.2f} ms"
             f"   errors {result.errors}  ({result.tool})")
@@ -45,19 +49,24 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        gateway = GatewayProcess(Path(tmp) / "data", {"LOG_LEVEL": "info"}).start()
+        gateway = GatewayProcess(Path(tmp) / "data", {"LOG_LEVEL": "info"}, launcher=tuple(SERVER_CPU)).start()
         bare, bare_url = start_bare()
         try:
             run_load(f"{bare_url}/health", seconds=1, connections=args.connections)  # warm-up
             run_load(f"{gateway.url}/health", seconds=1, connections=args.connections)
-            bare_result = run_load(f"{bare_url}/health", seconds=args.seconds, connections=args.connections)
-            gw_result = run_load(f"{gateway.url}/health", seconds=args.seconds, connections=args.connections)
+            bare_runs, gw_runs = [], []
+            for _ in range(args.rounds):  # alternate, so that a noisy moment hurts both sides alike
+                bare_runs.append(run_load(f"{bare_url}/health", seconds=args.seconds, connections=args.connections))
+                gw_runs.append(run_load(f"{gateway.url}/health", seconds=args.seconds, connections=args.connections))
+            bare_result, gw_result = median_run(bare_runs), median_run(gw_runs)
         finally:
             bare.kill()
             gateway.stop()
-    print(f"GET /health, {args.connections} connections, {args.seconds:.0f} s each")
+    print(f"GET /health, {args.connections} connections, {args.rounds} rounds of {args.seconds:.0f} s, medians")
+    print("ratios per round:", ", ".join(f"{g.rps / b.rps:.2f}" for b, g in zip(bare_runs, gw_runs, strict=True)))
     print(row("bare", bare_result))
     print(row("gateway", gw_result))
     print(f"ratio gateway/bare: {gw_result.rps / bare_result.rps:.2f}")

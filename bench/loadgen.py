@@ -6,6 +6,7 @@ Both report requests/s and p50/p99 latency. Every run is bounded in time and onl
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import statistics
@@ -26,6 +27,18 @@ done = function(summary, latency, requests)
     summary.errors.status))
 end
 """
+
+
+def _pin(cpu: int) -> list[str]:
+    """On a machine with two or more cores, the load generator and the server under test get a core each, so
+    that they do not steal time from each other and runs can be compared."""
+    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
+        return ["taskset", "-c", str(cpu)]
+    return []
+
+
+LOADGEN_CPU = _pin(0)
+SERVER_CPU = _pin(1)
 
 
 @dataclass
@@ -57,7 +70,7 @@ def _run_wrk(url: str, seconds: float, connections: int, headers: dict[str, str]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_LUA.replace("{headers}", lines))
     duration = f"{max(1, round(seconds))}s"  # wrk takes whole seconds only
-    command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", duration, "-s", script.name, url]
+    command = [*LOADGEN_CPU, "wrk", "-t", str(threads), "-c", str(connections), "-d", duration, "-s", script.name, url]
     out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
     match = re.search(r"LIBERVIA p50=([\d.]+) p99=([\d.]+) requests=(\d+) errors=(\d+) non2xx=(\d+)", out)
     assert match, out

@@ -15,6 +15,7 @@ from loguru import logger
 
 from libervia import __version__
 from libervia.app import create_app, start_gateway, stop_gateway
+from libervia.jsonlog import access_log
 from libervia.plugin_manager import LoadedPlugins
 from libervia.settings import Settings
 
@@ -49,4 +50,5 @@ async def serve(settings: Settings, plugins: LoadedPlugins) -> None:
     # AppRunner.cleanup closes the listeners, waits up to shutdown_timeout for in-flight requests, then cancels.
     await runner.cleanup()
     await stop_gateway(gateway)
+    access_log.flush()
     logger.info("shutdown complete")

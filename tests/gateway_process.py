@@ -50,12 +50,13 @@ def base_env(base_dir: Path, port: int) -> dict[str, str]:
 
 class GatewayProcess:
     def __init__(self, base_dir: Path, extra_env: dict[str, str] | None = None, port: int | None = None,
-                 args: tuple[str, ...] = ()) -> None:
+                 args: tuple[str, ...] = (), launcher: tuple[str, ...] = ()) -> None:
         self.base_dir = base_dir
         self.port = port or free_port()
         self.env = base_env(base_dir, self.port)
         self.env.update(extra_env or {})
         self.args = args
+        self.launcher = launcher  # e.g. ("taskset", "-c", "1") for benchmarks
         self.admin_token = self.env.get("ADMIN_TOKEN", ADMIN_TOKEN)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = base_dir.parent / f"gateway-{self.port}-{secrets.token_hex(3)}.log"
@@ -67,8 +68,8 @@ class GatewayProcess:
 
     def start(self, timeout: float = 20.0) -> GatewayProcess:
         with open(self.log_path, "ab") as out, open(self.err_path, "ab") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "libervia", *self.args, "serve"], env=self.env,
-                                         stdout=out, stderr=err, cwd=self.base_dir.parent)
+            command = [*self.launcher, sys.executable, "-m", "libervia", *self.args, "serve"]
+            self.proc = subprocess.Popen(command, env=self.env, stdout=out, stderr=err, cwd=self.base_dir.parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -52,6 +52,9 @@ def entry_hash(entry: Mapping[str, Any]) -> str:
     return digest.hexdigest()
 
 
+_HASH_MEMBER = b'"hash":"'
+
+
 def stored_line_hash(prev: str | None, line: bytes, stored_hash: str) -> str | None:
     """The hash of a stored line computed from its bytes: SHA-256 over ``prev`` and the line without its
     ``"hash":"…",`` member, or None if the line has no such member.
@@ -61,13 +64,15 @@ def stored_line_hash(prev: str | None, line: bytes, stored_hash: str) -> str | N
     :func:`entry_hash` without re-serialising. (The member cannot be matched inside a string value, where every
     quote is escaped.) Verifiers use it first and fall back to :func:`entry_hash` only when it disagrees.
     """
-    member = b'"hash":"' + stored_hash.encode("utf-8") + b'",'
-    cut = line.find(member)
-    if cut < 0:
+    cut = line.find(_HASH_MEMBER)
+    value = stored_hash.encode("utf-8")
+    after = cut + len(_HASH_MEMBER) + len(value)
+    if cut < 0 or not line.startswith(value, cut + len(_HASH_MEMBER)) or not line.startswith(b'",', after):
         return None
+    view = memoryview(line)  # hash the two parts in place, without copying the line
     digest = hashlib.sha256(prev.encode("ascii") if prev is not None else b"")
-    digest.update(line[:cut])
-    digest.update(line[cut + len(member):])
+    digest.update(view[:cut])
+    digest.update(view[after + 2:])
     return digest.hexdigest()
 
 

@@ -18,6 +18,7 @@ from loguru import logger
 from libervia import context
 from libervia.errors import ApiError, AuthError
 from libervia.gateway import Gateway
+from libervia.jsonlog import access_log
 from libervia.pipeline.rate_limiting import RATE_LIMIT_HEADERS
 from libervia.pipeline.validation import payload_too_large
 from libervia.responses import json_response
@@ -146,9 +147,9 @@ class RequestScope:
         address = request.remote
         if self.trust_forwarded_for:
             address = request.headers.get("X-Forwarded-For", address or "").split(",")[0].strip() or address
-        level = "ERROR" if status >= 500 else ("WARNING" if status >= 400 and code else "INFO")
-        logger.bind(
-            requestId=request[context.REQUEST_ID], method=request.method, url=request.path_qs, route=route,
-            statusCode=status, responseTimeMs=round(elapsed_ms, 2), tenantId=tenant_id, remoteAddr=address,
-            code=code or None,
-        ).log(level, msg)
+        level = "error" if status >= 500 else ("warning" if status >= 400 and code else "info")
+        access_log.write(level, msg, {
+            "requestId": request[context.REQUEST_ID], "method": request.method, "url": request.path_qs,
+            "route": route, "statusCode": status, "responseTimeMs": round(elapsed_ms, 2), "tenantId": tenant_id,
+            "remoteAddr": address, "code": code or None,
+        })

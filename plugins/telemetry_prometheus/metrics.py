@@ -76,6 +76,11 @@ class GatewayMetrics:
     def __init__(self, latency_buckets_ms: Sequence[float], is_registered: Callable[[str], bool]) -> None:
         self._is_registered = is_registered
         self._reasons: set[str] = set()
+        # observe() runs on every request, so it only tallies into plain dicts keyed by tuples; the tallies reach
+        # the aioprometheus collectors when metrics are rendered. Histogram series are updated in place.
+        self._pending_responses: dict[tuple[str, str, int], int] = {}
+        self._pending_tenant: dict[tuple[str, int], int] = {}
+        self._duration_series: dict[tuple[str, str], Any] = {}
         self.registry = Registry()
         r = self.registry
         self.requests = Counter("libervia_http_requests_total", "HTTP responses sent, by method, route template "
@@ -119,18 +124,36 @@ class GatewayMetrics:
 
     def observe(self, observation: RequestObservation) -> None:
         method = observation.method if observation.method in STANDARD_METHODS else "OTHER"
-        status = str(observation.status)
-        labels = {"method": method, "route": observation.route, "status": status}
-        _increment(self.requests, labels)
-        if observation.status >= 400:
-            _increment(self.errors, labels)
+        status = observation.status
+        key = (method, observation.route, status)
+        pending = self._pending_responses
+        pending[key] = pending.get(key, 0) + 1
         # A NaN would land in _count but in no bucket, breaking "+Inf bucket == _count".
         duration = observation.duration_ms if math.isfinite(observation.duration_ms) else 0.0
-        _observe(self.duration, {"method": method, "route": observation.route}, max(0.0, duration))
+        series = self._duration_series.get(key[:2])
+        if series is None:
+            labels = {"method": method, "route": observation.route}
+            self.duration.observe(labels, max(0.0, duration))  # the public call validates the labels once
+            self._duration_series[key[:2]] = self.duration.values.get(labels)
+        else:
+            series.observe(max(0.0, duration))
         if observation.tenant_id is not None:
-            tenant = self.tenant_label(observation.tenant_id)
+            tenant_key = (observation.tenant_id, status)
+            self._pending_tenant[tenant_key] = self._pending_tenant.get(tenant_key, 0) + 1
+
+    def _fold_pending(self) -> None:
+        """Move the per-request tallies into the collectors (done when rendering, not per request)."""
+        responses, self._pending_responses = self._pending_responses, {}
+        for (method, route, status), count in responses.items():
+            labels = {"method": method, "route": route, "status": str(status)}
+            self.requests.add(labels, count)
+            if status >= 400:
+                self.errors.add(labels, count)
+        tenant_counts, self._pending_tenant = self._pending_tenant, {}
+        for (tenant_id, status), count in tenant_counts.items():
+            tenant = self.tenant_label(tenant_id)
             if tenant != UNKNOWN_TENANT:
-                _increment(self.tenant_requests, {"tenant_id": tenant, "status": status})
+                self.tenant_requests.add({"tenant_id": tenant, "status": str(status)}, count)
 
     def count(self, name: str, labels: dict[str, str], value: float) -> bool:
         """Count a host event; return False for names this plugin does not know (ignored)."""
@@ -153,6 +176,7 @@ class GatewayMetrics:
 
     def families(self, readings: GaugeReadings, tenant_id: str | None = None) -> list[Family]:
         """A snapshot of every family, in exposition order; with ``tenant_id`` only that tenant's series."""
+        self._fold_pending()
         self._apply(readings)
         if tenant_id is None:
             collectors = list(self.registry.get_all())
@@ -175,28 +199,6 @@ class GatewayMetrics:
             self.active_instances.set({}, readings.active_instances)
         if readings.uptime_s is not None:
             self.uptime.set({}, round(readings.uptime_s, 3))
-
-
-# observe() runs on every request. aioprometheus's inc()/observe() re-validate the label names and serialise the
-# labels twice per call (a third of the request's telemetry cost); the label names here are fixed and valid, so
-# after a series' first sample (created through the public call, which validates) its value is updated in place
-# through the collector's MetricDict.
-
-def _increment(counter: Counter, labels: dict[str, str]) -> None:
-    values = counter.values
-    current = values.get(labels)
-    if current is None:
-        counter.inc(labels)
-    else:
-        values[labels] = current + 1
-
-
-def _observe(histogram: Histogram, labels: dict[str, str], value: float) -> None:
-    series = histogram.values.get(labels)
-    if series is None:
-        histogram.observe(labels, value)
-    else:
-        series.observe(value)
 
 
 def _sample(collector: Any, labels: dict[str, str], value: Any) -> Sample:
