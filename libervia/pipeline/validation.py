@@ -10,7 +10,6 @@ from aiohttp import web
 from libervia.errors import ApiError, bad_request, validation_error
 from libervia.schemas import coerce_query, validate_request
 
-
 MAX_JSON_DEPTH = 64
 
 
