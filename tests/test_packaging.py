@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tomllib
+from pathlib import Path
 
 from tests.gateway_process import REPO_ROOT
 
@@ -16,4 +20,22 @@ def test_every_package_is_listed_in_pyproject() -> None:
         for init in (REPO_ROOT / folder).rglob("__init__.py"):
             relative = init.parent.relative_to(REPO_ROOT / folder)
             found.add(".".join([name, *relative.parts]))
+    for data_dir in (REPO_ROOT / "schemas").iterdir():  # schema folders are shipped as data packages
+        if data_dir.is_dir() and any(data_dir.glob("*.json")):
+            found.add(f"libervia_schemas.{data_dir.name}")
     assert found == listed, f"missing: {sorted(found - listed)}; stale: {sorted(listed - found)}"
+
+
+def test_a_regular_install_ships_plugins_and_schemas(tmp_path: Path) -> None:
+    """`pip install .` (not editable): the installed copy finds its plugins and schemas without the repo."""
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(REPO_ROOT)], check=True, capture_output=True, timeout=300)
+    probe = ("import libervia, libervia_plugins.storage_files, libervia.schemas as s;"
+             "print(libervia.__file__); s.load_schema('settings'); s.load_schema('plugins/storage_files');"
+             "s.load_schema('requests/tenant_create')")
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, env=env,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith(str(target))
