@@ -79,6 +79,7 @@ def create_app(gateway: Gateway) -> web.Application:
     app = web.Application(middlewares=[scope.middleware], client_max_size=gateway.settings.max_body_bytes,
                           handler_args={"max_field_size": 16384})
     app[GATEWAY_KEY] = gateway
+    app.on_response_prepare.append(scope.on_response_prepare)
     steps = RouteSteps(gateway)
     seen: dict[tuple[str, str], str] = {}
     for route in collect_routes(gateway):

@@ -79,6 +79,18 @@ class CorruptStoreError(StorageError):
     """The stored data cannot be read as it should (a broken registry file, a chain that does not link)."""
 
 
+class AppendConflictError(Exception):
+    """``append(..., expected_seq=N)`` found the log's head past ``N``: someone else appended first.
+
+    Nothing was written. The caller catches up with the new entries, re-checks its command and tries again.
+    """
+
+    def __init__(self, expected_seq: int, head_seq: int) -> None:
+        super().__init__(f"expected the log at seq {expected_seq}, found it at {head_seq}")
+        self.expected_seq = expected_seq
+        self.head_seq = head_seq
+
+
 class QuotaExceededError(Exception):
     """An append would take the tenant past ``maxEvents`` or ``maxStorageMB``."""
 
@@ -87,8 +99,13 @@ class QuotaExceededError(Exception):
 class TenantEventLog(Protocol):
     tenant_id: str
 
-    async def append(self, drafts: Sequence[EventDraft]) -> list[dict[str, Any]]:
-        """Append the batch atomically and durably; return the stored entries (with seq, id, ts, prev, hash)."""
+    async def append(self, drafts: Sequence[EventDraft], expected_seq: int | None = None) -> list[dict[str, Any]]:
+        """Append the batch atomically and durably; return the stored entries (with seq, id, ts, prev, hash).
+
+        With ``expected_seq`` the batch is written only if the log's head, checked under the store's cross-process
+        lock at write time, is exactly that seq; otherwise :class:`AppendConflictError` and nothing is written.
+        This is how a command validated against state at seq N makes sure no other process changed it meanwhile.
+        """
 
     def entries(self, from_seq: int = 1, to_seq: int | None = None) -> AsyncIterator[dict[str, Any]]:
         """Stored entries in ``seq`` order, exactly as written (``hash`` included)."""

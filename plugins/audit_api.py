@@ -109,12 +109,8 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
     selected = (entry async for entry in log.entries(from_seq, to_seq) if flt.matches(entry))
     # Read the first entry before answering, so that a store failure still becomes a proper JSON error.
     first = await anext(selected, None)
-    response = web.StreamResponse(headers={
-        "Content-Type": NDJSON if ndjson else "application/json",
-        "X-Request-Id": context.request_id(request),
-        "Cache-Control": "no-store",
-        "X-Content-Type-Options": "nosniff",
-    })
+    # The host adds its common headers (request id, security, CORS, rate limit) when the response is prepared.
+    response = web.StreamResponse(headers={"Content-Type": NDJSON if ndjson else "application/json"})
     await response.prepare(request)
     manifest = ExportManifest()
     try:

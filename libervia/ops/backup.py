@@ -46,8 +46,7 @@ from libervia.ops.archive import (
 )
 
 # The embedded store owns the log format on disk; the backup reads it with the store's own primitives.
-from libervia_plugins.storage_files.eventlog import NO_PENDING_WRITE, PENDING_WRITE, EventLogStats, LogFile
-from libervia_plugins.storage_files.eventlog import _parse_entry as parse_entry
+from libervia_plugins.storage_files.eventlog import EventLogStats, LogFile, settle_tail
 
 REGISTRY_FILES = ("config/tenants.json", "config/key_usage.json")
 REGISTRY_LOCK = "config/tenants.lock"
@@ -130,7 +129,7 @@ class _ArchiveWriter:
             with _flocked(log.with_name("events.lock"), owner_of=log) as lock_fd:
                 view = LogFile(source.fileno(), EventLogStats())
                 size = view.size()
-                end, head = settled_end(view, lock_fd, size)
+                _, end, head = settle_tail(view, lock_fd, size)
                 if size - end > _MAX_UNSETTLED_TAIL:
                     raise BackupError(f"tenant {tenant}: {size - end} bytes after the last readable entry; "
                                       "verify the log (PROC-007) before backing it up")
@@ -146,37 +145,6 @@ class _ArchiveWriter:
         if head is None:
             return {"seq": 0, "hash": None}
         return {"seq": head["seq"], "hash": head["hash"]}
-
-
-def settled_end(view: LogFile, lock_fd: int, size: int) -> tuple[int, dict[str, Any] | None]:
-    """Where the log ends once a crashed writer's leftovers are set aside, and the entry that ends it.
-
-    The read-only twin of what ``storage_files`` does under the same lock before it appends (see
-    ``FileTenantEventLog._sync_tail_locked``): a pending-write record in ``events.lock`` whose group is only
-    partly in the file cuts the log at the group's start; then unterminated or unreadable last lines are cut.
-    Everything before the returned offset is never rewritten again, so it can be copied without the lock.
-    """
-    record = os.pread(lock_fd, PENDING_WRITE.size, 0)
-    if len(record) == PENDING_WRITE.size and record != NO_PENDING_WRITE:
-        offset, length, prev = PENDING_WRITE.unpack(record)
-        prev_hash = prev.rstrip(b"\0").decode("ascii", "replace") or None
-        if offset < size < offset + length and _hash_ending_at(view, offset) == prev_hash:
-            size = offset
-    while (last := view.last_line(size)) is not None:
-        start, line, terminated = last
-        entry = parse_entry(line) if terminated else None
-        if entry is not None:
-            return size, entry
-        size = start
-    return 0, None
-
-
-def _hash_ending_at(view: LogFile, offset: int) -> str | None:
-    last = view.last_line(offset)
-    if last is None:
-        return None
-    entry = parse_entry(last[1]) if last[2] else None
-    return entry["hash"] if entry is not None else "?"
 
 
 def _write_archive(raw: BinaryIO, base_dir: Path, key: bytes, bar: tqdm, created_at: str) -> None:

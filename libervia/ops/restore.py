@@ -43,8 +43,7 @@ from libervia.ops.archive import (
     drain,
     signature_matches,
 )
-from libervia_plugins.storage_files.eventlog import LogFile
-from libervia_plugins.storage_files.eventlog import _parse_entry as parse_entry
+from libervia_plugins.storage_files.eventlog import LogFile, parse_entry
 
 EXIT_OK = 0
 EXIT_VERIFY_FAILED = 1      # restored, but a chain or a head does not check out

@@ -104,7 +104,6 @@ class RequestScope:
             response = json_response(error.body(rid), status=error.status, headers=error.headers)
             if isinstance(exc, AuthError) and error.status == 401:
                 response.headers["WWW-Authenticate"] = 'Bearer realm="libervia"'
-        self.decorate(request, response, rid)
         self.finish(request, response, started, code)
         return response
 
@@ -115,9 +114,10 @@ class RequestScope:
         response.headers["Access-Control-Max-Age"] = "600"
         return response
 
-    def decorate(self, request: web.Request, response: web.StreamResponse, rid: str) -> None:
+    async def on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Common headers, added as any response (buffered, streamed or an error) is about to be sent."""
         headers = response.headers
-        headers[REQUEST_ID_HEADER] = rid
+        headers[REQUEST_ID_HEADER] = request.get(context.REQUEST_ID) or request_id_for(request)
         headers["Server"] = "libervia"  # the default names aiohttp's and Python's versions
         headers["X-Content-Type-Options"] = "nosniff"
         if "Authorization" in request.headers:

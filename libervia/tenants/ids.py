@@ -46,6 +46,9 @@ def tenant_data_dir(base_dir: Path, tenant_id: str) -> Path:
     if problem:
         raise ValueError(f"invalid tenant id {tenant_id!r}: {problem}")
     root = (base_dir / "tenants").resolve()
+    if (root / tenant_id).is_symlink():
+        # Even a link that stays inside BASE_DIR could point at another tenant's data.
+        raise ValueError(f"tenant directory for {tenant_id!r} is a symlink; it resolves outside {root}/{tenant_id}")
     candidate = (root / tenant_id).resolve()
     if candidate.parent != root:
         raise ValueError(f"tenant directory for {tenant_id!r} resolves outside {root}")

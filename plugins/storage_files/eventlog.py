@@ -237,7 +237,7 @@ class LogFile:
 
     def _seq_at(self, start: int, end: int) -> int | None:
         line = self.line_at(start, end)
-        entry = _parse_entry(line) if line is not None else None
+        entry = parse_entry(line) if line is not None else None
         return entry["seq"] if entry is not None else None
 
     def line_start_for_seq(self, seq: int, end: int) -> int:
@@ -267,7 +267,7 @@ class LogFile:
             line = self.line_at(pos, end)
             if line is None:
                 return end
-            entry = _parse_entry(line)
+            entry = parse_entry(line)
             if entry is not None and entry["seq"] >= seq:
                 return pos
             pos += len(line) + 1
@@ -317,7 +317,7 @@ def parse_lines(chunk: Lines) -> Iterator[dict[str, Any]]:
         offset += len(line) + 1
 
 
-def _parse_entry(line: bytes) -> dict[str, Any] | None:
+def parse_entry(line: bytes) -> dict[str, Any] | None:
     """The entry on ``line`` if it has the shape of one (enough to trust its seq and hash as the head)."""
     try:
         entry = orjson.loads(line)
@@ -402,6 +402,48 @@ class _Health:
     quarantined: int = 0
 
 
+class TailSettlement(NamedTuple):
+    group_cut: int | None          # where an interrupted group write starts, if one is found
+    end: int                       # where the log ends once leftovers are set aside
+    head_entry: dict[str, Any] | None
+
+
+def settle_tail(view: LogFile, lock_fd: int, size: int) -> TailSettlement:
+    """Where the log ends once a crashed writer's leftovers are set aside; reads only, under ``events.lock``.
+
+    The one rule, used by the store before it appends and by backups before they copy: a pending-write record in
+    ``events.lock`` whose group is only partly in the file cuts the log at the group's start; then unterminated or
+    unreadable last lines are cut. Everything before ``end`` is never rewritten.
+    """
+    group_cut = None
+    record = os.pread(lock_fd, PENDING_WRITE.size, 0)
+    if len(record) == PENDING_WRITE.size and record != NO_PENDING_WRITE:
+        offset, length, prev = PENDING_WRITE.unpack(record)
+        prev_hash = prev.rstrip(b"\0").decode("ascii", "replace") or None
+        if offset < size < offset + length and hash_ending_at(view, offset) == prev_hash:
+            group_cut = size = offset
+    cut = size
+    for _ in range(_MAX_TAIL_REPAIR_LINES):
+        last = view.last_line(cut)
+        if last is None:
+            return TailSettlement(group_cut, cut, None)
+        start, line, terminated = last
+        entry = parse_entry(line) if terminated else None
+        if entry is not None:
+            return TailSettlement(group_cut, cut, entry)
+        cut = start
+    raise CorruptStoreError(f"the event log ends in more than {_MAX_TAIL_REPAIR_LINES} unreadable lines")
+
+
+def hash_ending_at(view: LogFile, offset: int) -> str | None:
+    """The hash of the entry that ends at ``offset`` (None at the start, "?" for an unreadable line)."""
+    last = view.last_line(offset)
+    if last is None:
+        return None
+    entry = parse_entry(last[1]) if last[2] else None
+    return entry["hash"] if entry is not None else "?"
+
+
 class FileTenantEventLog:
     """One tenant's log file. Get it from :meth:`FileEventStore.open_log`; it implements ``TenantEventLog``."""
 
@@ -467,47 +509,22 @@ class FileTenantEventLog:
         size = os.fstat(self._fd).st_size
         if size == self._end:
             return
-        size = self._settle_pending_write(size)
-        cut = size
-        for _ in range(_MAX_TAIL_REPAIR_LINES):
-            last = self._file.last_line(cut)
-            if last is None:
-                head_entry = None
-                break
-            start, line, terminated = last
-            head_entry = _parse_entry(line) if terminated else None
-            if head_entry is not None:
-                break
-            cut = start
-        else:
-            raise CorruptStoreError(f"the event log of tenant {self.tenant_id} ends in more than "
-                                    f"{_MAX_TAIL_REPAIR_LINES} unreadable lines")
-        if cut < size:
-            self._quarantine(cut, size, "a torn or unreadable last line")
+        tail = settle_tail(self._file, self._lock_fd, size)
+        if tail.group_cut is not None:
+            self._quarantine(tail.group_cut, size, "a group write interrupted by a crash")
+            size = tail.group_cut
+        os.pwrite(self._lock_fd, NO_PENDING_WRITE, 0)
+        if tail.end < size:
+            self._quarantine(tail.end, size, "a torn or unreadable last line")
+        head_entry = tail.head_entry
         if head_entry is None:
             self._head = LogHead(0, None, None)
         else:
             self._head = LogHead(head_entry["seq"], head_entry["hash"], head_entry["ts"])
-        self._end = cut
-
-    def _settle_pending_write(self, size: int) -> int:
-        record = os.pread(self._lock_fd, PENDING_WRITE.size, 0)
-        if len(record) < PENDING_WRITE.size or record == NO_PENDING_WRITE:
-            return size
-        offset, length, prev = PENDING_WRITE.unpack(record)
-        prev_hash = prev.rstrip(b"\0").decode("ascii", "replace") or None
-        if offset < size < offset + length and self._hash_ending_at(offset) == prev_hash:
-            self._quarantine(offset, size, "a group write interrupted by a crash")
-            size = offset
-        os.pwrite(self._lock_fd, NO_PENDING_WRITE, 0)
-        return size
+        self._end = tail.end
 
     def _hash_ending_at(self, offset: int) -> str | None:
-        last = self._file.last_line(offset)
-        if last is None:
-            return None
-        entry = _parse_entry(last[1]) if last[2] else None
-        return entry["hash"] if entry is not None else "?"
+        return hash_ending_at(self._file, offset)
 
     def _quarantine(self, start: int, end: int, why: str) -> None:
         data = self._file.pread(start, end - start)
@@ -713,7 +730,7 @@ class FileTenantEventLog:
         else:
             start = self._file.line_start_for_seq(snapshot.seq, end)
             line = self._file.line_at(start, end)
-            entry = _parse_entry(line) if line is not None else None
+            entry = parse_entry(line) if line is not None else None
             if entry is None or entry["seq"] != snapshot.seq or entry["hash"] != snapshot.hash:
                 raise ValueError(f"snapshot at seq {snapshot.seq} does not match the log of tenant "
                                  f"{self.tenant_id}")
@@ -758,7 +775,7 @@ class FileTenantEventLog:
 
     def _seq_ending_at(self, offset: int) -> int | None:
         last = self._file.last_line(offset)
-        entry = _parse_entry(last[1]) if last is not None and last[2] else None
+        entry = parse_entry(last[1]) if last is not None and last[2] else None
         return entry["seq"] if entry is not None else None
 
     # -- closing --
@@ -819,7 +836,10 @@ class FileEventStore:
             log = self._logs.get(tenant_id)
             if log is not None:
                 return log
-            paths = await self._run(lambda: self.layout.tenant(tenant_id, create=True))
+            try:
+                paths = await self._run(lambda: self.layout.tenant(tenant_id, create=True))
+            except ValueError as exc:  # a symlinked or escaping tenant directory: an operator must look
+                raise StorageError(f"tenant {tenant_id}: {exc}") from exc
             log = FileTenantEventLog(tenant_id, paths, self.signer, self._executor,
                                      checkpoint_every=self.checkpoint_every, durable=self._durable,
                                      group_commit=self._group_commit, on_close=self._forget)

@@ -21,7 +21,7 @@ from loguru import logger
 from libervia.eventlog.chain import build_entries, encode_line
 from libervia.eventlog.checkpoints import CheckpointSigner
 from libervia.eventlog.verify import offline_verify, verify_fast, verify_full
-from libervia.storage import EventStore, LogHead, Snapshot
+from libervia.storage import EventStore, LogHead, Snapshot, StorageError
 from libervia_plugins.storage_files.eventlog import PENDING_WRITE, FileEventStore, FileTenantEventLog
 from tests.contracts.eventstore_contract import SIGNER, EventStoreContract, MakeStore, all_entries, draft
 
@@ -425,14 +425,14 @@ async def test_tenant_data_stays_inside_base_dir(tmp_path: Path) -> None:
     store = FileEventStore(base, SIGNER)
     await store.open_log("acme")
     for bad in ("../etc", "a/b", "", ".."):
-        with pytest.raises(ValueError):
+        with pytest.raises(StorageError, match="invalid tenant id"):
             await store.open_log(bad)
     os.symlink(outside, base / "tenants" / "evil")
     os.symlink(base / "tenants" / "acme", base / "tenants" / "alias")
     (base / "tenants" / "sneaky").mkdir()
     os.symlink(outside, base / "tenants" / "sneaky" / "eventlog")
     for tenant in ("evil", "alias", "sneaky"):
-        with pytest.raises(ValueError, match=r"symlink|outside"):
+        with pytest.raises(StorageError, match=r"symlink|outside"):
             await store.open_log(tenant)
     assert list(outside.iterdir()) == []
     await store.close()

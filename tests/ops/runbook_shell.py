@@ -85,11 +85,14 @@ def _steps(document: Path) -> list[Step]:
     return steps
 
 
+def _without_remark(command: str) -> str:
+    return "\n".join(re.sub(r"\s+#\s[^'\"]*$", "", line) for line in command.splitlines())
+
+
 def _untranslated(command: str) -> str:
     """The command without what a translation rewords: trailing ``# ...`` remarks, placeholder names, the free
     text of a ``reason`` and of an ``echo``."""
-    command = "\n".join(re.sub(r"\s+#\s[^'\"]*$", "", line) for line in command.splitlines())
-    command = _PLACEHOLDER.sub("<>", command)
+    command = _PLACEHOLDER.sub("<>", _without_remark(command))
     return re.sub(r'((?:"reason": |echo )")[^"]*"', r'\1"', command)
 
 
@@ -99,7 +102,8 @@ def step(fragment: str) -> Step:
     steps = _steps(RUNBOOK)
     # A command that is exactly the fragment wins over longer ones containing it (`libervia --version` vs
     # `docker exec libervia-gateway libervia --version`); the same command may appear in several procedures.
-    matches = [s for s in steps if s.command == fragment] or [s for s in steps if fragment in s.command]
+    exact = [s for s in steps if _without_remark(s.command) == fragment]
+    matches = exact or [s for s in steps if fragment in s.command]
     commands = {s.command for s in matches}
     assert len(commands) == 1, f"{len(commands)} runbook commands contain {fragment!r}: {sorted(commands)}"
     found = next((s for s in matches if s.expected), matches[0])
@@ -124,6 +128,9 @@ class Operator:
         self.env = dict(gateway.env)
         self.env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), self.env.get("PATH", "")))
         self.env["LOG_FILE"] = str(gateway.log_path)
+        # An operator's terminal is narrow, and ps (among others) truncates to $COLUMNS: no runbook command may
+        # depend on the width it happens to run at.
+        self.env["COLUMNS"] = "80"
         self.env.update(env)
 
     def adapt(self, command: str, **placeholders: str) -> str:

@@ -185,10 +185,11 @@ async def test_event_log_diagnosis_finds_the_corrupted_entry(gateway: GatewayPro
     assert (copied / tenant / "eventlog" / "events.jsonl").read_bytes() == log.read_bytes()
 
     # Damage entry 5 in place (still valid JSON, wrong hash): the verify route names it, sed shows it.
-    lines = log.read_bytes().splitlines(keepends=True)
-    lines[4] = lines[4].replace(b'"seq":5,', b'"seq":5, ', 1).replace(b"  ", b" ", 1)
-    assert lines[4] != log.read_bytes().splitlines(keepends=True)[4]
-    log.write_bytes(b"".join(lines))
+    lines = log.read_text().splitlines(keepends=True)
+    entry = json.loads(lines[4])
+    entry["payload"]["tampered"] = True
+    lines[4] = json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n"
+    log.write_text("".join(lines))
     report = json.loads(operator.ok(verify, tenant_id=tenant))
     assert report["valid"] is False and report["firstInvalidIndex"] == 5, report
     shown = jq_values(operator.ok(step("sed -n '<firstInvalidIndex>p'").command, tenant_id=tenant,
@@ -225,7 +226,7 @@ async def test_suspended_mandates_and_tenants_are_listed_and_resumed(gateway: Ga
     assert jq_values(operator.ok(listed, tenant_id=tenant))[0]["total"] == 0
     # "Mandatos revogados ou expirados nao podem ser reativados (409 INVALID_STATE)"
     status, _, _ = await gateway.request("POST", f"/admin/tenants/{tenant}/mandates/{mandate['id']}/revoke",
-                                         gateway.admin_token, json={"reason": "fim do piloto"})
+                                         gateway.admin_token, json={"motivo": "fim do piloto"})
     assert status == 200
     refused = json.loads(operator.ok(resume, tenant_id=tenant, mandate_id=mandate["id"], nome="SRE de plantao"))
     assert refused["code"] == "INVALID_STATE"
@@ -296,11 +297,11 @@ async def test_shutdown_verify_backup_and_restore(gateway_factory: Callable[...,
     assert archive.is_file() and archive.parent == gateway.base_dir.parent / "backups"  # BASE_DIR/../backups
     after = (await decide(gateway, token))["contrato"]["id"]
 
-    processes = operator.ok(step('ps aux | grep "[l]ibervia serve"').command).splitlines()
+    processes = operator.ok(step('ps auxww | grep "[l]ibervia serve"').command).splitlines()
     assert str(gateway.proc.pid) in [line.split()[1] for line in processes]
     operator.ok(step("kill -SIGTERM <PID>").command, PID=str(gateway.proc.pid))
     assert gateway.proc.wait(timeout=30) == 0  # "Aguardar ate 30 segundos para finalizacao"
-    gone = operator.ok(step('ps aux | grep "[l]ibervia serve" || echo').command).splitlines()
+    gone = operator.ok(step('ps auxww | grep "[l]ibervia serve" || echo').command).splitlines()
     assert str(gateway.proc.pid) not in [line.split()[1] for line in gone if len(line.split()) > 1]
 
     verified = operator.ok(step("libervia verify --all --base-dir $BASE_DIR").command)
