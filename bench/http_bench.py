@@ -9,6 +9,7 @@ Prints requests/s, p50 and p99 for each and the ratio gateway/bare. The gateway 
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -18,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.loadgen import SERVER_CPU, LoadResult, run_load
+from bench.loadgen import SERVER_CPU, LoadResult, run_load, run_load_with_cpu
 from tests.gateway_process import GatewayProcess, free_port
 
 
@@ -57,10 +58,16 @@ def main() -> None:
         try:
             run_load(f"{bare_url}/health", seconds=1, connections=args.connections)  # warm-up
             run_load(f"{gateway.url}/health", seconds=1, connections=args.connections)
-            bare_runs, gw_runs = [], []
+            bare_runs, gw_runs, bare_cpu, gw_cpu = [], [], [], []
             for _ in range(args.rounds):  # alternate, so that a noisy moment hurts both sides alike
-                bare_runs.append(run_load(f"{bare_url}/health", seconds=args.seconds, connections=args.connections))
-                gw_runs.append(run_load(f"{gateway.url}/health", seconds=args.seconds, connections=args.connections))
+                result, cpu = run_load_with_cpu(f"{bare_url}/health", bare.pid, seconds=args.seconds,
+                                                connections=args.connections)
+                bare_runs.append(result)
+                bare_cpu.append(cpu)
+                result, cpu = run_load_with_cpu(f"{gateway.url}/health", gateway.proc.pid, seconds=args.seconds,
+                                                connections=args.connections)
+                gw_runs.append(result)
+                gw_cpu.append(cpu)
             bare_result, gw_result = median_run(bare_runs), median_run(gw_runs)
         finally:
             bare.kill()
@@ -69,7 +76,10 @@ def main() -> None:
     print("ratios per round:", ", ".join(f"{g.rps / b.rps:.2f}" for b, g in zip(bare_runs, gw_runs, strict=True)))
     print(row("bare", bare_result))
     print(row("gateway", gw_result))
-    print(f"ratio gateway/bare: {gw_result.rps / bare_result.rps:.2f}")
+    print(f"ratio gateway/bare: {gw_result.rps / bare_result.rps:.2f} (requests/s, medians)")
+    bare_us, gw_us = statistics.median(bare_cpu), statistics.median(gw_cpu)
+    print(f"server CPU per request: bare {bare_us:.0f} us, gateway {gw_us:.0f} us; ratio bare/gateway "
+          f"{bare_us / gw_us:.2f} (the throughput ratio a CPU-bound server would reach on an idle machine)")
 
 
 if __name__ == "__main__":

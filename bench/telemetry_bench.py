@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.loadgen import LoadResult, run_load
+from bench.loadgen import LoadResult, run_load_with_cpu
 from libervia.gateway import Gateway
 from libervia.plugin_manager import new_plugin_manager
 from libervia.schemas import problems
@@ -66,18 +65,11 @@ def hot_path_costs(samples: int = 200_000) -> tuple[float, float]:
     return observe_us, asyncio.run(hits())
 
 
-def cpu_seconds(gateway: GatewayProcess) -> float:
-    """User + system CPU time the gateway process has used so far."""
-    assert gateway.proc is not None
-    fields = Path(f"/proc/{gateway.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def measure(gateway: GatewayProcess, url: str, token: str, seconds: int, connections: int) -> tuple[LoadResult, float]:
     """One load run; returns its result and the gateway's CPU microseconds per request during it."""
-    before = cpu_seconds(gateway)
-    result = run_load(url, seconds=seconds, connections=connections, headers={"Authorization": f"Bearer {token}"})
-    return result, (cpu_seconds(gateway) - before) / max(1, result.requests) * 1e6
+    assert gateway.proc is not None
+    return run_load_with_cpu(url, gateway.proc.pid, seconds=seconds, connections=connections,
+                             headers={"Authorization": f"Bearer {token}"})
 
 
 def row(name: str, runs: list[tuple[LoadResult, float]]) -> str:

@@ -103,7 +103,11 @@ class AccessLog:
     def write(self, level: str, msg: str, fields: dict[str, Any]) -> None:
         if LEVELS[level] < self.min_level:
             return
-        line = render_line(now_iso(), level, msg, fields)
+        # Access fields are ours and never secret; only the URL could carry a credential a client put there.
+        url = fields.get("url")
+        if isinstance(url, str) and "earer" in url:
+            fields["url"] = _redact("url", url)
+        line = orjson.dumps({"time": now_iso(), "level": level, "msg": msg, **fields}, default=str) + b"\n"
         if not self._pending:
             try:
                 asyncio.get_running_loop().call_soon(self.flush)

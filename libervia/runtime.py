@@ -43,8 +43,8 @@ class _CountingLog:
         self._on_append = on_append
         self.tenant_id = log.tenant_id
 
-    async def append(self, drafts: Sequence[EventDraft]) -> list[dict[str, Any]]:
-        entries = await self._log.append(drafts)
+    async def append(self, drafts: Sequence[EventDraft], expected_seq: int | None = None) -> list[dict[str, Any]]:
+        entries = await self._log.append(drafts, expected_seq=expected_seq)
         self._on_append(len(entries))
         return entries
 

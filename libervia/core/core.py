@@ -4,12 +4,18 @@ Every command runs under the tenant's lock: catch up with entries other writers 
 state, check the quotas, append all of the command's events in one atomic durable append, fold the stored
 entries into the projection. Concurrent requests to one tenant therefore never interleave validation and
 append, and a command that fails validation writes nothing.
+
+The lock only orders this process. Another gateway process sharing the tenant's store can append between our
+catch-up and our append, so the append says which head it was validated at (``expected_seq``); the store refuses
+it if the head moved, and the command is caught up and validated again, a few times at most, before the client
+gets 409 ``CONCURRENT_UPDATE``. Two processes therefore never both spend a mandate's last use.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -23,10 +29,14 @@ from libervia.core.model import EventType, MandateStatus, ReviewStatus
 from libervia.core.policy import TenantPolicies
 from libervia.core.projection import CoreState, Projection, event_summary
 from libervia.errors import ApiError
-from libervia.storage import CorruptStoreError, QuotaExceededError, Snapshot, TenantEventLog
+from libervia.storage import AppendConflictError, CorruptStoreError, QuotaExceededError, Snapshot, TenantEventLog
 
 QuotaSource = Callable[[], Awaitable[Mapping[str, Any] | None] | Mapping[str, Any] | None]
 Command = Callable[[Commands, datetime], Outcome]
+
+# How often a command is validated again after another process appended first. Each retry starts from a state
+# that includes the winner's events, so only a tenant written continuously by other processes runs out.
+APPEND_ATTEMPTS = 5
 
 _LOGGED_MANDATE_EVENTS = {
     EventType.AUTONOMY_SUSPENDED: "suspended",
@@ -66,7 +76,8 @@ class TenantCore:
         self.last_used_at = self.started_at
         self.replayed_from_snapshot: int | None = None
         self.replayed_events = 0
-        self.counters = {"commands": 0, "rejected": 0, "eventsAppended": 0, "appends": 0, "snapshots": 0}
+        self.counters = {"commands": 0, "rejected": 0, "eventsAppended": 0, "appends": 0, "snapshots": 0,
+                         "appendConflicts": 0}
 
     @property
     def state(self) -> CoreState:
@@ -129,25 +140,44 @@ class TenantCore:
             if self._closed:
                 raise CoreClosedError(self.tenant_id)
             self.counters["commands"] += 1
-            await self._catch_up()
             try:
-                outcome = command(Commands(self.tenant_id, self.state, self.policies), self._clock())
+                outcome = await self._validate_and_append(command)
             except ApiError:
                 self.counters["rejected"] += 1
                 raise
-            if outcome.drafts:
-                await self._check_quotas(len(outcome.drafts))
-                try:
-                    entries = await self._log.append(outcome.drafts)
-                except QuotaExceededError as exc:
-                    raise ApiError(507, "QUOTA_EXCEEDED", str(exc) or "The tenant's storage quota is used up.") \
-                        from exc
-                await self._fold(entries)
-                self._after_append(entries)
             if outcome.error is not None:
                 self.counters["rejected"] += 1
                 raise outcome.error
             return outcome.respond(self.state)
+
+    async def _validate_and_append(self, command: Command) -> Outcome:
+        """Validate against the newest state and append the outcome's events at exactly that state's head."""
+        for attempt in range(APPEND_ATTEMPTS):
+            if attempt:
+                # Jitter, so that processes that keep colliding on one tenant fall out of step.
+                await asyncio.sleep(random.uniform(0, 0.002 * attempt))  # noqa: S311 - not a secret
+            await self._catch_up()
+            outcome = command(Commands(self.tenant_id, self.state, self.policies), self._clock())
+            if not outcome.drafts:
+                return outcome
+            await self._check_quotas(len(outcome.drafts))
+            try:
+                entries = await self._log.append(outcome.drafts, expected_seq=self.state.seq)
+            except AppendConflictError:
+                self.counters["appendConflicts"] += 1
+                continue
+            except QuotaExceededError as exc:
+                raise ApiError(507, "QUOTA_EXCEEDED", str(exc) or "The tenant's storage quota is used up.") from exc
+            for entry in entries:
+                self._projection.apply(entry)
+            self._after_append(entries)
+            return outcome
+        logger.bind(tenantId=self.tenant_id).warning(
+            "tenant {}: a command lost the race to append {} times to other writers; answering 409",
+            self.tenant_id, APPEND_ATTEMPTS)
+        raise ApiError(409, "CONCURRENT_UPDATE", "The tenant's state kept changing while this request was being "
+                       "applied (other writers); nothing was recorded. Retry the request.",
+                       details={"attempts": APPEND_ATTEMPTS})
 
     async def read(self, reader: Callable[[Commands], Any]) -> Any:
         """Run a read against the newest state (caught up with other writers)."""
@@ -171,15 +201,6 @@ class TenantCore:
         if head.seq > self.state.seq:
             async for entry in self._log.entries(from_seq=self.state.seq + 1, to_seq=head.seq):
                 self._projection.apply(entry)
-
-    async def _fold(self, entries: list[dict[str, Any]]) -> None:
-        if entries and entries[0]["seq"] != self.state.seq + 1:
-            # Someone appended between our catch-up and our append: read their entries (and ours) in order.
-            async for entry in self._log.entries(from_seq=self.state.seq + 1, to_seq=entries[-1]["seq"]):
-                self._projection.apply(entry)
-            return
-        for entry in entries:
-            self._projection.apply(entry)
 
     async def _check_quotas(self, count: int) -> None:
         quotas = await self._current_quotas()

@@ -62,7 +62,7 @@ def run_evidence(url: str, admin_token: str | None, output_dir: Path, log_file: 
         "metrics.txt": lambda: admin_get("/internal/metrics"),
         "metrics.json": lambda: admin_get("/internal/metrics/json"),
         "operational.json": lambda: admin_get("/internal/health/operational"),
-        "processes.txt": lambda: _run(["ps", "aux"]),
+        "processes.txt": lambda: _run(["ps", "auxww"]),
         "disk.txt": lambda: _run(["df", "-h"]),
         "memory.txt": lambda: _run(["free", "-m"]),
         "sockets.txt": lambda: _run(["ss", "-s"]),

@@ -19,6 +19,7 @@ from libervia import context
 from libervia.errors import ApiError, AuthError
 from libervia.gateway import Gateway
 from libervia.jsonlog import access_log
+from libervia.pipeline.authentication import client_address
 from libervia.pipeline.rate_limiting import RATE_LIMIT_HEADERS
 from libervia.pipeline.validation import payload_too_large
 from libervia.responses import json_response
@@ -84,6 +85,9 @@ class RequestScope:
         self.cors_any = "*" in self.cors_origins
         self.max_body = gateway.settings.max_body_bytes
         self.trust_forwarded_for = bool(gateway.settings.section("auth")["trust_forwarded_for"])
+        # Plugins are all registered before the app is built; with no telemetry plugin, skip the call entirely.
+        hook = gateway.pm.hook.libervia_observe_request
+        self.observe_request = hook if hook.get_hookimpls() else None
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: web.Handler) -> web.StreamResponse:
@@ -139,17 +143,15 @@ class RequestScope:
         if tenant_id is not None and not self.gateway.registry.is_registered(tenant_id):
             tenant_id = None
         status = response.status
-        self.gateway.pm.hook.libervia_observe_request(
-            gateway=self.gateway,
-            observation=RequestObservation(request.method, route, status, elapsed_ms, tenant_id),
-        )
+        if self.observe_request is not None:
+            self.observe_request(
+                gateway=self.gateway,
+                observation=RequestObservation(request.method, route, status, elapsed_ms, tenant_id),
+            )
         msg = f"{request.method} {route} {status}" + (f" {code}" if code else "")
-        address = request.remote
-        if self.trust_forwarded_for:
-            address = request.headers.get("X-Forwarded-For", address or "").split(",")[0].strip() or address
         level = "error" if status >= 500 else ("warning" if status >= 400 and code else "info")
         access_log.write(level, msg, {
             "requestId": request[context.REQUEST_ID], "method": request.method, "url": request.path_qs,
             "route": route, "statusCode": status, "responseTimeMs": round(elapsed_ms, 2), "tenantId": tenant_id,
-            "remoteAddr": address, "code": code or None,
+            "remoteAddr": client_address(request, self.trust_forwarded_for), "code": code or None,
         })

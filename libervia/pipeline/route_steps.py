@@ -87,6 +87,8 @@ class RouteSteps:
                 return resolve_api_tenant(request, who)
             except TenantConflict:
                 self.gateway.count(TENANT_CONFLICT, tenant_id=self.tenant_label(who.tenant_id))
+                if who.tenant_id is not None:
+                    request[context.TENANT_ID] = who.tenant_id  # the access line names the key's own tenant
                 raise
         if route.tenant_param:
             return resolve_path_tenant(request, route.tenant_param)

@@ -14,6 +14,9 @@ How an append stays atomic, durable and unforked:
   takes the in-process lock and ``flock(events.lock)``, re-reads the tail if another process grew the file, chains
   the batches onto that head, writes them with one ``write`` and fsyncs once, so all batches in a group share one
   fsync and the event loop never blocks on disk.
+* A batch appended with ``expected_seq`` is checked in that same locked section, in group order: it must find the
+  head exactly there, counting the batches of its group chained before it. A batch that does not is refused with
+  :class:`AppendConflictError` and contributes nothing to the write; the rest of the group is unaffected.
 * Before writing, the flush records ``(offset, length, previous hash)`` in ``events.lock`` and clears it after the
   fsync. A writer killed inside ``write`` can leave any prefix of its group, possibly ending exactly on a line
   boundary inside a batch; the next process to take the lock sees the record, finds the file shorter than
@@ -45,7 +48,15 @@ from loguru import logger
 from libervia.durable import fsync_dir, replace_durably
 from libervia.eventlog.chain import build_entries, canonical_json, encode_line, has_entry_shape
 from libervia.eventlog.checkpoints import CheckpointSigner, checkpoint_from_dict
-from libervia.storage import Checkpoint, CorruptStoreError, EventDraft, LogHead, Snapshot, StorageError
+from libervia.storage import (
+    AppendConflictError,
+    Checkpoint,
+    CorruptStoreError,
+    EventDraft,
+    LogHead,
+    Snapshot,
+    StorageError,
+)
 from libervia.tenants.ids import tenant_data_dir, tenant_id_problem
 
 _FILE_MODE = 0o640
@@ -391,6 +402,7 @@ NO_PENDING_WRITE = bytes(PENDING_WRITE.size)
 @dataclass(slots=True)
 class _Batch:
     drafts: list[EventDraft]
+    expected_seq: int | None
     future: asyncio.Future[list[dict[str, Any]]]
 
 
@@ -548,13 +560,13 @@ class FileTenantEventLog:
 
     # -- appending --
 
-    async def append(self, drafts: Sequence[EventDraft]) -> list[dict[str, Any]]:
+    async def append(self, drafts: Sequence[EventDraft], expected_seq: int | None = None) -> list[dict[str, Any]]:
         if self._closing:
             raise StorageError(f"the event log of tenant {self.tenant_id} is closed")
         if not drafts:
             return []
         loop = asyncio.get_running_loop()
-        batch = _Batch(list(drafts), loop.create_future())
+        batch = _Batch(list(drafts), expected_seq, loop.create_future())
         self._pending.append(batch)
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush())
@@ -569,8 +581,7 @@ class FileTenantEventLog:
                 else:
                     group, self._pending = self._pending[:1], self._pending[1:]
                 try:
-                    results = await loop.run_in_executor(self._executor, self._write_group,
-                                                         [b.drafts for b in group])
+                    results = await loop.run_in_executor(self._executor, self._write_group, group)
                 except Exception as exc:
                     self._health.degraded = True
                     self._health.error_count += 1
@@ -587,15 +598,18 @@ class FileTenantEventLog:
         finally:
             self._flusher = None
 
-    def _write_group(self, batches: list[list[EventDraft]]) -> list[list[dict[str, Any]] | Exception]:
+    def _write_group(self, batches: list[_Batch]) -> list[list[dict[str, Any]] | Exception]:
         with self._locked():
             self._sync_tail_locked()
             head = start_head = self._head
             results: list[list[dict[str, Any]] | Exception] = []
             parts: list[bytes] = []
-            for drafts in batches:
+            for batch in batches:
+                if batch.expected_seq is not None and batch.expected_seq != head.seq:
+                    results.append(AppendConflictError(batch.expected_seq, head.seq))
+                    continue
                 try:
-                    entries = build_entries(self.tenant_id, head, drafts)
+                    entries = build_entries(self.tenant_id, head, batch.drafts)
                     parts.append(b"".join([encode_line(entry) for entry in entries]))
                 except (TypeError, ValueError) as exc:
                     results.append(ValueError(f"event not stored: {exc}"))

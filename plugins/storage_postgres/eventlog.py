@@ -8,8 +8,10 @@ How an append stays atomic, durable and unforked:
   commit. The commit is the durability point, so all batches in a group share one WAL flush.
 * The row lock orders writers of every process, so the chain never forks; the primary key ``(tenant, seq)``
   would refuse a second entry at a seq even if it did not.
-* A batch whose payload is not JSON fails alone, before anything of its group is written; a failed transaction
-  fails every batch of the group and writes nothing.
+* A batch appended with ``expected_seq`` is checked against the locked head in group order, counting the batches
+  of its group chained before it; one that finds the head elsewhere fails alone with
+  :class:`AppendConflictError`, as does a batch whose payload is not JSON, before anything of its group is written.
+  A failed transaction fails every batch of the group and writes nothing.
 * A checkpoint crossing a multiple of ``checkpoint_every`` is inserted in the same transaction as the entries it
   signs, so a log and its checkpoints never disagree after a crash.
 
@@ -33,7 +35,15 @@ from loguru import logger
 
 from libervia.eventlog.chain import build_entries, canonical_json
 from libervia.eventlog.checkpoints import CheckpointSigner
-from libervia.storage import Checkpoint, CorruptStoreError, EventDraft, LogHead, Snapshot, StorageError
+from libervia.storage import (
+    AppendConflictError,
+    Checkpoint,
+    CorruptStoreError,
+    EventDraft,
+    LogHead,
+    Snapshot,
+    StorageError,
+)
 from libervia.tenants.ids import tenant_id_problem
 from libervia_plugins.storage_postgres.database import Database, Tables
 
@@ -87,6 +97,7 @@ def _hash_in_line(line: str | None) -> str | None:
 @dataclass(slots=True)
 class _Batch:
     drafts: list[EventDraft]
+    expected_seq: int | None
     future: asyncio.Future[list[dict[str, Any]]]
 
 
@@ -130,13 +141,13 @@ class PostgresTenantEventLog:
 
     # -- appending --
 
-    async def append(self, drafts: Sequence[EventDraft]) -> list[dict[str, Any]]:
+    async def append(self, drafts: Sequence[EventDraft], expected_seq: int | None = None) -> list[dict[str, Any]]:
         if self._closing:
             raise StorageError(f"the event log of tenant {self.tenant_id} is closed")
         if not drafts:
             return []
         loop = asyncio.get_running_loop()
-        batch = _Batch(list(drafts), loop.create_future())
+        batch = _Batch(list(drafts), expected_seq, loop.create_future())
         self._pending.append(batch)
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush(), name=f"eventlog-flush-{self.tenant_id}")
@@ -151,7 +162,7 @@ class PostgresTenantEventLog:
                 if not group:
                     continue
                 try:
-                    results = await self._write_group([batch.drafts for batch in group])
+                    results = await self._write_group(group)
                 except Exception as exc:
                     self._health.degraded = True
                     self._health.error_count += 1
@@ -168,7 +179,7 @@ class PostgresTenantEventLog:
         finally:
             self._flusher = None
 
-    async def _write_group(self, batches: list[list[EventDraft]]) -> list[list[dict[str, Any]] | Exception]:
+    async def _write_group(self, batches: list[_Batch]) -> list[list[dict[str, Any]] | Exception]:
         sql, tenant = self._sql, self.tenant_id
         with self._errors("append to"):
             async with self._db.pool.acquire() as conn, conn.transaction():
@@ -180,9 +191,12 @@ class PostgresTenantEventLog:
                 seqs: list[int] = []
                 lines: list[str] = []
                 added_bytes = 0
-                for drafts in batches:
+                for batch in batches:
+                    if batch.expected_seq is not None and batch.expected_seq != head.seq:
+                        results.append(AppendConflictError(batch.expected_seq, head.seq))
+                        continue
                     try:
-                        entries = build_entries(tenant, head, drafts)
+                        entries = build_entries(tenant, head, batch.drafts)
                         encoded = [canonical_json(entry) for entry in entries]
                     except (TypeError, ValueError) as exc:
                         results.append(ValueError(f"event not stored: {exc}"))
@@ -195,6 +209,7 @@ class PostgresTenantEventLog:
                     head = LogHead(last["seq"], last["hash"], last["ts"])
                     results.append(entries)
                 if not seqs:
+                    self._head = head  # every batch was refused, but the head read under the lock is news
                     return results
                 await conn.execute(sql.insert_lines, tenant, seqs, lines)
                 await conn.execute(sql.move_head, tenant, head.seq, head.hash, head.last_append_at, added_bytes)

@@ -11,6 +11,8 @@ What the contract asks (DESIGN.md "The event log", ``libervia/storage.py``):
   independent stdlib implementation of the documented rule;
 * a batch gets consecutive seqs, and is stored whole or not at all (a bad payload stores nothing);
 * concurrent appends, from one store or from two stores sharing the data, form one chain with every event;
+* ``append(..., expected_seq=N)`` writes only onto a head at exactly ``N`` (batches of one group counted in order),
+  else raises :class:`AppendConflictError` and writes nothing, so of two writers validated at one head one wins;
 * entries come back exactly as ``append`` returned them, in seq order, with working ranges;
 * ids are unique and sort in seq order within one writer;
 * snapshots, checkpoints, status, size and close behave as the protocol documents, and close leaves a signed
@@ -31,7 +33,15 @@ import pytest
 from libervia.eventlog.chain import ENTRY_FIELDS, entry_hash
 from libervia.eventlog.checkpoints import CheckpointSigner
 from libervia.eventlog.verify import verify_full
-from libervia.storage import EventDraft, EventStore, LogHead, Snapshot, StorageError, TenantEventLog
+from libervia.storage import (
+    AppendConflictError,
+    EventDraft,
+    EventStore,
+    LogHead,
+    Snapshot,
+    StorageError,
+    TenantEventLog,
+)
 
 MakeStore = Callable[[CheckpointSigner, int], Awaitable[EventStore]]
 
@@ -169,6 +179,83 @@ class EventStoreContract:
         assert_one_chain(entries)
         assert sorted((e["payload"]["writer"], e["payload"]["n"]) for e in entries) == sorted(
             [("a", n) for n in range(60)] + [("b", n) for n in range(60)])
+
+    async def test_an_append_at_the_expected_head_is_written(self, store: EventStore) -> None:
+        log = await store.open_log("acme")
+        first = await log.append([draft(1), draft(2)], expected_seq=0)
+        assert [e["seq"] for e in first] == [1, 2]
+        second = await log.append([draft(3)], expected_seq=2)
+        assert second[0]["seq"] == 3 and second[0]["prev"] == first[-1]["hash"]
+        assert await all_entries(log) == first + second
+
+    async def test_an_append_at_a_stale_head_is_refused_and_writes_nothing(self, store: EventStore) -> None:
+        log = await store.open_log("acme")
+        stored = await log.append([draft(n) for n in range(3)])
+        for stale in (0, 2, 4):
+            with pytest.raises(AppendConflictError) as caught:
+                await log.append([draft(10), draft(11)], expected_seq=stale)
+            assert (caught.value.expected_seq, caught.value.head_seq) == (stale, 3)
+        assert await all_entries(log) == stored
+        head = await log.head()
+        assert (head.seq, head.hash) == (3, stored[-1]["hash"])
+        assert log.status()["degraded"] is False and log.status()["errorCount"] == 0
+        # A refusal is not a failure of the log: the next append at the real head goes through.
+        assert (await log.append([draft(12)], expected_seq=3))[0]["seq"] == 4
+
+    async def test_a_head_moved_by_another_store_is_seen_at_write_time(self, make_store: MakeStore,
+                                                                       store: EventStore) -> None:
+        log = await store.open_log("acme")
+        await log.append([draft(1)])
+        assert (await log.head()).seq == 1
+        other_log = await (await make_store(SIGNER, 1000)).open_log("acme")
+        theirs = await other_log.append([draft(2)])
+        with pytest.raises(AppendConflictError) as caught:
+            await log.append([draft(3)], expected_seq=1)  # validated at 1, but the other store wrote seq 2
+        assert caught.value.head_seq == 2
+        assert [e["seq"] for e in await all_entries(other_log)] == [1, 2]
+        assert (await log.append([draft(3)], expected_seq=2))[0]["prev"] == theirs[0]["hash"]
+
+    async def test_two_stores_racing_at_one_head_have_exactly_one_winner(self, make_store: MakeStore,
+                                                                          store: EventStore) -> None:
+        other = await make_store(SIGNER, 1000)
+        log_a, log_b = await store.open_log("acme"), await other.open_log("acme")
+        await log_a.append([draft(0)])
+        for round_ in range(1, 21):
+            results = await asyncio.gather(
+                log_a.append([draft(round_, writer="a"), draft(round_, writer="a")], expected_seq=round_ * 2 - 1),
+                log_b.append([draft(round_, writer="b"), draft(round_, writer="b")], expected_seq=round_ * 2 - 1),
+                return_exceptions=True)
+            won = [r for r in results if isinstance(r, list)]
+            lost = [r for r in results if isinstance(r, AppendConflictError)]
+            assert len(won) == 1 and len(lost) == 1, results
+            assert lost[0].head_seq == round_ * 2 + 1 and [e["seq"] for e in won[0]] == [round_ * 2, round_ * 2 + 1]
+            # The loser catches up (here: does nothing) and the next round starts from the winner's head.
+        entries = await all_entries(log_b)
+        assert len(entries) == 41
+        assert_one_chain(entries)
+        for pair in range(1, 41, 2):
+            assert entries[pair]["payload"] == entries[pair + 1]["payload"]  # no batch was split or mixed
+
+    async def test_a_group_checks_each_batch_against_the_batches_before_it(self, store: EventStore) -> None:
+        log = await store.open_log("acme")
+        await log.append([draft(0)])
+        # Queued in one event-loop turn, these can share one group write: each expectation counts the batches
+        # queued (and written) before it, and a refused batch moves nobody's head.
+        results = await asyncio.gather(
+            log.append([draft(1), draft(1)], expected_seq=1),   # 2, 3
+            log.append([draft(2)]),                              # 4 (no expectation)
+            log.append([draft(3)], expected_seq=1),              # stale: the head is 4 by now
+            log.append([draft(4)], expected_seq=4),              # 5
+            log.append([draft(5), draft(5)], expected_seq=5),    # 6, 7
+            log.append([draft(6)], expected_seq=9),              # ahead of the head: refused too
+            log.append([draft(7)], expected_seq=7),              # 8
+            return_exceptions=True)
+        seqs = [[e["seq"] for e in r] if isinstance(r, list) else (r.expected_seq, r.head_seq) for r in results]
+        assert seqs == [[2, 3], [4], (1, 4), [5], [6, 7], (9, 7), [8]]
+        assert all(isinstance(results[i], AppendConflictError) for i in (2, 5))
+        entries = await all_entries(log)
+        assert [e["payload"]["n"] for e in entries] == [0, 1, 1, 2, 4, 5, 5, 7]
+        assert_one_chain(entries)
 
     async def test_tenants_are_isolated_and_listed(self, store: EventStore) -> None:
         acme, globex = await store.open_log("acme"), await store.open_log("globex")

@@ -24,6 +24,7 @@ ACKS_BEFORE_BACKUP = 200
 ACKS_AFTER_BACKUP = 50
 # The load is the point of the test; the per-tenant rate limit must not shape it.
 UNLIMITED = {"rateLimitRpm": 10_000_000}
+HANG_GUARD_S = 120
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,10 @@ class Load:
                 self.acks.append(Ack(tenant, {"KEY_CREATED": body["keyId"]}, token=body["token"]))
 
     async def until_acks(self, count: int) -> None:
-        while len(self.acks) < count and not self.refusals:
-            await asyncio.sleep(0.01)
+        # A guard against a gateway that stops answering, not a speed requirement.
+        async with asyncio.timeout(HANG_GUARD_S):
+            while len(self.acks) < count and not self.refusals:
+                await asyncio.sleep(0.01)
         assert not self.refusals, self.refusals[:3]
 
 
@@ -94,7 +97,8 @@ async def run_script(operator: Operator, command: str) -> tuple[int, str, str]:
     """A script run without blocking the event loop, so the clients keep writing while it works."""
     process = await asyncio.create_subprocess_exec("bash", "-c", command, env=operator.env, cwd=REPO_ROOT,
                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await process.communicate()
+    async with asyncio.timeout(HANG_GUARD_S):
+        out, err = await process.communicate()
     return process.returncode, out.decode(), err.decode()
 
 
