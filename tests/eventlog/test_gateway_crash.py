@@ -26,7 +26,7 @@ async def fire(gateway: GatewayProcess, token: str, acknowledged: list[str], kil
                 body = await response.json()
                 if response.status == 201:
                     acknowledged.append(body["episodio_id"])
-        except (aiohttp.ClientError, asyncio.TimeoutError, json.JSONDecodeError):
+        except (TimeoutError, aiohttp.ClientError, json.JSONDecodeError):
             pass  # cut off by the kill: not acknowledged, may or may not be in the log
 
     connector = aiohttp.TCPConnector(limit=IN_FLIGHT)
