@@ -11,12 +11,14 @@ import re
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from tqdm import tqdm
 
 WRK_LUA = """
 local hdrs = {}
@@ -73,7 +75,11 @@ def _run_wrk(url: str, seconds: float, connections: int, headers: dict[str, str]
         script.write(WRK_LUA.replace("{headers}", lines))
     duration = f"{max(1, round(seconds))}s"  # wrk takes whole seconds only
     command = [*LOADGEN_CPU, "wrk", "-t", str(threads), "-c", str(connections), "-d", duration, "-s", script.name, url]
-    out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        _show_progress_while(proc, seconds, url)
+        out, err = proc.communicate(timeout=seconds + 30)
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {err.strip()}")
     match = re.search(r"LIBERVIA p50=([\d.]+) p99=([\d.]+) requests=(\d+) errors=(\d+) non2xx=(\d+)", out)
     assert match, out
     took = re.search(r"requests in ([\d.]+)(ms|s|m)", out)
@@ -81,6 +87,18 @@ def _run_wrk(url: str, seconds: float, connections: int, headers: dict[str, str]
     duration = float(took.group(1)) * scale[took.group(2)] if took else seconds
     return LoadResult("wrk", int(match.group(3)), duration, float(match.group(1)), float(match.group(2)),
                       int(match.group(4)) + int(match.group(5)))
+
+
+def _show_progress_while(proc: subprocess.Popen[str], seconds: float, url: str) -> None:
+    """A time bar on a terminal while the load runs; nothing when output is not a terminal."""
+    if not sys.stderr.isatty():
+        return
+    with tqdm(total=round(seconds, 1), desc=f"load {url}", unit="s", leave=False,
+              bar_format="{desc} {bar} {n:.0f}/{total:.0f} s") as bar:
+        began = time.monotonic()
+        while proc.poll() is None and bar.n < bar.total:
+            time.sleep(0.25)
+            bar.update(min(bar.total, time.monotonic() - began) - bar.n)
 
 
 async def _run_python(url: str, seconds: float, connections: int, headers: dict[str, str]) -> LoadResult:

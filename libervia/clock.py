@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
+
+_second_prefix: tuple[int, str] = (-1, "")
 
 
 def now_iso() -> str:
-    return format_iso(datetime.now(UTC))
+    """Now, as ``2026-11-29T12:00:00.000Z``. Called for every log line, so the part up to the second is reused
+    within a second instead of being formatted again."""
+    global _second_prefix
+    now = time.time()
+    second = int(now)
+    if second != _second_prefix[0]:
+        _second_prefix = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{_second_prefix[1]}.{int((now - second) * 1000):03d}Z"
 
 
 def format_iso(moment: datetime) -> str:
