@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from loguru import logger
 
 from libervia import context, hookimpl
 from libervia.core import TenantCore
@@ -23,6 +24,7 @@ from libervia.errors import not_found
 from libervia.gateway import Gateway
 from libervia.responses import json_response
 from libervia.routing import Access, Route
+from libervia.storage import StorageError
 
 
 def _page(items: list[dict[str, Any]], query: dict[str, Any], key: str) -> dict[str, Any]:
@@ -74,8 +76,14 @@ async def query_tenants(request: web.Request) -> web.Response:
     gateway = context.gateway(request)
     rows = []
     for tenant in gateway.registry.all():
+        try:
+            mandates: dict[str, int] | None = await gateway.runtime.mandate_counts(tenant["id"])
+        except StorageError as exc:
+            # One tenant with unreadable data must not hide every other tenant from the operators' list.
+            logger.bind(tenantId=tenant["id"]).error(f"mandate counts of tenant {tenant['id']} unavailable: {exc}")
+            mandates = None
         rows.append({"id": tenant["id"], "name": tenant["name"], "status": tenant["status"],
-                     "createdAt": tenant["createdAt"], "mandates": await gateway.runtime.mandate_counts(tenant["id"])})
+                     "createdAt": tenant["createdAt"], "mandates": mandates})
     return json_response(rows)
 
 

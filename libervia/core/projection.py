@@ -33,6 +33,7 @@ from libervia.core.model import (
     load_record,
 )
 from libervia.core.model import Resolution as _Resolution
+from libervia.storage import CorruptStoreError
 
 RECENT_EVENTS = 10
 SNAPSHOT_FORMAT = 1
@@ -110,7 +111,13 @@ class Projection:
         payload = entry.get("payload") or {}
         handler = self._handlers.get(entry["evento"])
         if handler is not None:
-            handler(entry, payload)
+            try:
+                handler(entry, payload)
+            except (KeyError, ValueError, TypeError, AttributeError) as exc:
+                # The chain may be intact while an entry still does not describe a state change the Core knows
+                # (written by hand, or by a foreign tool): the state cannot be rebuilt, and guessing is worse.
+                raise CorruptStoreError(f"entry seq {seq} ({entry['evento']}) cannot be applied to the tenant's "
+                                        f"state: {type(exc).__name__}: {exc}") from exc
         episodio = state.episodios.get(payload.get("episodio_id") or "")
         if episodio is not None:
             episodio.ultimo_evento = entry["evento"]

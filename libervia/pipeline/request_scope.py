@@ -23,7 +23,7 @@ from libervia.pipeline.authentication import client_address
 from libervia.pipeline.rate_limiting import RATE_LIMIT_HEADERS
 from libervia.pipeline.validation import payload_too_large
 from libervia.responses import json_response
-from libervia.storage import QuotaExceededError, StorageError
+from libervia.storage import CorruptStoreError, QuotaExceededError, StorageError
 from libervia.telemetry import RequestObservation
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -49,7 +49,11 @@ def error_from_exception(exc: BaseException, request: web.Request) -> ApiError:
     if isinstance(exc, web.HTTPException):
         return _http_exception_error(exc, request)
     if isinstance(exc, QuotaExceededError):
-        return ApiError(429, "QUOTA_EXCEEDED", str(exc) or "The tenant's storage quota is exhausted.")
+        return ApiError(507, "QUOTA_EXCEEDED", str(exc) or "The tenant's storage quota is exhausted.")
+    if isinstance(exc, CorruptStoreError):
+        logger.opt(exception=exc).error(f"stored data is corrupt: {exc}")
+        return ApiError(503, "STORAGE_CORRUPT", "The stored data this request needs cannot be read; nothing was "
+                        "applied. Operators: verify the tenant's event log (runbook PROC-007).")
     if isinstance(exc, StorageError):
         logger.opt(exception=exc).error(f"storage unavailable: {exc}")
         return ApiError(503, "STORAGE_UNAVAILABLE", "Storage is unavailable; the request was not applied.")

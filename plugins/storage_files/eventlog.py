@@ -48,6 +48,7 @@ from loguru import logger
 from libervia.durable import fsync_dir, replace_durably
 from libervia.eventlog.chain import build_entries, canonical_json, encode_line, has_entry_shape
 from libervia.eventlog.checkpoints import CheckpointSigner, checkpoint_from_dict
+from libervia.eventlog.group_commit import GroupCommitQueue, PendingAppend
 from libervia.storage import (
     AppendConflictError,
     Checkpoint,
@@ -400,13 +401,6 @@ NO_PENDING_WRITE = bytes(PENDING_WRITE.size)
 # --- the tenant log ----------------------------------------------------------------------------------------------
 
 @dataclass(slots=True)
-class _Batch:
-    drafts: list[EventDraft]
-    expected_seq: int | None
-    future: asyncio.Future[list[dict[str, Any]]]
-
-
-@dataclass(slots=True)
 class _Health:
     degraded: bool = False
     error_count: int = 0
@@ -469,7 +463,6 @@ class FileTenantEventLog:
         self._executor = executor
         self._checkpoint_every = checkpoint_every
         self._durable = durable
-        self._group_commit = group_commit
         self._on_close = on_close
         self._fd = -1
         self._lock_fd = -1
@@ -480,8 +473,8 @@ class FileTenantEventLog:
         self._end = -1                      # file size as of our last look; -1 forces a re-read
         self._last_checkpoint_seq = 0
         self._health = _Health()
-        self._pending: list[_Batch] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._queue = GroupCommitQueue(self._write_group_in_thread, self._append_failed, group_commit=group_commit,
+                                       name=f"eventlog-flush-{tenant_id}")
         self._closing = False
         # Line starts of seqs we know without searching (a snapshot's next entry), for entries(from_seq).
         self._known_offsets: dict[int, int] = {}
@@ -565,40 +558,17 @@ class FileTenantEventLog:
             raise StorageError(f"the event log of tenant {self.tenant_id} is closed")
         if not drafts:
             return []
-        loop = asyncio.get_running_loop()
-        batch = _Batch(list(drafts), expected_seq, loop.create_future())
-        self._pending.append(batch)
-        if self._flusher is None:
-            self._flusher = loop.create_task(self._flush())
-        return await batch.future
+        return await self._queue.submit(drafts, expected_seq)
 
-    async def _flush(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            while self._pending:
-                if self._group_commit:
-                    group, self._pending = self._pending, []
-                else:
-                    group, self._pending = self._pending[:1], self._pending[1:]
-                try:
-                    results = await loop.run_in_executor(self._executor, self._write_group, group)
-                except Exception as exc:
-                    self._health.degraded = True
-                    self._health.error_count += 1
-                    logger.error("append to the event log of tenant {} failed: {}", self.tenant_id, exc)
-                    failure = exc if isinstance(exc, StorageError) else StorageError(str(exc))
-                    results = [failure] * len(group)
-                for batch, result in zip(group, results, strict=True):
-                    if batch.future.done():
-                        continue
-                    if isinstance(result, BaseException):
-                        batch.future.set_exception(result)
-                    else:
-                        batch.future.set_result(result)
-        finally:
-            self._flusher = None
+    async def _write_group_in_thread(self, batches: list[PendingAppend]) -> list[list[dict[str, Any]] | Exception]:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._write_group, batches)
 
-    def _write_group(self, batches: list[_Batch]) -> list[list[dict[str, Any]] | Exception]:
+    def _append_failed(self, exc: Exception) -> None:
+        self._health.degraded = True
+        self._health.error_count += 1
+        logger.error("append to the event log of tenant {} failed: {}", self.tenant_id, exc)
+
+    def _write_group(self, batches: list[PendingAppend]) -> list[list[dict[str, Any]] | Exception]:
         with self._locked():
             self._sync_tail_locked()
             head = start_head = self._head
@@ -803,8 +773,7 @@ class FileTenantEventLog:
             return
         self._closing = True
         try:
-            while self._flusher is not None:
-                await asyncio.shield(self._flusher)
+            await self._queue.drain()
             await self._run(self._close_sync)
         finally:
             self._on_close(self)

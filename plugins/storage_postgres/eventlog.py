@@ -35,6 +35,7 @@ from loguru import logger
 
 from libervia.eventlog.chain import build_entries, canonical_json
 from libervia.eventlog.checkpoints import CheckpointSigner
+from libervia.eventlog.group_commit import GroupCommitQueue, PendingAppend
 from libervia.storage import (
     AppendConflictError,
     Checkpoint,
@@ -95,13 +96,6 @@ def _hash_in_line(line: str | None) -> str | None:
 
 
 @dataclass(slots=True)
-class _Batch:
-    drafts: list[EventDraft]
-    expected_seq: int | None
-    future: asyncio.Future[list[dict[str, Any]]]
-
-
-@dataclass(slots=True)
 class _Health:
     degraded: bool = False
     error_count: int = 0
@@ -120,8 +114,7 @@ class PostgresTenantEventLog:
         self._on_close = on_close
         self._head = LogHead(0, None, None)    # as of our last look, for status()
         self._health = _Health()
-        self._pending: list[_Batch] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._queue = GroupCommitQueue(self._write_group, self._append_failed, name=f"eventlog-flush-{tenant_id}")
         self._closing = False
         self._closed = False
 
@@ -146,40 +139,14 @@ class PostgresTenantEventLog:
             raise StorageError(f"the event log of tenant {self.tenant_id} is closed")
         if not drafts:
             return []
-        loop = asyncio.get_running_loop()
-        batch = _Batch(list(drafts), expected_seq, loop.create_future())
-        self._pending.append(batch)
-        if self._flusher is None:
-            self._flusher = loop.create_task(self._flush(), name=f"eventlog-flush-{self.tenant_id}")
-        return await batch.future
+        return await self._queue.submit(drafts, expected_seq)
 
-    async def _flush(self) -> None:
-        try:
-            while self._pending:
-                # A caller cancelled before its batch was taken gets nothing written.
-                group = [batch for batch in self._pending if not batch.future.done()]
-                self._pending = []
-                if not group:
-                    continue
-                try:
-                    results = await self._write_group(group)
-                except Exception as exc:
-                    self._health.degraded = True
-                    self._health.error_count += 1
-                    logger.error("append to the event log of tenant {} failed: {}", self.tenant_id, exc)
-                    failure = exc if isinstance(exc, StorageError) else StorageError(str(exc))
-                    results = [failure] * len(group)
-                for batch, result in zip(group, results, strict=True):
-                    if batch.future.done():
-                        continue
-                    if isinstance(result, BaseException):
-                        batch.future.set_exception(result)
-                    else:
-                        batch.future.set_result(result)
-        finally:
-            self._flusher = None
+    def _append_failed(self, exc: Exception) -> None:
+        self._health.degraded = True
+        self._health.error_count += 1
+        logger.error("append to the event log of tenant {} failed: {}", self.tenant_id, exc)
 
-    async def _write_group(self, batches: list[_Batch]) -> list[list[dict[str, Any]] | Exception]:
+    async def _write_group(self, batches: list[PendingAppend]) -> list[list[dict[str, Any]] | Exception]:
         sql, tenant = self._sql, self.tenant_id
         with self._errors("append to"):
             async with self._db.pool.acquire() as conn, conn.transaction():
@@ -311,8 +278,7 @@ class PostgresTenantEventLog:
             return
         self._closing = True
         try:
-            while self._flusher is not None:
-                await asyncio.shield(self._flusher)
+            await self._queue.drain()
             with self._errors("checkpoint"):
                 async with self._db.pool.acquire() as conn:
                     head = _head_of(await conn.fetchrow(self._sql.head, self.tenant_id))
