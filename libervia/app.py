@@ -5,12 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 from loguru import logger
 
-from libervia.context import GATEWAY_KEY
+from libervia.context import COMMON_HEADERS_KEY, GATEWAY_KEY
 from libervia.errors import StartupError
 from libervia.eventlog.checkpoints import CheckpointSigner, derive_checkpoint_key
 from libervia.gateway import Gateway
 from libervia.hookcalls import call_all, call_first
-from libervia.pipeline.request_scope import RequestScope
+from libervia.pipeline.request_scope import UNMATCHED_ROUTE, RequestScope, unmatched
 from libervia.pipeline.route_steps import RouteSteps
 from libervia.plugin_manager import LoadedPlugins
 from libervia.routing import Access, Route
@@ -76,21 +76,22 @@ def collect_routes(gateway: Gateway) -> list[Route]:
 
 def create_app(gateway: Gateway) -> web.Application:
     scope = RequestScope(gateway)
-    app = web.Application(middlewares=[scope.middleware], client_max_size=gateway.settings.max_body_bytes,
-                          handler_args={"max_field_size": 16384})
+    app = web.Application(client_max_size=gateway.settings.max_body_bytes, handler_args={"max_field_size": 16384})
     app[GATEWAY_KEY] = gateway
-    app.on_response_prepare.append(scope.on_response_prepare)
+    app[COMMON_HEADERS_KEY] = scope.decorate
     steps = RouteSteps(gateway)
     seen: dict[tuple[str, str], str] = {}
     for route in collect_routes(gateway):
         paths = [route.path]
         if route.access is Access.TENANT_API and route.path.startswith(API_PREFIX + "/"):
             paths.append(API_TENANT_PREFIX + route.path[len(API_PREFIX):])
-        handler = steps.wrap(route)
+        handler = scope.around(steps.wrap(route))
         for path in paths:
             key = (route.method.upper(), path)
             if key in seen:
                 raise StartupError([f"plugins: route {key[0]} {path} is declared twice ({seen[key]}, {route.name})"])
             seen[key] = route.name or path
             app.router.add_route(route.method, path, handler)
+    # Last, so that it only sees what no route took: JSON 404/405 and CORS preflights, inside the same scope.
+    app.router.add_route("*", "/{path:.*}", scope.around(unmatched), name=UNMATCHED_ROUTE)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
     from libervia.gateway import Gateway
 
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("libervia.gateway")
+COMMON_HEADERS_KEY: web.AppKey[Callable[[web.Request, web.StreamResponse], None]] = web.AppKey("libervia.headers")
 
 REQUEST_ID = "libervia.request_id"
 PRINCIPAL = "libervia.principal"

@@ -8,11 +8,22 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from libervia.context import COMMON_HEADERS_KEY
+
 JSON_CONTENT_TYPE = "application/json"
 
 
 def dumps(data: Any) -> bytes:
     return orjson.dumps(data)
+
+
+def stream_response(request: web.Request, status: int = 200,
+                    headers: Mapping[str, str] | None = None) -> web.StreamResponse:
+    """A response to stream with ``prepare``/``write``, already carrying the gateway's common headers (request id,
+    security, CORS, rate limit). Streaming handlers must build their response with this."""
+    response = web.StreamResponse(status=status, headers=headers)
+    request.app[COMMON_HEADERS_KEY](request, response)
+    return response
 
 
 def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:

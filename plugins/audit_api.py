@@ -19,7 +19,7 @@ from libervia.clock import format_iso, parse_iso
 from libervia.errors import validation_error
 from libervia.eventlog.verify import ExportManifest, ReplayFilter, replay, verify_fast, verify_full
 from libervia.gateway import Gateway
-from libervia.responses import json_response
+from libervia.responses import json_response, stream_response
 from libervia.routing import Access, Route
 from libervia.storage import TenantEventLog
 
@@ -109,8 +109,7 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
     selected = (entry async for entry in log.entries(from_seq, to_seq) if flt.matches(entry))
     # Read the first entry before answering, so that a store failure still becomes a proper JSON error.
     first = await anext(selected, None)
-    # The host adds its common headers (request id, security, CORS, rate limit) when the response is prepared.
-    response = web.StreamResponse(headers={"Content-Type": NDJSON if ndjson else "application/json"})
+    response = stream_response(request, headers={"Content-Type": NDJSON if ndjson else "application/json"})
     await response.prepare(request)
     manifest = ExportManifest()
     try:

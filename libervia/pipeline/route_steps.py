@@ -50,7 +50,8 @@ class RouteSteps:
             return await handler(request)
 
         if route.access is Access.OPEN:
-            return validate_then_handle
+            # Open routes without schemas (health checks, polled constantly) skip even the validation frame.
+            return validate_then_handle if route.query_schema or route.body_schema else handler
 
         async def guarded(request: web.Request) -> web.StreamResponse:
             address = client_address(request, self.trust_forwarded_for)

@@ -18,6 +18,7 @@ selects ``status=~"5.."``.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aioprometheus import Counter, Gauge, Histogram, Registry
+from aioprometheus.histogram import Histogram as AioHistogramValue
 
 from libervia import telemetry
 from libervia.telemetry import RequestObservation
@@ -80,11 +82,13 @@ class GatewayMetrics:
         # the aioprometheus collectors when metrics are rendered. Histogram series are updated in place.
         self._pending_responses: dict[tuple[str, str, int], int] = {}
         self._pending_tenant: dict[tuple[str, int], int] = {}
-        self._duration_series: dict[tuple[str, str], Any] = {}
+        # Per (method, route): [sum, count per bucket (not cumulative) ..., count above the last bound].
+        self._pending_durations: dict[tuple[str, str], list[float]] = {}
         self.registry = Registry()
         r = self.registry
         self.requests = Counter("libervia_http_requests_total", "HTTP responses sent, by method, route template "
                                 "and status.", registry=r)
+        self._bounds = [float(b) for b in sorted(latency_buckets_ms)]
         self.duration = Histogram("libervia_http_request_duration_ms", "Time from request received to response "
                                   "sent, in milliseconds, by method and route template.", registry=r,
                                   buckets=[float(b) for b in sorted(latency_buckets_ms)])
@@ -130,19 +134,31 @@ class GatewayMetrics:
         pending[key] = pending.get(key, 0) + 1
         # A NaN would land in _count but in no bucket, breaking "+Inf bucket == _count".
         duration = observation.duration_ms if math.isfinite(observation.duration_ms) else 0.0
-        series = self._duration_series.get(key[:2])
-        if series is None:
-            labels = {"method": method, "route": observation.route}
-            self.duration.observe(labels, max(0.0, duration))  # the public call validates the labels once
-            self._duration_series[key[:2]] = self.duration.values.get(labels)
-        else:
-            series.observe(max(0.0, duration))
+        duration = max(0.0, duration)
+        tally = self._pending_durations.get(key[:2])
+        if tally is None:
+            tally = self._pending_durations[key[:2]] = [0.0] + [0] * (len(self._bounds) + 1)
+        tally[0] += duration
+        tally[1 + bisect.bisect_left(self._bounds, duration)] += 1
         if observation.tenant_id is not None:
             tenant_key = (observation.tenant_id, status)
             self._pending_tenant[tenant_key] = self._pending_tenant.get(tenant_key, 0) + 1
 
     def _fold_pending(self) -> None:
         """Move the per-request tallies into the collectors (done when rendering, not per request)."""
+        durations, self._pending_durations = self._pending_durations, {}
+        for (method, route), tally in durations.items():
+            labels = {"method": method, "route": route}
+            series = self.duration.values.get(labels)
+            if series is None:
+                series = AioHistogramValue(*self._bounds)
+                self.duration.set_value(labels, series)  # validates the label names once per series
+            cumulative = 0
+            for bound, count in zip(series.buckets, tally[1:], strict=True):
+                cumulative += count
+                series.buckets[bound] += cumulative
+            series.sum += tally[0]
+            series.observations += cumulative
         responses, self._pending_responses = self._pending_responses, {}
         for (method, route, status), count in responses.items():
             labels = {"method": method, "route": route, "status": str(status)}
