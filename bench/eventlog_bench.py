@@ -23,7 +23,7 @@ import hashlib
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ import orjson
 from libervia.eventlog.chain import build_entries, encode_line
 from libervia.eventlog.checkpoints import CheckpointSigner
 from libervia.eventlog.verify import ChainCheck, verify_full
-from libervia.storage import EventDraft, LogHead, Snapshot
+from libervia.storage import EventDraft, LogHead, Snapshot, TenantEventLog
 from libervia_plugins.storage_files.eventlog import FileEventStore, LogFile
 
 SIGNER = CheckpointSigner(b"bench-checkpoint-key-0123456789abcdef")
@@ -46,14 +46,14 @@ def draft(n: int) -> EventDraft:
 
 # --- appends -----------------------------------------------------------------------------------------------------
 
-async def appends_per_second(base: Path, writers: int, seconds: float, **switches: Any) -> float:
-    store = FileEventStore(base, SIGNER, checkpoint_every=0, **switches)
-    log = await store.open_log("bench")
+async def append_rate(logs: Sequence[TenantEventLog], writers: int, seconds: float) -> float:
+    """Appends per second: ``writers`` tasks, spread over ``logs``, each appending one event at a time."""
     stop = time.perf_counter() + seconds
     done = 0
 
     async def writer(w: int) -> None:
         nonlocal done
+        log = logs[w % len(logs)]
         n = 0
         while time.perf_counter() < stop:
             await log.append([draft(w * 1_000_000 + n)])
@@ -62,9 +62,14 @@ async def appends_per_second(base: Path, writers: int, seconds: float, **switche
 
     started = time.perf_counter()
     await asyncio.gather(*[writer(w) for w in range(writers)])
-    elapsed = time.perf_counter() - started
+    return done / (time.perf_counter() - started)
+
+
+async def appends_per_second(base: Path, writers: int, seconds: float, **switches: Any) -> float:
+    store = FileEventStore(base, SIGNER, checkpoint_every=0, **switches)
+    rate = await append_rate([await store.open_log("bench")], writers, seconds)
     await store.close()
-    return done / elapsed
+    return rate
 
 
 async def bench_appends(root: Path, seconds: float) -> list[tuple[int, dict[str, float]]]:

@@ -24,11 +24,10 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.eventlog_bench import SIGNER, draft
+from bench.eventlog_bench import SIGNER, append_rate, draft
 from libervia.eventlog.verify import verify_full
 from libervia_plugins.storage_postgres import PostgresStorage
 from libervia_plugins.storage_postgres.database import quote_ident
-from libervia_plugins.storage_postgres.eventlog import PostgresTenantEventLog
 
 
 async def open_storage(dsn: str, schema: str) -> PostgresStorage:
@@ -37,33 +36,15 @@ async def open_storage(dsn: str, schema: str) -> PostgresStorage:
     return storage
 
 
-async def appends_per_second(logs: list[PostgresTenantEventLog], writers: int, seconds: float) -> float:
-    stop = time.perf_counter() + seconds
-    done = 0
-
-    async def writer(w: int) -> None:
-        nonlocal done
-        log = logs[w % len(logs)]
-        n = 0
-        while time.perf_counter() < stop:
-            await log.append([draft(w * 1_000_000 + n)])
-            n += 1
-            done += 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*[writer(w) for w in range(writers)])
-    return done / (time.perf_counter() - started)
-
-
 async def bench_appends(dsn: str, schema: str, seconds: float) -> list[tuple[str, float]]:
     first, second = await open_storage(dsn, schema), await open_storage(dsn, schema)
     rows = []
     try:
         for writers in (1, 16, 64):
             log = await first.events.open_log(f"bench-{writers}")
-            rows.append((f"{writers} writers, 1 store", await appends_per_second([log], writers, seconds)))
+            rows.append((f"{writers} writers, 1 store", await append_rate([log], writers, seconds)))
         shared = [await first.events.open_log("bench-shared"), await second.events.open_log("bench-shared")]
-        rows.append(("64 writers, 2 stores", await appends_per_second(shared, 64, seconds)))
+        rows.append(("64 writers, 2 stores", await append_rate(shared, 64, seconds)))
         result = await verify_full(shared[0], [], SIGNER)
         assert result["valid"], result
     finally:

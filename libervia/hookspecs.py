@@ -99,7 +99,10 @@ def libervia_routes(gateway: Gateway) -> list[Route]:
 
     Each route names its access group; the host applies authentication, tenant resolution, authorisation, rate
     limiting and schema validation before your handler runs, and renders any :class:`libervia.errors.ApiError`
-    you raise as the JSON error body. Two plugins declaring the same method and path stop start-up.
+    you raise as the JSON error body. Return responses built with :func:`libervia.responses.json_response`; a
+    handler that streams must build its response with :func:`libervia.responses.stream_response`, which gives it
+    the gateway's common headers (request id, security, CORS, rate limit) before anything is sent. Two plugins
+    declaring the same method and path stop start-up.
     """
 
 

@@ -9,12 +9,12 @@ go through :meth:`RegistryStore.update`, which is atomic and durable, and refres
 from __future__ import annotations
 
 import asyncio
-import copy
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import orjson
 from loguru import logger
 
 from libervia.clock import now_iso
@@ -52,8 +52,9 @@ class NewKey:
 
 
 def public_tenant(record: dict[str, Any]) -> dict[str, Any]:
-    """A tenant as the API shows it: never a key hash, keys only counted."""
-    view = {k: copy.deepcopy(v) for k, v in record.items() if k != "keys"}
+    """A tenant as the API shows it: never a key hash, keys only counted. A copy: callers may change it."""
+    # A JSON round trip copies plain JSON data several times faster than copy.deepcopy.
+    view = orjson.loads(orjson.dumps({k: v for k, v in record.items() if k != "keys"}))
     keys = record.get("keys", [])
     view["keys"] = {
         "active": sum(1 for k in keys if k["status"] == "active"),
