@@ -25,6 +25,7 @@ storage, the tenant registry, the tenant runtimes and the telemetry helpers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -141,10 +142,13 @@ def libervia_storage(gateway: Gateway) -> Storage | None:
 # --- telemetry -------------------------------------------------------------------------------------------------
 
 @hookspec
-def libervia_observe_request(gateway: Gateway, observation: RequestObservation) -> None:
-    """Called after every response with its route template, status, duration and (registered) tenant.
+def libervia_observe_requests(gateway: Gateway, observations: Sequence[RequestObservation]) -> None:
+    """Called with the requests that finished, each with its route template, status, duration and (registered)
+    tenant: once per turn of the event loop, with every request that finished during that turn.
 
-    Runs on the request path of every request: keep it synchronous and cheap (update an in-memory counter).
+    Batching keeps the per-request cost of telemetry to appending to a list; the call itself comes right after
+    the responses, before the loop waits for anything else. Keep it synchronous and cheap (update in-memory
+    counters).
     """
 
 
@@ -155,7 +159,7 @@ def libervia_count_event(gateway: Gateway, name: str, labels: dict[str, str], va
     ``auth_failure`` (labels ``reason``, ``tenant_id``), ``tenant_conflict`` (``tenant_id``), ``rate_limited``
     (``tenant_id``) and ``eventlog_append`` (``tenant_id``; ``value`` is the number of events). A ``tenant_id``
     label is always a registered tenant's id or ``unknown``. Synchronous and cheap, like
-    ``libervia_observe_request``.
+    ``libervia_observe_requests``.
     """
 
 

@@ -44,7 +44,7 @@ BUILTIN_CORE = (
 SLOTS: dict[str, tuple[str, ...]] = {
     "storage": ("libervia_storage",),
     "rate_limiter": ("libervia_rate_limiter",),
-    "telemetry": ("libervia_render_metrics", "libervia_observe_request"),
+    "telemetry": ("libervia_render_metrics", "libervia_observe_requests"),
 }
 BUILTIN_SLOT_PLUGINS = {
     "storage": ("storage_files", "storage_postgres"),

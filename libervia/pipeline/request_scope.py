@@ -11,6 +11,7 @@ but costs an extra awaited call on every response).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import itertools
 import re
@@ -116,9 +117,10 @@ class RequestScope:
         self.cors_any = "*" in self.cors_origins
         self.max_body = gateway.settings.max_body_bytes
         self.trust_forwarded_for = bool(gateway.settings.section("auth")["trust_forwarded_for"])
-        # Plugins are all registered before the app is built; with no telemetry plugin, skip the call entirely.
-        hook = gateway.pm.hook.libervia_observe_request
-        self.observe_request = hook if hook.get_hookimpls() else None
+        # Plugins are all registered before the app is built; with no telemetry plugin, observe nothing at all.
+        hook = gateway.pm.hook.libervia_observe_requests
+        self.observe_requests = hook if hook.get_hookimpls() else None
+        self._finished: list[RequestObservation] = []
 
     def around(self, handler: Handler) -> Handler:
         """``handler`` run inside the scope."""
@@ -173,6 +175,11 @@ class RequestScope:
             if not self.cors_any:
                 headers["Vary"] = "Origin"
 
+    def _report_finished(self) -> None:
+        finished, self._finished = self._finished, []
+        assert self.observe_requests is not None
+        self.observe_requests(gateway=self.gateway, observations=finished)
+
     def finish(self, request: web.Request, response: web.StreamResponse, started: float, code: str) -> None:
         elapsed_ms = (time.perf_counter() - started) * 1000
         route = _route_of(request)
@@ -180,11 +187,10 @@ class RequestScope:
         if tenant_id is not None and not self.gateway.registry.is_registered(tenant_id):
             tenant_id = None
         status = response.status
-        if self.observe_request is not None:
-            self.observe_request(
-                gateway=self.gateway,
-                observation=RequestObservation(request.method, route, status, elapsed_ms, tenant_id),
-            )
+        if self.observe_requests is not None:
+            if not self._finished:
+                asyncio.get_running_loop().call_soon(self._report_finished)
+            self._finished.append(RequestObservation(request.method, route, status, elapsed_ms, tenant_id))
         msg = f"{request.method} {route} {status}" + (f" {code}" if code else "")
         level = "error" if status >= 500 else ("warning" if status >= 400 and code else "info")
         access_log.write(level, msg, {

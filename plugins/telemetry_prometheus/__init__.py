@@ -1,6 +1,6 @@
 """Prometheus telemetry (the default telemetry plugin), built on aioprometheus.
 
-Counts what the host reports through ``libervia_observe_request`` and ``libervia_count_event`` (see
+Counts what the host reports through ``libervia_observe_requests`` and ``libervia_count_event`` (see
 :mod:`.metrics` for the families and how their labels are kept bounded), keeps a recent window for
 ``/internal/health/operational`` (:mod:`.operational`), and serves the metrics routes of API.md section 5.
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -115,8 +115,10 @@ def libervia_startup(gateway: Gateway) -> None:
 
 
 @hookimpl
-def libervia_observe_request(gateway: Gateway, observation: RequestObservation) -> None:
-    telemetry_of(gateway).observe(observation)
+def libervia_observe_requests(gateway: Gateway, observations: Sequence[RequestObservation]) -> None:
+    telemetry = telemetry_of(gateway)
+    for observation in observations:
+        telemetry.observe(observation)
 
 
 @hookimpl

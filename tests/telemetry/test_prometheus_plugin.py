@@ -80,7 +80,8 @@ def gateway() -> Gateway:
 
 def observe(gw: Gateway, method: str = "GET", route: str = "/api/v1/decisoes", status: int = 200,
             ms: float = 3.0, tenant: str | None = None) -> None:
-    gw.pm.hook.libervia_observe_request(gateway=gw, observation=RequestObservation(method, route, status, ms, tenant))
+    gw.pm.hook.libervia_observe_requests(gateway=gw,
+                                         observations=[RequestObservation(method, route, status, ms, tenant)])
 
 
 async def scrape(gw: Gateway, tenant_id: str | None = None) -> dict[str, Any]:
