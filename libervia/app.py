@@ -85,13 +85,13 @@ def create_app(gateway: Gateway) -> web.Application:
         paths = [route.path]
         if route.access is Access.TENANT_API and route.path.startswith(API_PREFIX + "/"):
             paths.append(API_TENANT_PREFIX + route.path[len(API_PREFIX):])
-        handler = scope.around(steps.wrap(route))
+        guarded = steps.wrap(route)
         for path in paths:
             key = (route.method.upper(), path)
             if key in seen:
                 raise StartupError([f"plugins: route {key[0]} {path} is declared twice ({seen[key]}, {route.name})"])
             seen[key] = route.name or path
-            app.router.add_route(route.method, path, handler)
+            app.router.add_route(route.method, path, scope.around(guarded, path))
     # Last, so that it only sees what no route took: JSON 404/405 and CORS preflights, inside the same scope.
-    app.router.add_route("*", "/{path:.*}", scope.around(unmatched), name=UNMATCHED_ROUTE)
+    app.router.add_route("*", "/{path:.*}", scope.around(unmatched, UNMATCHED_ROUTE), name=UNMATCHED_ROUTE)
     return app

@@ -90,12 +90,9 @@ def _http_exception_error(exc: web.HTTPException, request: web.Request) -> ApiEr
 
 def _route_of(request: web.Request) -> str:
     info = request.match_info
-    if isinstance(info, MatchInfoError):
+    if isinstance(info, MatchInfoError) or info.route.resource is None:
         return UNMATCHED_ROUTE
-    resource = info.route.resource
-    if resource is None or resource.name == UNMATCHED_ROUTE:
-        return UNMATCHED_ROUTE
-    return resource.canonical
+    return info.route.resource.canonical
 
 
 async def unmatched(request: web.Request) -> web.StreamResponse:
@@ -122,11 +119,11 @@ class RequestScope:
         self.observe_requests = hook if hook.get_hookimpls() else None
         self._finished: list[RequestObservation] = []
 
-    def around(self, handler: Handler) -> Handler:
-        """``handler`` run inside the scope."""
-        return functools.partial(self.run, handler=handler)
+    def around(self, handler: Handler, route: str) -> Handler:
+        """``handler`` run inside the scope; ``route`` is its template, the label of its logs and metrics."""
+        return functools.partial(self.run, handler=handler, route=route)
 
-    async def run(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def run(self, request: web.Request, handler: Handler, route: str) -> web.StreamResponse:
         started = time.perf_counter()
         rid = request_id_for(request)
         request[context.REQUEST_ID] = rid
@@ -134,7 +131,7 @@ class RequestScope:
         try:
             if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
                 response: web.StreamResponse = self.preflight(request)
-            elif request.content_length is not None and request.content_length > self.max_body:
+            elif (request.content_length or 0) > self.max_body:
                 raise payload_too_large(self.max_body)
             else:
                 response = await handler(request)
@@ -146,7 +143,7 @@ class RequestScope:
                 response.headers["WWW-Authenticate"] = 'Bearer realm="libervia"'
         if not response.prepared:
             self.decorate(request, response)
-        self.finish(request, response, started, code)
+        self.finish(request, response, started, code, route)
         return response
 
     def preflight(self, request: web.Request) -> web.Response:
@@ -180,9 +177,9 @@ class RequestScope:
         assert self.observe_requests is not None
         self.observe_requests(gateway=self.gateway, observations=finished)
 
-    def finish(self, request: web.Request, response: web.StreamResponse, started: float, code: str) -> None:
+    def finish(self, request: web.Request, response: web.StreamResponse, started: float, code: str,
+               route: str) -> None:
         elapsed_ms = (time.perf_counter() - started) * 1000
-        route = _route_of(request)
         tenant_id = request.get(context.TENANT_ID)
         if tenant_id is not None and not self.gateway.registry.is_registered(tenant_id):
             tenant_id = None
@@ -194,7 +191,8 @@ class RequestScope:
         msg = f"{request.method} {route} {status}" + (f" {code}" if code else "")
         level = "error" if status >= 500 else ("warning" if status >= 400 and code else "info")
         access_log.write(level, msg, {
-            "requestId": request[context.REQUEST_ID], "method": request.method, "url": request.path_qs,
+            "requestId": request[context.REQUEST_ID], "method": request.method, "url": request.raw_path,
             "route": route, "statusCode": status, "responseTimeMs": round(elapsed_ms, 2), "tenantId": tenant_id,
-            "remoteAddr": client_address(request, self.trust_forwarded_for), "code": code or None,
+            "remoteAddr": client_address(request, True) if self.trust_forwarded_for else request.remote,
+            "code": code or None,
         })
