@@ -12,7 +12,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from libervia.storage import EventDraft, StorageError
+from loguru import logger
+
+from libervia.storage import EventDraft, LogHead, StorageError
 
 Entries = list[dict[str, Any]]
 
@@ -25,6 +27,33 @@ class PendingAppend:
 
 
 WriteGroup = Callable[[list[PendingAppend]], Awaitable[list[Entries | Exception]]]
+
+
+@dataclass(slots=True)
+class LogHealth:
+    """What a tenant log's status reports about failed writes, and the status document itself."""
+
+    tenant_id: str
+    degraded: bool = False
+    error_count: int = 0
+    last_append_at: str | None = None
+    quarantined: int = 0
+
+    def write_failed(self, exc: Exception) -> None:
+        self.degraded = True
+        self.error_count += 1
+        logger.error("append to the event log of tenant {} failed: {}", self.tenant_id, exc)
+
+    def status(self, head: LogHead) -> dict[str, Any]:
+        return {
+            "enabled": True,
+            "degraded": self.degraded,
+            "errorCount": self.error_count,
+            "events": head.seq,
+            "headHash": head.hash,
+            "lastAppendAt": self.last_append_at or head.last_append_at,
+            "quarantined": self.quarantined,
+        }
 
 
 class GroupCommitQueue:

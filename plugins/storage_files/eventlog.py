@@ -48,7 +48,7 @@ from loguru import logger
 from libervia.durable import fsync_dir, replace_durably
 from libervia.eventlog.chain import build_entries, canonical_json, encode_line, has_entry_shape
 from libervia.eventlog.checkpoints import CheckpointSigner, checkpoint_from_dict
-from libervia.eventlog.group_commit import GroupCommitQueue, PendingAppend
+from libervia.eventlog.group_commit import GroupCommitQueue, LogHealth, PendingAppend
 from libervia.storage import (
     AppendConflictError,
     Checkpoint,
@@ -400,14 +400,6 @@ NO_PENDING_WRITE = bytes(PENDING_WRITE.size)
 
 # --- the tenant log ----------------------------------------------------------------------------------------------
 
-@dataclass(slots=True)
-class _Health:
-    degraded: bool = False
-    error_count: int = 0
-    last_append_at: str | None = None
-    quarantined: int = 0
-
-
 class TailSettlement(NamedTuple):
     group_cut: int | None          # where an interrupted group write starts, if one is found
     end: int                       # where the log ends once leftovers are set aside
@@ -472,9 +464,9 @@ class FileTenantEventLog:
         self._head = LogHead(0, None, None)
         self._end = -1                      # file size as of our last look; -1 forces a re-read
         self._last_checkpoint_seq = 0
-        self._health = _Health()
-        self._queue = GroupCommitQueue(self._write_group_in_thread, self._append_failed, group_commit=group_commit,
-                                       name=f"eventlog-flush-{tenant_id}")
+        self._health = LogHealth(tenant_id)
+        self._queue = GroupCommitQueue(self._write_group_in_thread, self._health.write_failed,
+                                       group_commit=group_commit, name=f"eventlog-flush-{tenant_id}")
         self._closing = False
         # Line starts of seqs we know without searching (a snapshot's next entry), for entries(from_seq).
         self._known_offsets: dict[int, int] = {}
@@ -562,11 +554,6 @@ class FileTenantEventLog:
 
     async def _write_group_in_thread(self, batches: list[PendingAppend]) -> list[list[dict[str, Any]] | Exception]:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._write_group, batches)
-
-    def _append_failed(self, exc: Exception) -> None:
-        self._health.degraded = True
-        self._health.error_count += 1
-        logger.error("append to the event log of tenant {} failed: {}", self.tenant_id, exc)
 
     def _write_group(self, batches: list[PendingAppend]) -> list[list[dict[str, Any]] | Exception]:
         with self._locked():
@@ -692,15 +679,7 @@ class FileTenantEventLog:
         return await self._run(self._file.size)
 
     def status(self) -> dict[str, Any]:
-        return {
-            "enabled": True,
-            "degraded": self._health.degraded,
-            "errorCount": self._health.error_count,
-            "events": self._head.seq,
-            "headHash": self._head.hash,
-            "lastAppendAt": self._health.last_append_at,
-            "quarantined": self._health.quarantined,
-        }
+        return self._health.status(self._head)
 
     # -- snapshots --
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -35,7 +34,7 @@ from loguru import logger
 
 from libervia.eventlog.chain import build_entries, canonical_json
 from libervia.eventlog.checkpoints import CheckpointSigner
-from libervia.eventlog.group_commit import GroupCommitQueue, PendingAppend
+from libervia.eventlog.group_commit import GroupCommitQueue, LogHealth, PendingAppend
 from libervia.storage import (
     AppendConflictError,
     Checkpoint,
@@ -95,12 +94,6 @@ def _hash_in_line(line: str | None) -> str | None:
     return entry.get("hash") if isinstance(entry, dict) else None
 
 
-@dataclass(slots=True)
-class _Health:
-    degraded: bool = False
-    error_count: int = 0
-
-
 class PostgresTenantEventLog:
     """One tenant's log. Get it from :meth:`PostgresEventStore.open_log`; it implements ``TenantEventLog``."""
 
@@ -113,8 +106,8 @@ class PostgresTenantEventLog:
         self._checkpoint_every = checkpoint_every
         self._on_close = on_close
         self._head = LogHead(0, None, None)    # as of our last look, for status()
-        self._health = _Health()
-        self._queue = GroupCommitQueue(self._write_group, self._append_failed, name=f"eventlog-flush-{tenant_id}")
+        self._health = LogHealth(tenant_id)  # quarantined stays 0: a transaction commits whole or not at all
+        self._queue = GroupCommitQueue(self._write_group, self._health.write_failed, name=f"eventlog-flush-{tenant_id}")
         self._closing = False
         self._closed = False
 
@@ -140,11 +133,6 @@ class PostgresTenantEventLog:
         if not drafts:
             return []
         return await self._queue.submit(drafts, expected_seq)
-
-    def _append_failed(self, exc: Exception) -> None:
-        self._health.degraded = True
-        self._health.error_count += 1
-        logger.error("append to the event log of tenant {} failed: {}", self.tenant_id, exc)
 
     async def _write_group(self, batches: list[PendingAppend]) -> list[list[dict[str, Any]] | Exception]:
         sql, tenant = self._sql, self.tenant_id
@@ -232,15 +220,7 @@ class PostgresTenantEventLog:
         return int(size or 0)
 
     def status(self) -> dict[str, Any]:
-        return {
-            "enabled": True,
-            "degraded": self._health.degraded,
-            "errorCount": self._health.error_count,
-            "events": self._head.seq,
-            "headHash": self._head.hash,
-            "lastAppendAt": self._head.last_append_at,
-            "quarantined": 0,  # a transaction commits whole or not at all: there are no torn tails to set aside
-        }
+        return self._health.status(self._head)
 
     # -- snapshots --
 
