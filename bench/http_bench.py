@@ -76,7 +76,8 @@ def main() -> None:
     print("ratios per round:", ", ".join(f"{g.rps / b.rps:.2f}" for b, g in zip(bare_runs, gw_runs, strict=True)))
     print(row("bare", bare_result))
     print(row("gateway", gw_result))
-    print(f"ratio gateway/bare: {gw_result.rps / bare_result.rps:.2f} (requests/s, medians)")
+    paired = statistics.median(g.rps / b.rps for b, g in zip(bare_runs, gw_runs, strict=True))
+    print(f"ratio gateway/bare: {paired:.2f} (median of the per-round ratios; each round runs both back to back)")
     bare_us, gw_us = statistics.median(bare_cpu), statistics.median(gw_cpu)
     print(f"server CPU per request: bare {bare_us:.0f} us, gateway {gw_us:.0f} us; ratio bare/gateway "
           f"{bare_us / gw_us:.2f} (the throughput ratio a CPU-bound server would reach on an idle machine)")
