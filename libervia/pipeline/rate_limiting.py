@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from libervia import context
 from libervia.errors import ApiError
 from libervia.gateway import Gateway
 from libervia.ratelimit_headers import rate_limit_headers, retry_after_seconds
 from libervia.telemetry import RATE_LIMITED
-
-RATE_LIMIT_HEADERS = "libervia.rate_limit_headers"
 
 
 async def apply_rate_limit(gateway: Gateway, request: web.Request, tenant_id: str) -> None:
@@ -22,7 +21,7 @@ async def apply_rate_limit(gateway: Gateway, request: web.Request, tenant_id: st
         return
     decision = await gateway.rate_limiter.hit(f"tenant:{tenant_id}", limit)
     headers = rate_limit_headers(decision)
-    request[RATE_LIMIT_HEADERS] = headers
+    context.state(request).rate_limit_headers = headers
     if not decision.allowed:
         gateway.count(RATE_LIMITED, tenant_id=tenant_id)
         raise ApiError(429, "RATE_LIMITED", f"Rate limit of {limit} requests per minute exceeded.",

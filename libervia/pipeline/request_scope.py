@@ -27,7 +27,6 @@ from libervia.errors import ApiError, AuthError
 from libervia.gateway import Gateway
 from libervia.jsonlog import access_log
 from libervia.pipeline.authentication import client_address
-from libervia.pipeline.rate_limiting import RATE_LIMIT_HEADERS
 from libervia.pipeline.validation import payload_too_large
 from libervia.responses import json_response
 from libervia.routing import Handler
@@ -126,7 +125,8 @@ class RequestScope:
     async def run(self, request: web.Request, handler: Handler, route: str) -> web.StreamResponse:
         started = time.perf_counter()
         rid = request_id_for(request)
-        request[context.REQUEST_ID] = rid
+        state = context.RequestState(rid)
+        request[context.STATE] = state
         code = ""
         try:
             if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
@@ -142,8 +142,8 @@ class RequestScope:
             if isinstance(exc, AuthError) and error.status == 401:
                 response.headers["WWW-Authenticate"] = 'Bearer realm="libervia"'
         if not response.prepared:
-            self.decorate(request, response)
-        self.finish(request, response, started, code, route)
+            self.decorate_with(request, state, response)
+        self.finish(request, state, response, started, code, route)
         return response
 
     def preflight(self, request: web.Request) -> web.Response:
@@ -156,15 +156,17 @@ class RequestScope:
     def decorate(self, request: web.Request, response: web.StreamResponse) -> None:
         """Common headers of every response. Buffered responses get them when the handler returns; a streaming
         handler gets them through :func:`libervia.responses.stream_response` before it sends anything."""
+        self.decorate_with(request, context.state(request), response)
+
+    def decorate_with(self, request: web.Request, state: context.RequestState, response: web.StreamResponse) -> None:
         headers = response.headers
-        headers[REQUEST_ID_HEADER] = request.get(context.REQUEST_ID) or request_id_for(request)
+        headers[REQUEST_ID_HEADER] = state.request_id
         headers["Server"] = "libervia"  # the default names aiohttp's and Python's versions
         headers["X-Content-Type-Options"] = "nosniff"
         if "Authorization" in request.headers:
             headers["Cache-Control"] = "no-store"
-        extra = request.get(RATE_LIMIT_HEADERS)
-        if extra:
-            headers.update(extra)
+        if state.rate_limit_headers:
+            headers.update(state.rate_limit_headers)
         origin = request.headers.get("Origin")
         if origin and (self.cors_any or origin in self.cors_origins):
             headers["Access-Control-Allow-Origin"] = "*" if self.cors_any else origin
@@ -177,10 +179,10 @@ class RequestScope:
         assert self.observe_requests is not None
         self.observe_requests(gateway=self.gateway, observations=finished)
 
-    def finish(self, request: web.Request, response: web.StreamResponse, started: float, code: str,
-               route: str) -> None:
+    def finish(self, request: web.Request, state: context.RequestState, response: web.StreamResponse,
+               started: float, code: str, route: str) -> None:
         elapsed_ms = (time.perf_counter() - started) * 1000
-        tenant_id = request.get(context.TENANT_ID)
+        tenant_id = state.tenant_id
         if tenant_id is not None and not self.gateway.registry.is_registered(tenant_id):
             tenant_id = None
         status = response.status
@@ -191,7 +193,7 @@ class RequestScope:
         msg = f"{request.method} {route} {status}" + (f" {code}" if code else "")
         level = "error" if status >= 500 else ("warning" if status >= 400 and code else "info")
         access_log.write(level, msg, {
-            "requestId": request[context.REQUEST_ID], "method": request.method, "url": request.raw_path,
+            "requestId": state.request_id, "method": request.method, "url": request.raw_path,
             "route": route, "statusCode": status, "responseTimeMs": round(elapsed_ms, 2), "tenantId": tenant_id,
             "remoteAddr": client_address(request, True) if self.trust_forwarded_for else request.remote,
             "code": code or None,

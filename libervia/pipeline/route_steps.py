@@ -44,9 +44,9 @@ class RouteSteps:
 
         async def validate_then_handle(request: web.Request) -> web.StreamResponse:
             if route.query_schema:
-                request[context.QUERY] = validated_query(request, route.query_schema)
+                context.state(request).query = validated_query(request, route.query_schema)
             if route.body_schema:
-                request[context.BODY] = await validated_body(request, route.body_schema)
+                context.state(request).body = await validated_body(request, route.body_schema)
             return await handler(request)
 
         if route.access is Access.OPEN:
@@ -61,10 +61,10 @@ class RouteSteps:
                 claim = exc.tenant_claim or claimed_tenant(request, route.tenant_param)
                 gateway.count(AUTH_FAILURE, reason=exc.reason, tenant_id=self.tenant_label(claim))
                 raise
-            request[context.PRINCIPAL] = who
+            state = context.state(request)
+            state.principal = who
             tenant_id = self.resolve_tenant(request, route, who)
-            if tenant_id is not None:
-                request[context.TENANT_ID] = tenant_id
+            state.tenant_id = tenant_id
             try:
                 authorise(route.access, who, tenant_id)
             except AuthError as exc:
@@ -89,7 +89,7 @@ class RouteSteps:
             except TenantConflict:
                 self.gateway.count(TENANT_CONFLICT, tenant_id=self.tenant_label(who.tenant_id))
                 if who.tenant_id is not None:
-                    request[context.TENANT_ID] = who.tenant_id  # the access line names the key's own tenant
+                    context.state(request).tenant_id = who.tenant_id  # the access line names the key's tenant
                 raise
         if route.tenant_param:
             return resolve_path_tenant(request, route.tenant_param)
