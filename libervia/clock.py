@@ -5,18 +5,19 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-_second_prefix: tuple[int, str] = (-1, "")
+_last_stamp: tuple[int, str] = (-1, "")
 
 
 def now_iso() -> str:
-    """Now, as ``2026-11-29T12:00:00.000Z``. Called for every log line, so the part up to the second is reused
-    within a second instead of being formatted again."""
-    global _second_prefix
-    now = time.time()
-    second = int(now)
-    if second != _second_prefix[0]:
-        _second_prefix = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
-    return f"{_second_prefix[1]}.{int((now - second) * 1000):03d}Z"
+    """Now, as ``2026-11-29T12:00:00.000Z``. Called for every log line; under load many lines share a
+    millisecond, so the last one formatted is reused."""
+    global _last_stamp
+    millis = time.time_ns() // 1_000_000
+    if millis != _last_stamp[0]:
+        second, fraction = divmod(millis, 1000)
+        text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{fraction:03d}Z"
+        _last_stamp = (millis, text)
+    return _last_stamp[1]
 
 
 def format_iso(moment: datetime) -> str:

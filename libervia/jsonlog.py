@@ -23,7 +23,7 @@ from typing import Any, TextIO
 import orjson
 from loguru import logger
 
-from libervia.clock import format_iso, now_iso
+from libervia.clock import format_iso
 
 _SECRET_KEY = re.compile(r"token|pepper|secret|password|authorization|checkpoint_key", re.IGNORECASE)
 _BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
@@ -100,14 +100,16 @@ class AccessLog:
         self.min_level = LEVELS["info"]
         self._pending: list[bytes] = []
 
-    def write(self, level: str, msg: str, fields: dict[str, Any]) -> None:
-        if LEVELS[level] < self.min_level:
-            return
+    def enabled(self, level: str) -> bool:
+        return LEVELS[level] >= self.min_level
+
+    def write(self, line_fields: dict[str, Any]) -> None:
+        """Write one access line: ``line_fields`` holds ``time, level, msg`` and the access keys, in that order."""
         # Access fields are ours and never secret; only the URL could carry a credential a client put there.
-        url = fields.get("url")
-        if isinstance(url, str) and "earer" in url:
-            fields["url"] = _redact("url", url)
-        line = orjson.dumps({"time": now_iso(), "level": level, "msg": msg, **fields}, default=str) + b"\n"
+        url = line_fields["url"]
+        if "earer" in url:
+            line_fields["url"] = _redact("url", url)
+        line = orjson.dumps(line_fields, default=str) + b"\n"
         if not self._pending:
             try:
                 asyncio.get_running_loop().call_soon(self.flush)

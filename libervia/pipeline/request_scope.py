@@ -23,6 +23,7 @@ from aiohttp.web_urldispatcher import MatchInfoError
 from loguru import logger
 
 from libervia import context
+from libervia.clock import now_iso
 from libervia.errors import ApiError, AuthError
 from libervia.gateway import Gateway
 from libervia.jsonlog import access_log
@@ -190,11 +191,13 @@ class RequestScope:
             if not self._finished:
                 asyncio.get_running_loop().call_soon(self._report_finished)
             self._finished.append(RequestObservation(request.method, route, status, elapsed_ms, tenant_id))
-        msg = f"{request.method} {route} {status}" + (f" {code}" if code else "")
         level = "error" if status >= 500 else ("warning" if status >= 400 and code else "info")
-        access_log.write(level, msg, {
-            "requestId": state.request_id, "method": request.method, "url": request.raw_path,
-            "route": route, "statusCode": status, "responseTimeMs": round(elapsed_ms, 2), "tenantId": tenant_id,
-            "remoteAddr": client_address(request, True) if self.trust_forwarded_for else request.remote,
-            "code": code or None,
-        })
+        if access_log.enabled(level):
+            access_log.write({
+                "time": now_iso(), "level": level,
+                "msg": f"{request.method} {route} {status} {code}" if code else f"{request.method} {route} {status}",
+                "requestId": state.request_id, "method": request.method, "url": request.raw_path, "route": route,
+                "statusCode": status, "responseTimeMs": round(elapsed_ms, 2), "tenantId": tenant_id,
+                "remoteAddr": client_address(request, True) if self.trust_forwarded_for else request.remote,
+                "code": code or None,
+            })

@@ -53,8 +53,12 @@ class PrometheusTelemetry:
         return registry is not None and registry.is_registered(tenant_id)
 
     def observe(self, observation: RequestObservation) -> None:
-        self.metrics.observe(observation)
-        self.window.record_request(observation.status, observation.duration_ms)
+        self.observe_many([observation])
+
+    def observe_many(self, observations: Sequence[RequestObservation]) -> None:
+        for observation in observations:
+            self.metrics.observe(observation)
+        self.window.record_requests((o.status, o.duration_ms) for o in observations)
 
     def count(self, name: str, labels: dict[str, str], value: float) -> None:
         if self.metrics.count(name, labels, value):
@@ -116,9 +120,7 @@ def libervia_startup(gateway: Gateway) -> None:
 
 @hookimpl
 def libervia_observe_requests(gateway: Gateway, observations: Sequence[RequestObservation]) -> None:
-    telemetry = telemetry_of(gateway)
-    for observation in observations:
-        telemetry.observe(observation)
+    telemetry_of(gateway).observe_many(observations)
 
 
 @hookimpl

@@ -18,7 +18,7 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,11 +81,17 @@ class RecentWindow:
         return slot
 
     def record_request(self, status: int, duration_ms: float) -> None:
+        self.record_requests([(status, duration_ms)])
+
+    def record_requests(self, finished: Iterable[tuple[int, float]]) -> None:
+        """Requests that finished together (one event-loop turn) land in one slot, looked up once."""
         slot = self._current()
-        slot.requests += 1
-        if status >= 500:
-            slot.server_errors += 1
-        slot.latency[bisect.bisect_left(self._bounds, duration_ms)] += 1
+        latency, bounds = slot.latency, self._bounds
+        for status, duration_ms in finished:
+            slot.requests += 1
+            if status >= 500:
+                slot.server_errors += 1
+            latency[bisect.bisect_left(bounds, duration_ms)] += 1
 
     def record_event(self, name: str, value: float) -> None:
         attribute = self._events.get(name)
