@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.loadgen import LoadResult, run_load_with_cpu
+from bench.loadgen import SERVER_CPU, LoadResult, run_load_with_cpu
 from libervia.gateway import Gateway
 from libervia.plugin_manager import new_plugin_manager
 from libervia.schemas import problems
@@ -92,8 +92,8 @@ def main() -> None:
     args = parser.parse_args()
     path = args.path.replace("{id}", TENANT)
     with tempfile.TemporaryDirectory() as tmp:
-        enabled = GatewayProcess(Path(tmp) / "enabled" / "data")
-        disabled = GatewayProcess(Path(tmp) / "disabled" / "data", DISABLED)
+        enabled = GatewayProcess(Path(tmp) / "enabled" / "data", launcher=tuple(SERVER_CPU))
+        disabled = GatewayProcess(Path(tmp) / "disabled" / "data", DISABLED, launcher=tuple(SERVER_CPU))
         for gateway in (enabled, disabled):
             gateway.base_dir.parent.mkdir(parents=True)
             gateway.start()
