@@ -25,6 +25,7 @@ from libervia.gateway import Gateway
 from libervia.responses import json_response
 from libervia.routing import Access, Route
 from libervia.storage import StorageError
+from libervia_plugins.core_api import list_instances, runtime_metrics  # the panel shows the same views
 
 
 def _page(items: list[dict[str, Any]], query: dict[str, Any], key: str) -> dict[str, Any]:
@@ -87,16 +88,6 @@ async def query_tenants(request: web.Request) -> web.Response:
     return json_response(rows)
 
 
-async def query_instances(request: web.Request) -> web.Response:
-    runtime = context.gateway(request).runtime
-    instances = runtime.instances()
-    return json_response({"instances": instances, "count": len(instances), **runtime.stats()})
-
-
-async def query_metrics(request: web.Request) -> web.Response:
-    return json_response(context.gateway(request).runtime.metrics())
-
-
 async def query_eventlog(request: web.Request) -> web.Response:
     """One tenant's log status (``?tenantId=``), or every registered tenant's, opening no log that is closed."""
     gateway = context.gateway(request)
@@ -119,8 +110,8 @@ def libervia_routes(gateway: Gateway) -> list[Route]:
     read = {"access": Access.TENANT_READ, "tenant_param": "tenantId"}
     return [
         Route("GET", "/admin/query/tenants", query_tenants, Access.GLOBAL_ADMIN, "query.tenants"),
-        Route("GET", "/admin/query/instances", query_instances, Access.GLOBAL_ADMIN, "query.instances"),
-        Route("GET", "/admin/query/metrics", query_metrics, Access.GLOBAL_ADMIN, "query.metrics"),
+        Route("GET", "/admin/query/instances", list_instances, Access.GLOBAL_ADMIN, "query.instances"),
+        Route("GET", "/admin/query/metrics", runtime_metrics, Access.GLOBAL_ADMIN, "query.metrics"),
         Route("GET", "/admin/query/eventlog", query_eventlog, Access.GLOBAL_ADMIN, "query.eventlog",
               query_schema="requests/query_eventlog"),
         Route("GET", f"{tenant}/mandates", _tenant_view(_mandates), name="query.mandates",
