@@ -59,15 +59,17 @@ def main() -> None:
             run_load(f"{bare_url}/health", seconds=1, connections=args.connections)  # warm-up
             run_load(f"{gateway.url}/health", seconds=1, connections=args.connections)
             bare_runs, gw_runs, bare_cpu, gw_cpu = [], [], [], []
-            for _ in range(args.rounds):  # alternate, so that a noisy moment hurts both sides alike
-                result, cpu = run_load_with_cpu(f"{bare_url}/health", bare.pid, seconds=args.seconds,
-                                                connections=args.connections)
-                bare_runs.append(result)
-                bare_cpu.append(cpu)
-                result, cpu = run_load_with_cpu(f"{gateway.url}/health", gateway.proc.pid, seconds=args.seconds,
-                                                connections=args.connections)
-                gw_runs.append(result)
-                gw_cpu.append(cpu)
+            targets = {"bare": (f"{bare_url}/health", bare.pid, bare_runs, bare_cpu),
+                       "gateway": (f"{gateway.url}/health", gateway.proc.pid, gw_runs, gw_cpu)}
+            for round_no in range(args.rounds):
+                # Both sides run in every round, so that a noisy moment hurts both alike, and the side that goes
+                # first alternates: the first run of a pair is measurably slower on this kind of machine.
+                order = ("bare", "gateway") if round_no % 2 == 0 else ("gateway", "bare")
+                for side in order:
+                    url, pid, runs, cpus = targets[side]
+                    result, cpu = run_load_with_cpu(url, pid, seconds=args.seconds, connections=args.connections)
+                    runs.append(result)
+                    cpus.append(cpu)
             bare_result, gw_result = median_run(bare_runs), median_run(gw_runs)
         finally:
             bare.kill()

@@ -102,8 +102,10 @@ def main() -> None:
             results: dict[int, list[tuple[LoadResult, float]]] = {id(enabled): [], id(disabled): []}
             for gateway in (enabled, disabled):  # warm-up
                 measure(gateway, gateway.url + path, tokens[id(gateway)], 1, args.connections)
-            for _ in range(args.rounds):
-                for gateway in (enabled, disabled):
+            for round_no in range(args.rounds):
+                # Alternate which side goes first, so that neither always runs on a machine the other warmed.
+                order = (enabled, disabled) if round_no % 2 == 0 else (disabled, enabled)
+                for gateway in order:
                     results[id(gateway)].append(
                         measure(gateway, gateway.url + path, tokens[id(gateway)], args.seconds, args.connections))
         finally:
