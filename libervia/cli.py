@@ -144,9 +144,10 @@ def _signer(settings: Settings):  # type: ignore[no-untyped-def]
 
 def _offline_settings(args: argparse.Namespace) -> Settings:
     """Settings for offline tools: BASE_DIR may come from --base-dir, and it is not created."""
+    environ = dict(os.environ)
     if getattr(args, "base_dir", None):
-        os.environ["BASE_DIR"] = str(args.base_dir)
-    return load_settings(settings_file=args.settings, check_base_dir=False)
+        environ["BASE_DIR"] = str(args.base_dir)
+    return load_settings(environ, settings_file=args.settings, check_base_dir=False)
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -164,10 +165,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_backup(args: argparse.Namespace) -> int:
     from libervia.app import checkpoint_key
-    from libervia.ops.backup import BackupError, run_backup
+    from libervia.ops.backup import BackupError, default_output_dir, run_backup
 
     settings = _offline_settings(args)
-    output = Path(args.output) if args.output else settings.base_dir.parent / "backups"
+    output = Path(args.output) if args.output else default_output_dir(settings.base_dir)
     try:
         path = run_backup(settings.base_dir, output, checkpoint_key(settings), progress=_progress(args))
     except BackupError as exc:

@@ -201,7 +201,3 @@ def libervia_consequence_policy(gateway: Gateway, tenant_id: str) -> Any:
     First non-None result wins. Called when a tenant's Core starts.
     """
 
-
-@hookspec
-def libervia_event_types() -> list[str] | None:
-    """Return the extra event types (``evento`` values) this plugin writes to tenant logs."""

@@ -56,10 +56,6 @@ def load_schema(name: str) -> dict[str, Any]:
     return schema
 
 
-def schema_exists(name: str) -> bool:
-    return resources.files("libervia_schemas").joinpath(f"{name}.schema.json").is_file()
-
-
 @functools.cache
 def _validator(name: str, fill_defaults: bool) -> Draft202012Validator:
     cls = _FillingValidator if fill_defaults else Draft202012Validator

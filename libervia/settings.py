@@ -65,13 +65,6 @@ class Settings:
     def section(self, key: str) -> dict[str, Any]:
         return dict(self.raw.get(key) or {})
 
-    def plugin_section(self, name: str) -> dict[str, Any]:
-        return dict((self.raw.get("plugin") or {}).get(name) or {})
-
-    def masked(self) -> dict[str, Any]:
-        """The settings with secrets replaced, safe to print."""
-        return mask_secrets(self.raw)
-
 
 def mask_secrets(data: Any) -> Any:
     if isinstance(data, Mapping):
@@ -239,8 +232,6 @@ def load_settings(environ: Mapping[str, str] | None = None, settings_file: str |
     data = _merge(data, bare)
     data = _merge(data, _from_prefixed_env(environ))
     data["env"] = env
-    if env == "production" and "base_dir" not in bare and "base_dir" not in _from_prefixed_env(environ):
-        data.pop("base_dir", None)
     found += [_describe_problem(p) for p in problems(data, "settings", fill_defaults=True)]
     if found:
         raise StartupError(found)

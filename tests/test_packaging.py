@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -29,8 +30,14 @@ def test_every_package_is_listed_in_pyproject() -> None:
 def test_a_regular_install_ships_plugins_and_schemas(tmp_path: Path) -> None:
     """`pip install .` (not editable): the installed copy finds its plugins and schemas without the repo."""
     target = tmp_path / "site"
+    source = tmp_path / "source"  # a copy: building in place would leave build/ and egg-info in the repo
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO_ROOT / name, source / name)
+    for name in MAPPING:
+        shutil.copytree(REPO_ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(REPO_ROOT)], check=True, capture_output=True, timeout=300)
+                    "--target", str(target), str(source)], check=True, capture_output=True, timeout=300)
     probe = ("import libervia, libervia_plugins.storage_files, libervia.schemas as s;"
              "print(libervia.__file__); s.load_schema('settings'); s.load_schema('plugins/storage_files');"
              "s.load_schema('requests/tenant_create')")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import random
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -72,7 +71,6 @@ class TenantCore:
         self._snapshot_due = False
         self._closed = False
         self.started_at = now_iso()
-        self.last_used_monotonic = time.monotonic()
         self.last_used_at = self.started_at
         self.replayed_from_snapshot: int | None = None
         self.replayed_events = 0
@@ -189,7 +187,6 @@ class TenantCore:
             return reader(Commands(self.tenant_id, self.state, self.policies))
 
     def _touch(self) -> None:
-        self.last_used_monotonic = time.monotonic()
         self.last_used_at = now_iso()
 
     async def _catch_up(self) -> None:

@@ -94,3 +94,16 @@ def test_admin_token_is_a_raw_string(tmp_path: Path) -> None:
     assert settings.admin_token == "12345678901234567890"
     assert settings.auth_pepper == "@int " + "9" * 40
     assert ADMIN_TOKEN not in repr(settings)
+
+
+def test_production_base_dir_may_come_from_the_settings_file(tmp_path: Path) -> None:
+    from libervia.settings import load_settings
+
+    settings_file = tmp_path / "settings.toml"
+    settings_file.write_text(f'[production]\nbase_dir = "{tmp_path / "prod-data"}"\n')
+    env = base_env(tmp_path / "unused", 3000)
+    for name in ("BASE_DIR", "LIBERVIA_ENV"):
+        env.pop(name)
+    env.update(NODE_ENV="production", LIBERVIA_SETTINGS_FILE=str(settings_file))
+    settings = load_settings(env)
+    assert settings.env == "production" and settings.base_dir == (tmp_path / "prod-data").resolve()
