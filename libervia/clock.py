@@ -28,4 +28,11 @@ def format_iso(moment: datetime) -> str:
 def parse_iso(text: str) -> datetime:
     """Parse an RFC 3339 timestamp (``Z`` or an offset); naive values are taken as UTC."""
     moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        # Converting now means an instant outside datetime's range (0001-01-01T00:00+14:00) is refused here as
+        # a ValueError, not an OverflowError later when it is compared or formatted.
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text!r} is outside the representable range of timestamps") from None

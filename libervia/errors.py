@@ -87,6 +87,11 @@ def forbidden(code: str, message: str) -> ApiError:
     return ApiError(403, code, message)
 
 
+def quota_exceeded(message: str, details: Any = None) -> ApiError:
+    """A write past the tenant's ``maxEvents``/``maxStorageMB``: the tenant's doing, so a 403, never a 5xx."""
+    return ApiError(403, "QUOTA_EXCEEDED", message, details=details)
+
+
 class StartupError(Exception):
     """Start-up refused. Each entry of ``problems`` is one line naming the bad setting; exit code 2."""
 

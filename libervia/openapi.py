@@ -29,7 +29,8 @@ ERROR_STATUSES = {
     "400": "Invalid input: INVALID_JSON, VALIDATION_ERROR (details name each JSON path), INVALID_TENANT_ID, "
            "MISSING_TENANT_ID, TENANT_CONFLICT",
     "401": "MISSING_TOKEN or INVALID_TOKEN",
-    "403": "INSUFFICIENT_ROLE, TENANT_SUSPENDED, or HUMAN_ACTOR_REQUIRED",
+    "403": "INSUFFICIENT_ROLE, TENANT_SUSPENDED, HUMAN_ACTOR_REQUIRED, or QUOTA_EXCEEDED (a write past the "
+           "tenant's maxEvents or maxStorageMB; details {quota, limit, used}; nothing was written)",
     "404": "NOT_FOUND, TENANT_NOT_FOUND or the entity's own *_NOT_FOUND code",
     "409": "INVALID_STATE, TENANT_EXISTS, KEY_ALREADY_REVOKED, REVIEW_ALREADY_OPEN, or CONCURRENT_UPDATE (another "
            "gateway process changed the tenant at the same moment five times running: retry the request)",
@@ -39,7 +40,6 @@ ERROR_STATUSES = {
     "429": "RATE_LIMITED (Retry-After, retry_after) or TOO_MANY_AUTH_FAILURES (Retry-After)",
     "503": "STORAGE_UNAVAILABLE (nothing was applied; retry later) or STORAGE_CORRUPT (the tenant's stored data "
            "cannot be read; operators: runbook PROC-007)",
-    "507": "QUOTA_EXCEEDED: the tenant's maxEvents or maxStorageMB quota would be exceeded; nothing was written",
 }
 
 ERROR_BODY = {

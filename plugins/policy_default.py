@@ -74,9 +74,10 @@ class DefaultAutonomyPolicy:
 
         if request.closed_layer_blocked:
             return deny("REGRA_5_CLOSED_LAYER_BLOQUEOU", "the closed layer blocked this decision")
-        if request.modo != Modo.ENSINO and mandate is not None and mandate.modo.rank < request.modo.rank:
-            return deny("MODO_SOLICITADO_SEM_MANDATO",
-                        f"mode {request.modo} requested but the mandate only grants {mandate.modo}")
+        # No mandate at all is "no mandate of at least that mode" too: DOMAIN.md puts this rule before rule 2.
+        if request.modo != Modo.ENSINO and (mandate is None or mandate.modo.rank < request.modo.rank):
+            granted = mandate.modo if mandate is not None else "no mandate"
+            return deny("MODO_SOLICITADO_SEM_MANDATO", f"mode {request.modo} requested but the agent has {granted}")
         if mandate is not None:
             refusal = self._unusable(mandate, now, deny)
             if refusal is not None:

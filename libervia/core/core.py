@@ -27,7 +27,7 @@ from libervia.core.commands import Commands, Outcome
 from libervia.core.model import EventType, MandateStatus, ReviewStatus
 from libervia.core.policy import TenantPolicies
 from libervia.core.projection import CoreState, Projection, event_summary
-from libervia.errors import ApiError
+from libervia.errors import ApiError, quota_exceeded
 from libervia.storage import AppendConflictError, CorruptStoreError, QuotaExceededError, Snapshot, TenantEventLog
 
 QuotaSource = Callable[[], Awaitable[Mapping[str, Any] | None] | Mapping[str, Any] | None]
@@ -165,7 +165,7 @@ class TenantCore:
                 self.counters["appendConflicts"] += 1
                 continue
             except QuotaExceededError as exc:
-                raise ApiError(507, "QUOTA_EXCEEDED", str(exc) or "The tenant's storage quota is used up.") from exc
+                raise quota_exceeded(str(exc) or "The tenant's storage quota is used up.") from exc
             for entry in entries:
                 self._projection.apply(entry)
             self._after_append(entries)
@@ -203,15 +203,16 @@ class TenantCore:
         quotas = await self._current_quotas()
         max_events = quotas.get("maxEvents")
         if isinstance(max_events, int) and max_events > 0 and self.state.seq + count > max_events:
-            raise ApiError(507, "QUOTA_EXCEEDED", f"The tenant's event quota ({max_events} events) would be "
-                           "exceeded.", details={"quota": "maxEvents", "limit": max_events, "used": self.state.seq,
-                                                 "requested": count})
+            raise quota_exceeded(f"The tenant's event quota ({max_events} events) would be exceeded.",
+                                 {"quota": "maxEvents", "limit": max_events, "used": self.state.seq,
+                                  "requested": count})
         max_mb = quotas.get("maxStorageMB")
         if isinstance(max_mb, int | float) and max_mb > 0:
             used = await self._log.size_bytes()
             if used >= max_mb * 1024 * 1024:
-                raise ApiError(507, "QUOTA_EXCEEDED", f"The tenant's storage quota ({max_mb} MB) is used up.",
-                               details={"quota": "maxStorageMB", "limit": max_mb, "usedBytes": used})
+                raise quota_exceeded(f"The tenant's storage quota ({max_mb} MB) is used up.",
+                                     {"quota": "maxStorageMB", "limit": max_mb,
+                                      "used": round(used / (1024 * 1024), 3), "usedBytes": used})
 
     async def _current_quotas(self) -> Mapping[str, Any]:
         if self._quotas is None:

@@ -24,7 +24,7 @@ from loguru import logger
 
 from libervia import context
 from libervia.clock import now_iso
-from libervia.errors import ApiError, AuthError
+from libervia.errors import ApiError, AuthError, quota_exceeded
 from libervia.gateway import Gateway
 from libervia.jsonlog import access_log
 from libervia.pipeline.authentication import client_address
@@ -63,7 +63,7 @@ def error_from_exception(exc: BaseException, request: web.Request) -> ApiError:
     if isinstance(exc, web.HTTPException):
         return _http_exception_error(exc, request)
     if isinstance(exc, QuotaExceededError):
-        return ApiError(507, "QUOTA_EXCEEDED", str(exc) or "The tenant's storage quota is exhausted.")
+        return quota_exceeded(str(exc) or "The tenant's storage quota is exhausted.")
     if isinstance(exc, CorruptStoreError):
         logger.opt(exception=exc).error(f"stored data is corrupt: {exc}")
         return ApiError(503, "STORAGE_CORRUPT", "The stored data this request needs cannot be read; nothing was "

@@ -96,9 +96,10 @@ async def test_regra_1_ensino_always_blocks(core: TenantCore) -> None:
     assert (await _evaluate(core, agentId="nobody", modo="ENSINO"))["regra"] == "REGRA_1_ENSINO_SEMPRE_BLOQUEIA"
 
 
-async def test_regra_2_mandate_required(core: TenantCore) -> None:
+async def test_a_vivencia_mode_without_any_mandate_is_refused_before_rule_2(core: TenantCore) -> None:
+    # DOMAIN.md's order: "a VIVENCIA mode requested without a mandate of at least that mode" precedes rule 2.
     result = await _evaluate(core, agentId="nobody")
-    assert result["regra"] == "REGRA_2_MANDATO_OBRIGATORIO" and "mandateId" not in result
+    assert result["regra"] == "MODO_SOLICITADO_SEM_MANDATO" and "mandateId" not in result
     last = (await all_entries(core))[-1]
     assert last["evento"] == "AUTONOMY_CHECK_FAILED" and last["entidade_id"] == "nobody"
 

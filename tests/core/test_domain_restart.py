@@ -86,6 +86,6 @@ async def test_event_quota_refuses_writes_past_it(harness: CoreHarness) -> None:
     await decided(core)  # 10 events
     with pytest.raises(ApiError) as caught:
         await decided(core)
-    assert caught.value.status == 507 and caught.value.code == "QUOTA_EXCEEDED"
+    assert caught.value.status == 403 and caught.value.code == "QUOTA_EXCEEDED"
     assert core.state.seq == 10
     await mandate_for(core)  # one more event still fits
