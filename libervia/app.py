@@ -18,6 +18,7 @@ from libervia.runtime import TenantRuntime
 from libervia.settings import Settings
 from libervia.tenants.registry import TenantRegistry
 
+SCOPE_KEY: web.AppKey[RequestScope] = web.AppKey("libervia.scope")
 API_PREFIX = "/api/v1"
 API_TENANT_PREFIX = "/api/v1/tenants/{tenant}"
 
@@ -76,8 +77,10 @@ def collect_routes(gateway: Gateway) -> list[Route]:
 
 def create_app(gateway: Gateway) -> web.Application:
     scope = RequestScope(gateway)
-    app = web.Application(client_max_size=gateway.settings.max_body_bytes, handler_args={"max_field_size": 16384})
+    app = web.Application(client_max_size=gateway.settings.max_body_bytes,
+                          handler_args={"max_field_size": 16384, "lingering_time": 2.0})
     app[GATEWAY_KEY] = gateway
+    app[SCOPE_KEY] = scope
     app[COMMON_HEADERS_KEY] = scope.decorate
     steps = RouteSteps(gateway)
     seen: dict[tuple[str, str], str] = {}
@@ -86,12 +89,17 @@ def create_app(gateway: Gateway) -> web.Application:
         if route.access is Access.TENANT_API and route.path.startswith(API_PREFIX + "/"):
             paths.append(API_TENANT_PREFIX + route.path[len(API_PREFIX):])
         guarded = steps.wrap(route)
+        # HEAD answers like GET without a body (aiohttp drops the body of a HEAD response).
+        methods = [route.method.upper(), "HEAD"] if route.method.upper() == "GET" else [route.method.upper()]
         for path in paths:
             key = (route.method.upper(), path)
             if key in seen:
                 raise StartupError([f"plugins: route {key[0]} {path} is declared twice ({seen[key]}, {route.name})"])
             seen[key] = route.name or path
-            app.router.add_route(route.method, path, scope.around(guarded, path))
+            for method in methods:
+                if method == "HEAD" and ("HEAD", path) in seen:
+                    continue  # a plugin declared its own HEAD route
+                app.router.add_route(method, path, scope.around(guarded, path))
     # Last, so that it only sees what no route took: JSON 404/405 and CORS preflights, inside the same scope.
     app.router.add_route("*", "/{path:.*}", scope.around(unmatched, UNMATCHED_ROUTE), name=UNMATCHED_ROUTE)
     return app

@@ -31,7 +31,7 @@ ENV_TEMPLATE = """\
 # Pepper for token hashes, at least 32 characters:
 #   python3 -c 'import secrets; print(secrets.token_urlsafe(48))'
 LIBERVIA_AUTH_PEPPER=
-# Global admin token, at least 16 characters
+# Global admin token, at least 32 characters
 ADMIN_TOKEN=
 # Data directory (required in production)
 BASE_DIR=/data/libervia

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import re
 import sys
 import traceback
@@ -25,8 +26,20 @@ from loguru import logger
 
 from libervia.clock import format_iso
 
+# The one secret predicate of the process (settings masking and the CLI's env dump have their own copies until
+# i15 unifies them): a key that names a secret, a bearer credential inside text, and the exact values of the
+# secrets this process was configured with (registered at start-up by :func:`register_secret`).
 _SECRET_KEY = re.compile(r"token|pepper|secret|password|authorization|checkpoint_key", re.IGNORECASE)
-_BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
+_BEARER = re.compile(r"(?i)bearer\s+[^\s\"',;]+")
+_known_secrets: list[str] = []
+REDACTED = "[REDACTED]"
+
+
+def register_secret(value: str | None) -> None:
+    """Never write ``value`` (the admin token, the pepper, a checkpoint key) in any line, wherever it appears."""
+    if value and len(value) >= 8 and value not in _known_secrets:
+        _known_secrets.append(value)
+        _known_secrets.sort(key=len, reverse=True)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -34,11 +47,40 @@ def _is_secret_key(key: str) -> bool:
     return _SECRET_KEY.search(key) is not None
 
 
+def redact_text(text: str) -> str:
+    """``text`` without bearer credentials or configured secret values."""
+    if "earer" in text or "EARER" in text:
+        text = _BEARER.sub("Bearer " + REDACTED, text)
+    for secret in _known_secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
 def _redact(key: str, value: Any) -> Any:
     if _is_secret_key(key):
-        return "[REDACTED]"
-    if isinstance(value, str) and "earer" in value:
-        return _BEARER.sub("Bearer [REDACTED]", value)
+        return REDACTED
+    if isinstance(value, str):
+        return redact_text(value)
+    return value
+
+
+def dumps_line(fields: dict[str, Any]) -> bytes:
+    """One JSON line. Text a client sent may hold bytes that are not UTF-8 (kept as surrogate escapes by the
+    HTTP parser); such a line is written with those bytes escaped instead of failing."""
+    try:
+        return orjson.dumps(fields, default=str) + b"\n"
+    except TypeError:
+        return orjson.dumps(printable(fields), default=str) + b"\n"
+
+
+def printable(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {printable(k): printable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [printable(v) for v in value]
     return value
 
 
@@ -50,8 +92,8 @@ def render_line(time: str, level: str, msg: str, fields: dict[str, Any], err: An
     for key, value in fields.items():
         line[key] = _redact(key, value)
     if err is not None:
-        line["err"] = err
-    return orjson.dumps(line, default=str) + b"\n"
+        line["err"] = {key: redact_text(text) for key, text in err.items()}
+    return dumps_line(line)
 
 
 def render(record: dict[str, Any]) -> bytes:
@@ -107,9 +149,9 @@ class AccessLog:
         """Write one access line: ``line_fields`` holds ``time, level, msg`` and the access keys, in that order."""
         # Access fields are ours and never secret; only the URL could carry a credential a client put there.
         url = line_fields["url"]
-        if "earer" in url:
-            line_fields["url"] = _redact("url", url)
-        line = orjson.dumps(line_fields, default=str) + b"\n"
+        if "earer" in url or _known_secrets:
+            line_fields["url"] = redact_text(url)
+        line = dumps_line(line_fields)
         if not self._pending:
             try:
                 asyncio.get_running_loop().call_soon(self.flush)
@@ -127,10 +169,32 @@ class AccessLog:
 access_log = AccessLog()
 
 
+class _StdlibToLoguru(logging.Handler):
+    """aiohttp's and asyncio's own loggers (and any library's) become JSON lines through the same redaction.
+
+    Their messages may quote what a client sent (a header line with a token); the redaction in
+    :func:`render_line` applies to the message and to the traceback alike.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = record.levelname.lower()
+        if level not in LEVELS:
+            level = "error" if record.levelno >= logging.ERROR else "info"
+        try:
+            message = record.getMessage()
+        except Exception:
+            message = str(record.msg)
+        logger.bind(logger=record.name).opt(exception=record.exc_info or None).log(level.upper(), message)
+
+
 def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
-    """Send every log line, ours and the plugins', to ``stream`` (stdout) as JSON at ``level`` and above."""
+    """Send every log line, ours, the plugins' and the libraries' (stdlib ``logging``, warnings), to ``stream``
+    (stdout) as JSON at ``level`` and above."""
     writer = LineWriter(stream or sys.stdout)
     logger.remove()
     logger.add(writer.sink, level=level.upper(), format="{message}", backtrace=False, diagnose=False)
     access_log.writer = writer
     access_log.min_level = LEVELS[level.lower()]
+    # loguru's level numbers are the stdlib's (trace and success sit between them).
+    logging.basicConfig(handlers=[_StdlibToLoguru()], level=LEVELS[level.lower()], force=True)
+    logging.captureWarnings(True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import re
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from typing import Any
@@ -97,11 +98,16 @@ def coerce_query(params: Iterable[tuple[str, str]], schema_name: str) -> dict[st
     return validate_request(result, schema_name)
 
 
+# ASCII only: str.isdigit() and float() also accept other scripts' digits ("１") and words ("nan", "infinity").
+_QUERY_INTEGER = re.compile(r"-?[0-9]{1,30}")
+_QUERY_NUMBER = re.compile(r"-?[0-9]{1,30}(?:\.[0-9]{1,30})?(?:[eE][-+]?[0-9]{1,3})?")
+
+
 def _convert(raw: str, kind: Any) -> Any:
     try:
-        if kind == "integer" and raw.strip().lstrip("-").isdigit():
+        if kind == "integer" and _QUERY_INTEGER.fullmatch(raw):
             return int(raw)
-        if kind == "number":
+        if kind == "number" and _QUERY_NUMBER.fullmatch(raw):
             return float(raw)
         if kind == "boolean" and raw.lower() in ("true", "false", "1", "0"):
             return raw.lower() in ("true", "1")

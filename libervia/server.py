@@ -14,18 +14,25 @@ from aiohttp import web
 from loguru import logger
 
 from libervia import __version__
-from libervia.app import create_app, start_gateway, stop_gateway
-from libervia.jsonlog import access_log
+from libervia.app import SCOPE_KEY, create_app, start_gateway, stop_gateway
+from libervia.edge import EdgeRunner
+from libervia.jsonlog import access_log, register_secret
 from libervia.plugin_manager import LoadedPlugins
-from libervia.settings import Settings
+from libervia.settings import SECRET_SETTINGS, Settings
 
 
 async def serve(settings: Settings, plugins: LoadedPlugins) -> None:
+    for secret in SECRET_SETTINGS:
+        register_secret(settings.get(secret))
     gateway = await start_gateway(settings, plugins)
     try:
         app = create_app(gateway)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                               shutdown_timeout=settings.shutdown_timeout_s)
+        http = settings.section("http")
+        runner = EdgeRunner(app, access_log=None, handle_signals=False, shutdown_timeout=settings.shutdown_timeout_s,
+                            keepalive_timeout=http["keepalive_timeout_s"],
+                            edge_kwargs={"scope": app[SCOPE_KEY], "header_timeout_s": http["header_timeout_s"],
+                                         "body_timeout_s": http["body_timeout_s"],
+                                         "body_min_bytes_per_s": http["body_min_bytes_per_s"]})
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port, backlog=1024, reuse_address=True)
         await site.start()
@@ -47,7 +54,8 @@ async def serve(settings: Settings, plugins: LoadedPlugins) -> None:
     delay = float(settings.get("shutdown_drain_delay_s") or 0)
     if delay:
         await asyncio.sleep(delay)
-    # AppRunner.cleanup closes the listeners, waits up to shutdown_timeout for in-flight requests, then cancels.
+    # AppRunner.cleanup closes the listeners, waits up to shutdown_timeout for in-flight requests (EdgeProtocol keeps
+    # reading the bodies of those whose headers arrived), then cancels.
     await runner.cleanup()
     await stop_gateway(gateway)
     access_log.flush()

@@ -8,6 +8,8 @@ problem is one line naming the setting, and start-up stops with exit code 2 (:cl
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
 import os
 import shutil
 from collections.abc import Mapping
@@ -18,7 +20,7 @@ from typing import Any
 from dynaconf import Dynaconf
 
 from libervia.errors import StartupError
-from libervia.schemas import problems
+from libervia.schemas import load_schema, problems
 
 ENV_PREFIX = "LIBERVIA"
 ENVIRONMENTS = ("development", "production", "test")
@@ -203,7 +205,8 @@ def _describe_problem(problem: dict[str, Any]) -> str:
         unknown = message.split("(", 1)[1].split(" were unexpected")[0].split(" was unexpected")[0]
         names = [part.strip().strip("'") for part in unknown.split(",")]
         where = f"{path[2:]}." if path != "$" else ""
-        return "; ".join(f"{where}{n}: unknown setting" for n in names)
+        known = _known_names(path)
+        return "; ".join(f"{where}{n}: unknown setting{_suggestion(where, n, known)}" for n in names)
     name = _DISPLAY.get(key, path[2:] or "settings")
     if key in SECRET_SETTINGS:
         # jsonschema quotes the offending value; a secret must not reach the terminal or a log.
@@ -211,10 +214,36 @@ def _describe_problem(problem: dict[str, Any]) -> str:
     return f"{name}: {message}"
 
 
+def _known_names(path: str) -> list[str]:
+    """The setting names allowed at ``path`` (``$`` or ``$.auth``...), from the settings schema."""
+    node: Mapping[str, Any] = load_schema("settings")
+    for part in path[2:].split(".") if path != "$" else []:
+        node = node.get("properties", {}).get(part, {})
+    return sorted(node.get("properties", {}))
+
+
+def _suggestion(where: str, name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if not close:
+        return ""
+    env = f"{ENV_PREFIX}_{(where.replace('.', '__') + close[0]).upper()}"
+    return f" (did you mean {where}{close[0]}, variable {env}?)"
+
+
 def _secret_message(key: str, message: str) -> str:
     if "is too short" in message:
-        return f"is too short (at least {16 if key == 'admin_token' else 32} characters)"
+        return "is too short (at least 32 characters)"
     return "is not a valid value"
+
+
+def _network_problems(data: Mapping[str, Any]) -> list[str]:
+    found = []
+    for entry in (data.get("auth") or {}).get("trusted_proxies") or []:
+        try:
+            ipaddress.ip_network(str(entry), strict=False)
+        except ValueError:
+            found.append(f"auth.trusted_proxies: {entry!r} is not an IP network (CIDR such as 10.0.0.0/8)")
+    return found
 
 
 def load_settings(environ: Mapping[str, str] | None = None, settings_file: str | None = None,
@@ -233,6 +262,8 @@ def load_settings(environ: Mapping[str, str] | None = None, settings_file: str |
     data = _merge(data, _from_prefixed_env(environ))
     data["env"] = env
     found += [_describe_problem(p) for p in problems(data, "settings", fill_defaults=True)]
+    if not found:
+        found += _network_problems(data)
     if found:
         raise StartupError(found)
     base_dir = Path(data["base_dir"]).expanduser().resolve()

@@ -17,8 +17,12 @@ import itertools
 import re
 import secrets
 import time
+from collections.abc import Mapping
 
+import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from aiohttp.web_urldispatcher import MatchInfoError
 from loguru import logger
 
@@ -26,8 +30,8 @@ from libervia import context
 from libervia.clock import now_iso
 from libervia.errors import ApiError, AuthError, quota_exceeded
 from libervia.gateway import Gateway
-from libervia.jsonlog import access_log
-from libervia.pipeline.authentication import client_address
+from libervia.jsonlog import access_log, printable
+from libervia.pipeline.authentication import ClientAddress
 from libervia.pipeline.validation import payload_too_large
 from libervia.responses import json_response
 from libervia.routing import Handler
@@ -37,6 +41,7 @@ from libervia.telemetry import RequestObservation
 REQUEST_ID_HEADER = "X-Request-Id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 UNMATCHED_ROUTE = "unmatched"
+CLIENT_CLOSED_STATUS = 499
 CORS_ALLOW_HEADERS = "Authorization, Content-Type, X-Tenant-Id, X-Request-Id"
 CORS_EXPOSE_HEADERS = ("X-Request-Id, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, "
                        "RateLimit, RateLimit-Policy")
@@ -48,12 +53,33 @@ _REQUEST_ID_PREFIX = f"req_{secrets.token_hex(5)}"
 _request_counter = itertools.count(1)
 
 
+def new_request_id() -> str:
+    return f"{_REQUEST_ID_PREFIX}{next(_request_counter):010x}"
+
+
 def request_id_for(request: web.Request) -> str:
     """The client's ``X-Request-Id`` when it is well-formed, otherwise a new one."""
     given = request.headers.get(REQUEST_ID_HEADER)
     if given and _VALID_REQUEST_ID.match(given):
         return given
-    return f"{_REQUEST_ID_PREFIX}{next(_request_counter):010x}"
+    return new_request_id()
+
+
+# What aiohttp's parser decodes (brotli and zstd only with optional modules we do not require). Anything else
+# would reach the handler as undecoded bytes.
+DECODABLE_ENCODINGS = ("identity", "gzip", "x-gzip", "deflate")
+
+
+def _decodable(headers: Mapping[str, str]) -> bool:
+    values = headers.getall("Content-Encoding") if hasattr(headers, "getall") else [headers["Content-Encoding"]]
+    return len(values) == 1 and values[0].strip().lower() in DECODABLE_ENCODINGS
+
+
+def client_aborted() -> ApiError:
+    """The client closed the connection before its request was read: its doing, logged at info, never a 5xx.
+    Nobody receives the answer; 499 (nginx's "client closed request") labels the access line and the metric."""
+    return ApiError(CLIENT_CLOSED_STATUS, "CLIENT_CLOSED_REQUEST", "The client closed the connection before the "
+                    "request was received.", title="Client Closed Request")
 
 
 def error_from_exception(exc: BaseException, request: web.Request) -> ApiError:
@@ -62,6 +88,16 @@ def error_from_exception(exc: BaseException, request: web.Request) -> ApiError:
         return exc
     if isinstance(exc, web.HTTPException):
         return _http_exception_error(exc, request)
+    if isinstance(exc, asyncio.TimeoutError) and type(exc).__name__ == "BodyTimeout":
+        return ApiError(408, "REQUEST_TIMEOUT", "The request body did not arrive in time; the connection is closed.",
+                        headers={"Connection": "close"})
+    if isinstance(exc, HttpProcessingError | RequestPayloadError):
+        # A body the parser could not decode (Content-Encoding: gzip with a body that is not, a bad chunk size...).
+        # Its message quotes the input, so it is not repeated.
+        return ApiError(400, "MALFORMED_REQUEST", "The request body could not be decoded (its Content-Encoding or "
+                        "framing is wrong).", headers={"Connection": "close"})
+    if isinstance(exc, ConnectionError):
+        return client_aborted()
     if isinstance(exc, QuotaExceededError):
         return quota_exceeded(str(exc) or "The tenant's storage quota is exhausted.")
     if isinstance(exc, CorruptStoreError):
@@ -113,7 +149,7 @@ class RequestScope:
         self.cors_origins = frozenset(gateway.settings.cors_origins)
         self.cors_any = "*" in self.cors_origins
         self.max_body = gateway.settings.max_body_bytes
-        self.trust_forwarded_for = bool(gateway.settings.section("auth")["trust_forwarded_for"])
+        self.client_address = ClientAddress.from_settings(gateway.settings)
         # Plugins are all registered before the app is built; with no telemetry plugin, observe nothing at all.
         hook = gateway.pm.hook.libervia_observe_requests
         self.observe_requests = hook if hook.get_hookimpls() else None
@@ -134,17 +170,45 @@ class RequestScope:
                 response: web.StreamResponse = self.preflight(request)
             elif (request.content_length or 0) > self.max_body:
                 raise payload_too_large(self.max_body)
+            elif "Content-Encoding" in request.headers and not _decodable(request.headers):
+                raise ApiError(415, "UNSUPPORTED_CONTENT_ENCODING", "The request body's Content-Encoding is not one "
+                               f"of {', '.join(DECODABLE_ENCODINGS)}.")
             else:
                 response = await handler(request)
         except Exception as exc:  # every error, ours or not, becomes the contract's JSON body
             error = error_from_exception(exc, request)
             code = error.code
-            response = json_response(error.body(rid), status=error.status, headers=error.headers)
+            response = self.error_response(error, rid)
             if isinstance(exc, AuthError) and error.status == 401:
                 response.headers["WWW-Authenticate"] = 'Bearer realm="libervia"'
         if not response.prepared:
             self.decorate_with(request, state, response)
         self.finish(request, state, response, started, code, route)
+        return response
+
+    def unrouted_response(self, request: web.BaseRequest, exc: web.HTTPException) -> web.Response:
+        """The contract's answer for a request aiohttp's router refused before any route (and so this scope) saw it."""
+        started = time.perf_counter()
+        rid = new_request_id()
+        state = context.RequestState(rid)
+        error = (ApiError(404, "NOT_FOUND", "No route matches this request target.") if exc.status == 404
+                 else ApiError(exc.status if exc.status < 500 else 400, "BAD_REQUEST", "The request cannot be routed."))
+        response = self.error_response(error, rid)
+        self.decorate_with(request, state, response)
+        self.finish(request, state, response, started, error.code, UNMATCHED_ROUTE)
+        return response
+
+    @staticmethod
+    def error_response(error: ApiError, rid: str) -> web.Response:
+        """The error body as a response. Details may quote client text that is not valid UTF-8 (surrogate
+        escapes from a header): it is escaped rather than letting the rendering of an error fail."""
+        body = error.body(rid)
+        try:
+            response = json_response(body, status=error.status, headers=error.headers)
+        except (TypeError, orjson.JSONEncodeError):
+            response = json_response(printable(body), status=error.status, headers=error.headers)
+        if error.headers.get("Connection") == "close":
+            response.force_close()
         return response
 
     def preflight(self, request: web.Request) -> web.Response:
@@ -159,7 +223,8 @@ class RequestScope:
         handler gets them through :func:`libervia.responses.stream_response` before it sends anything."""
         self.decorate_with(request, context.state(request), response)
 
-    def decorate_with(self, request: web.Request, state: context.RequestState, response: web.StreamResponse) -> None:
+    def decorate_with(self, request: web.BaseRequest, state: context.RequestState,
+                      response: web.StreamResponse) -> None:
         headers = response.headers
         headers[REQUEST_ID_HEADER] = state.request_id
         headers["Server"] = "libervia"  # the default names aiohttp's and Python's versions
@@ -180,8 +245,10 @@ class RequestScope:
         assert self.observe_requests is not None
         self.observe_requests(gateway=self.gateway, observations=finished)
 
-    def finish(self, request: web.Request, state: context.RequestState, response: web.StreamResponse,
-               started: float, code: str, route: str) -> None:
+    def finish(self, request: web.BaseRequest, state: context.RequestState, response: web.StreamResponse,
+               started: float, code: str, route: str, *, method: str | None = None, url: str | None = None) -> None:
+        """Report the request to telemetry and write its access line. ``method``/``url`` replace the request's
+        for requests the HTTP parser refused (aiohttp gives those a placeholder ``GET /``)."""
         elapsed_ms = (time.perf_counter() - started) * 1000
         tenant_id = state.tenant_id
         if tenant_id is not None and not self.gateway.registry.is_registered(tenant_id):
@@ -190,14 +257,26 @@ class RequestScope:
         if self.observe_requests is not None:
             if not self._finished:
                 asyncio.get_running_loop().call_soon(self._report_finished)
-            self._finished.append(RequestObservation(request.method, route, status, elapsed_ms, tenant_id))
-        level = "error" if status >= 500 else ("warning" if status >= 400 and code else "info")
+            self._finished.append(RequestObservation(method or request.method, route, status, elapsed_ms, tenant_id))
+        level = access_level(status, code)
         if access_log.enabled(level):
+            method = method or request.method
+            url = request.raw_path if url is None else url
             access_log.write({
                 "time": now_iso(), "level": level,
-                "msg": f"{request.method} {route} {status} {code}" if code else f"{request.method} {route} {status}",
-                "requestId": state.request_id, "method": request.method, "url": request.raw_path, "route": route,
+                "msg": f"{method} {route} {status} {code}" if code else f"{method} {route} {status}",
+                "requestId": state.request_id, "method": method, "url": url, "route": route,
                 "statusCode": status, "responseTimeMs": round(elapsed_ms, 2), "tenantId": tenant_id,
-                "remoteAddr": client_address(request, True) if self.trust_forwarded_for else request.remote,
+                "remoteAddr": self.client_address.of(request),
                 "code": code or None,
             })
+
+
+def access_level(status: int, code: str) -> str:
+    """Error only for a failure the server caught (a raised 5xx); a 5xx a handler chose to answer (readiness
+    while draining) and every client-side failure with a code are warnings; a client abort is info."""
+    if status == CLIENT_CLOSED_STATUS:
+        return "info"
+    if status >= 500:
+        return "error" if code else "warning"
+    return "warning" if status >= 400 and code else "info"

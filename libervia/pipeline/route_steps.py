@@ -7,7 +7,7 @@ from aiohttp import web
 from libervia import context
 from libervia.errors import AuthError
 from libervia.gateway import Gateway
-from libervia.pipeline.authentication import FailureThrottle, authenticate, client_address
+from libervia.pipeline.authentication import ClientAddress, FailureThrottle, authenticate
 from libervia.pipeline.authorization import NEEDS_ACTIVE_TENANT, authorise
 from libervia.pipeline.rate_limiting import apply_rate_limit
 from libervia.pipeline.tenancy import (
@@ -30,8 +30,9 @@ class RouteSteps:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         auth_cfg = gateway.settings.section("auth")
-        self.throttle = FailureThrottle(auth_cfg["max_failures"], auth_cfg["failure_window_s"])
-        self.trust_forwarded_for = bool(auth_cfg["trust_forwarded_for"])
+        # The limiter is created at start-up, before routes are built; the throttle counts through it.
+        self.throttle = FailureThrottle(auth_cfg["max_failures"], auth_cfg["failure_window_s"], gateway.rate_limiter)
+        self.client_address = ClientAddress.from_settings(gateway.settings)
 
     def tenant_label(self, tenant_id: str | None) -> str:
         if tenant_id and self.gateway.registry.is_registered(tenant_id):
@@ -54,7 +55,7 @@ class RouteSteps:
             return validate_then_handle if route.query_schema or route.body_schema else handler
 
         async def guarded(request: web.Request) -> web.StreamResponse:
-            address = client_address(request, self.trust_forwarded_for)
+            address = self.client_address.of(request)
             try:
                 who = await authenticate(gateway, self.throttle, request, address)
             except AuthError as exc:
