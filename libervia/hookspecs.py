@@ -201,3 +201,15 @@ def libervia_consequence_policy(gateway: Gateway, tenant_id: str) -> Any:
     First non-None result wins. Called when a tenant's Core starts.
     """
 
+
+
+# --- tenant purge (issue 10.2) -----------------------------------------------------------------------------------
+
+@hookspec
+def libervia_tenant_purged(gateway: Gateway, tenant_id: str) -> Any:
+    """``tenant_id`` was purged: its data is gone and the id may be created again from genesis.
+
+    Drop everything kept about it in memory (metric series labelled with it, caches keyed by it), so that
+    nothing of the old tenant is reachable through the new one. May be a coroutine. Called on the process that
+    ran the purge, after the storage removed the data and the registry forgot the tenant.
+    """

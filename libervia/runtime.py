@@ -127,6 +127,12 @@ class TenantRuntime:
         """Stop the tenant's instance if it runs; False when nothing was running."""
         return bool(await self._evict(tenant_id, "shutdown"))
 
+    async def forget_tenant(self, tenant_id: str) -> None:
+        """Stop the tenant and drop everything kept about it (a purge: the id may come back from genesis)."""
+        await self._evict(tenant_id, "shutdown")
+        self._summaries.pop(tenant_id, None)
+        self._locks.pop(tenant_id, None)
+
     # --- access --------------------------------------------------------------------------------------------------
 
     async def core(self, tenant_id: str) -> TenantCore:

@@ -12,7 +12,10 @@ from aiohttp import web
 from loguru import logger
 
 from libervia import context, hookimpl
+from libervia.clock import now_iso
+from libervia.errors import invalid_state
 from libervia.gateway import Gateway
+from libervia.hookcalls import call_all
 from libervia.responses import json_response
 from libervia.routing import Access, Route
 from libervia.storage import EventDraft, TenantEventLog
@@ -73,11 +76,26 @@ async def delete_tenant(request: web.Request) -> web.Response:
 
 
 async def purge_tenant(request: web.Request) -> web.Response:
-    """Forget a deleted tenant's registry entry so that its id can be used again. Its files stay on disk."""
+    """Remove a deleted tenant for good: its running instance and caches, its stored data, its registry entry
+    and its metric series. The id can then be created again and starts at genesis."""
     tenant_id = context.tenant_id(request)
-    await context.gateway(request).registry.purge_tenant(tenant_id)
-    logger.bind(tenantId=tenant_id).warning(f"tenant {tenant_id} purged from the registry")
-    return json_response({"success": True, "message": f"Tenant {tenant_id} purged; its id can be reused."})
+    gateway = context.gateway(request)
+    if gateway.registry.status_of(tenant_id) != "deleted":
+        raise invalid_state(f"Tenant {tenant_id!r} must be deleted before it is purged.")
+    purge_data = getattr(gateway.storage.registry, "purge_tenant_data", None)
+    if purge_data is None:
+        raise invalid_state(f"The storage {gateway.storage.name!r} cannot purge tenant data; nothing was changed.")
+    await gateway.runtime.forget_tenant(tenant_id)
+    moment = now_iso()
+    where = await purge_data(tenant_id, moment.replace(":", "").replace(".", ""))
+    await gateway.registry.purge_tenant(tenant_id)
+    await call_all(gateway.pm.hook.libervia_tenant_purged, gateway=gateway, tenant_id=tenant_id)
+    actor = context.principal(request).actor
+    logger.bind(tenantId=tenant_id, requestId=context.request_id(request), actor=actor, purgedAt=moment,
+                purgedData=where, code="TENANT_PURGED").warning(
+        f"tenant {tenant_id} purged by {actor} at {moment}: data {where or 'none'}; its id can be reused")
+    return json_response({"success": True, "message": f"Tenant {tenant_id} purged; its id can be reused.",
+                          "purgedAt": moment})
 
 
 def _status_change(new_status: str, allowed_from: tuple[str, ...], evento: str, verb: str):  # type: ignore[no-untyped-def]

@@ -73,12 +73,12 @@ def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
 def postgres_test_dsn() -> str:
     """The test database (skips locally when PostgreSQL is down; fails under CI=true)."""
     require_service("PostgreSQL", "127.0.0.1", 5432)
-    return os.environ.get("LIBERVIA_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+    return os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def redis_test_url() -> str:
     require_service("Redis", "127.0.0.1", 6379)
-    return os.environ.get("LIBERVIA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    return os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture

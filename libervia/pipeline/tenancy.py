@@ -15,10 +15,9 @@ PATH_TENANT_PARAM = "tenant"
 
 
 class TenantConflict(ApiError):
-    def __init__(self, header: str | None, path: str | None, token: str | None) -> None:
-        super().__init__(400, "TENANT_CONFLICT",
-                         "The tenant named by the header, the path and the key do not agree.",
-                         details={"header": header, "path": path, "token": token})
+    def __init__(self, header: str | None, path: str | None, token: str | None, *,
+                 message: str = "The tenant named by the header, the path and the key do not agree.") -> None:
+        super().__init__(400, "TENANT_CONFLICT", message, details={"header": header, "path": path, "token": token})
 
 
 def claimed_tenant(request: web.Request, tenant_param: str | None) -> str | None:
@@ -29,7 +28,13 @@ def claimed_tenant(request: web.Request, tenant_param: str | None) -> str | None
 
 def resolve_api_tenant(request: web.Request, who: Principal) -> str:
     """The tenant of an ``/api/v1`` request. Raises TENANT_CONFLICT, MISSING_TENANT_ID or INVALID_TENANT_ID."""
-    raw_header = request.headers.get(TENANT_HEADER)
+    headers = request.headers.getall(TENANT_HEADER, ())
+    if len(headers) > 1:
+        # Proxies and frameworks disagree on which of two copies wins: refuse rather than guess.
+        raise TenantConflict(", ".join(headers), request.match_info.get(PATH_TENANT_PARAM),
+                             who.tenant_id if who.role is not Role.GLOBAL_ADMIN else None,
+                             message=f"{TENANT_HEADER} is sent {len(headers)} times; send it once.")
+    raw_header = headers[0] if headers else None
     raw_path = request.match_info.get(PATH_TENANT_PARAM)
     header = normalize_tenant_id(raw_header) if raw_header is not None and raw_header.strip() else None
     path = normalize_tenant_id(raw_path) if raw_path is not None else None

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from libervia.errors import ApiError, bad_request, validation_error
 from libervia.schemas import coerce_query, validate_request
+from libervia.strict_json import loads_strict
 
 MAX_JSON_DEPTH = 64
 
@@ -45,8 +45,8 @@ async def read_json_body(request: web.Request) -> Any:
     if not raw.strip():
         return {}
     try:
-        parsed = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        parsed = loads_strict(raw)
+    except ValueError as exc:
         raise bad_request("INVALID_JSON", f"The request body is not valid JSON: {exc}") from None
     # Schema validation recurses through the document; a hostile nesting depth must not reach it.
     if nesting_depth(parsed) > MAX_JSON_DEPTH:

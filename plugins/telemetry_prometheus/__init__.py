@@ -129,6 +129,11 @@ def libervia_count_event(gateway: Gateway, name: str, labels: dict[str, str], va
 
 
 @hookimpl
+def libervia_tenant_purged(gateway: Gateway, tenant_id: str) -> None:
+    telemetry_of(gateway).metrics.forget_tenant(tenant_id)
+
+
+@hookimpl
 def libervia_render_metrics(gateway: Gateway, fmt: str, tenant_id: str | None) -> tuple[str, bytes] | None:
     return telemetry_of(gateway).render(fmt, tenant_id)
 

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from aioprometheus import Counter, Gauge, Histogram, Registry
 from aioprometheus.histogram import Histogram as AioHistogramValue
 
@@ -170,6 +171,15 @@ class GatewayMetrics:
             tenant = self.tenant_label(tenant_id)
             if tenant != UNKNOWN_TENANT:
                 self.tenant_requests.add({"tenant_id": tenant, "status": str(status)}, count)
+
+    def forget_tenant(self, tenant_id: str) -> None:
+        """Drop every series labelled with ``tenant_id`` (the tenant was purged; a new one may take the id)."""
+        self._pending_tenant = {key: n for key, n in self._pending_tenant.items() if key[0] != tenant_id}
+        for family in self._tenant_families:
+            store = family.values.store  # aioprometheus keys series by their labels serialised as JSON bytes
+            doomed = [k for k in store if isinstance(k, bytes) and orjson.loads(k).get("tenant_id") == tenant_id]
+            for key in doomed:
+                del store[key]
 
     def count(self, name: str, labels: dict[str, str], value: float) -> bool:
         """Count a host event; return False for names this plugin does not know (ignored)."""

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CONTRIB = ROOT / "contrib"
 ALERTS = CONTRIB / "prometheus" / "alerts.yml"
 ALERT_TESTS = CONTRIB / "prometheus" / "alerts_test.yml"
-COMPOSE = CONTRIB / "docker-compose.yml"
+COMPOSE = CONTRIB.parent / "docker-compose.yml"  # at the root, where the runbook's docker-compose finds it
 DASHBOARD = CONTRIB / "grafana" / "libervia-dashboard.json"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -145,13 +145,13 @@ def test_scrape_config_is_valid_and_authenticates_with_a_token_file(tmp_path: Pa
 def test_compose_file_runs_the_gateway_with_its_volume_env_file_and_profiles():
     compose = yaml.safe_load(COMPOSE.read_text())
     services = compose["services"]
-    gateway = services["libervia-gateway"]
+    gateway = services["gateway"]  # the runbook: docker-compose restart gateway; docker logs libervia-gateway
     assert gateway["container_name"] == "libervia-gateway"
-    assert gateway["build"] == {"context": "..", "dockerfile": "contrib/Dockerfile"}
+    assert gateway["build"] == {"context": ".", "dockerfile": "contrib/Dockerfile"}
     assert (COMPOSE.parent / gateway["build"]["context"] / gateway["build"]["dockerfile"]).is_file()
     assert "profiles" not in gateway, "the gateway must start without naming a profile"
     assert any(str(port).endswith(":3000") for port in gateway["ports"])
-    assert gateway["env_file"] == ["libervia.env"]
+    assert gateway["env_file"] == ["contrib/libervia.env"]
     assert (CONTRIB / "libervia.env.example").is_file()
     assert gateway["stop_grace_period"] == "35s"
     assert any("/health" in part for part in gateway["healthcheck"]["test"])

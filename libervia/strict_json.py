@@ -1,0 +1,70 @@
+"""Parsing request bodies so that no JSON document means two things.
+
+orjson (and most parsers) let the last of two equal keys win, turn integers past 64 bits into floats and read
+``1e400`` as infinity; a client and the gateway would then disagree about what was sent (a body with
+``"role":"public","role":"tenant_admin"`` created a tenant_admin key). Here a duplicate key, an integer outside
+the signed 64-bit range (the largest the event log stores exactly) and a number that is not finite are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+import orjson
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}")
+INT_MIN = -(2**63)
+INT_MAX = 2**63 - 1
+
+
+class AmbiguousJsonError(ValueError):
+    """The body is JSON, but not a document this gateway reads one way only."""
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        raise AmbiguousJsonError(f"the key {duplicate!r} appears more than once in one object")
+    return result
+
+
+def _integer(text: str) -> int:
+    value = int(text)
+    if not INT_MIN <= value <= INT_MAX:
+        raise AmbiguousJsonError(f"the integer {text[:30]}{'...' if len(text) > 30 else ''} is outside the signed "
+                                 "64-bit range that is stored exactly")
+    return value
+
+
+def _number(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise AmbiguousJsonError(f"the number {text[:30]} is too large to represent")
+    return value
+
+
+def _constant(name: str) -> Any:
+    raise AmbiguousJsonError(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_int=_integer, parse_float=_number,
+                            parse_constant=_constant)
+
+
+def loads_strict(raw: bytes) -> Any:
+    """``raw`` (UTF-8) as JSON; ``ValueError`` (``json.JSONDecodeError`` or :class:`AmbiguousJsonError`) with a
+    sentence saying what is wrong, for ``400 INVALID_JSON``."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"the body is not UTF-8 (byte {exc.start})") from None
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text):
+        # A lone surrogate ("\\ud800") parses here but can never be written back as UTF-8; orjson refuses it
+        # (a proper pair passes both).
+        orjson.loads(raw)
+    return _DECODER.decode(text)
