@@ -16,11 +16,12 @@ from typing import Any, TypeVar
 
 import orjson
 
-from libervia.durable import exclusive_lock, replace_durably
+from libervia.durable import exclusive_lock, fsync_dir, replace_durably
 from libervia.storage import CorruptStoreError, StorageError
 from libervia.tenants.registry import empty_document
 
 T = TypeVar("T")
+PURGE_AREA = "purged"  # where purged tenants' files go: nothing reads it
 
 
 def write_json_durably(path: Path, data: Any) -> None:
@@ -110,6 +111,29 @@ class FileRegistryStore:
         except (FileNotFoundError, ValueError):
             # Usage times are advisory; a lost or broken file only loses lastUsedAt values.
             return {}
+
+    def _purge_data_sync(self, tenant_id: str, stamp: str) -> str | None:
+        """Move the tenant's directory and checkpoints to ``BASE_DIR/purged/<id>-<stamp>/``: out of every path the
+        gateway reads, on the same file system so that each move is one atomic rename."""
+        base = self.config_dir.parent
+        sources = [(base / "tenants" / tenant_id, "tenant"),
+                   (base / "checkpoints" / f"{tenant_id}.jsonl", "checkpoints.jsonl")]
+        present = [(path, name) for path, name in sources if path.exists() or path.is_symlink()]
+        if not present:
+            return None
+        target = base / PURGE_AREA / f"{tenant_id}-{stamp}"
+        target.mkdir(parents=True, exist_ok=False)
+        for path, name in present:
+            os.rename(path, target / name)
+            fsync_dir(path.parent)
+        fsync_dir(target)
+        fsync_dir(target.parent)
+        return str(target)
+
+    async def purge_tenant_data(self, tenant_id: str, stamp: str) -> str | None:
+        """Remove the tenant's event log, snapshots and checkpoints; where they went, or None if there were none."""
+        async with self._local:
+            return await asyncio.to_thread(self._purge_data_sync, tenant_id, stamp)
 
     async def record_key_usage(self, usage: Mapping[str, str]) -> None:
         await asyncio.to_thread(self._record_usage_sync, usage)

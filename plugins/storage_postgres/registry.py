@@ -71,6 +71,17 @@ class PostgresRegistryStore:
                 await conn.execute(self._sql_write, new_version, orjson.dumps(doc).decode())
         return value, str(new_version), doc
 
+    async def purge_tenant_data(self, tenant_id: str, stamp: str) -> str | None:
+        """Delete the tenant's events, head, snapshot and checkpoints in one transaction."""
+        t = self._db.tables
+        removed = 0
+        with self._db.errors(f"purge the data of tenant {tenant_id}"):
+            async with self._db.pool.acquire() as conn, conn.transaction():
+                for table in (t.events, t.heads, t.snapshots, t.checkpoints):
+                    status = await conn.execute(f"DELETE FROM {table} WHERE tenant = $1", tenant_id)  # noqa: S608
+                    removed += int(status.split()[-1])
+        return f"{removed} rows deleted from schema {t.schema_name!r}" if removed else None
+
     async def record_key_usage(self, usage: Mapping[str, str]) -> None:
         if not usage:
             return

@@ -1,0 +1,54 @@
+"""10.2: after a purge nothing of the old tenant is reachable, and the re-created id starts at genesis (on the old
+code the new tenant served the previous owner's events, head hash and files)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.gateway_process import GatewayProcess
+
+
+async def test_purged_id_starts_at_genesis_and_serves_nothing_of_the_old_tenant(gateway_factory: Any) -> None:
+    gateway: GatewayProcess = gateway_factory()
+    admin = gateway.admin_token
+    await gateway.create_tenant("tdel")
+    old_key = await gateway.create_key("tdel", "tenant_admin")
+    status, _, _ = await gateway.request("POST", "/admin/tenants/tdel/suspend", admin, json={"reason": "r"})
+    assert status == 200
+    status, _, old_events = await gateway.request("GET", "/admin/tenants/tdel/events", admin)
+    assert old_events["total"] >= 2
+    _, _, old_verify = await gateway.request("GET", "/admin/tenants/tdel/audit/verify", admin)
+    assert old_verify["headHash"]
+    status, _, _ = await gateway.request("DELETE", "/admin/tenants/tdel", admin)
+    assert status == 200
+    status, _, body = await gateway.request("POST", "/admin/tenants/tdel/purge", admin)
+    assert status == 200, body
+    # nothing left where the gateway reads
+    assert not (gateway.base_dir / "tenants" / "tdel").exists()
+    assert not (gateway.base_dir / "checkpoints" / "tdel.jsonl").exists()
+    purged = list((gateway.base_dir / "purged").iterdir())
+    assert len(purged) == 1 and purged[0].name.startswith("tdel-")
+
+    await gateway.create_tenant("tdel")
+    status, _, events = await gateway.request("GET", "/admin/tenants/tdel/events", admin)
+    assert (status, events["total"], events["events"]) == (200, 0, [])
+    _, _, verify = await gateway.request("GET", "/admin/tenants/tdel/audit/verify", admin)
+    assert verify["valid"] is True and verify["totalVerified"] == 0 and verify["headHash"] != old_verify["headHash"]
+    _, _, checkpoints = await gateway.request("GET", "/admin/tenants/tdel/audit/checkpoints", admin)
+    assert not [c for c in (checkpoints if isinstance(checkpoints, list) else checkpoints.get("checkpoints", []))
+                if c.get("hash") == old_verify["headHash"]]
+    public = await gateway.create_key("tdel", "public")
+    status, _, eventos = await gateway.request("GET", "/api/v1/eventos", public)
+    assert status == 200
+    assert all(e["evento"] != "TENANT_SUSPENDED" for e in eventos["eventos"]), eventos
+    # the old owner's key is gone with it
+    status, _, body = await gateway.request("GET", "/admin/tenants/tdel", old_key)
+    assert (status, body["code"]) == (401, "INVALID_TOKEN")
+    # metric series of the old tenant went too: the new one's counters start from its own events only
+    _, _, metrics = await gateway.request("GET", "/internal/tenants/tdel/metrics/json", admin)
+    appends = [v["value"] for m in metrics["metrics"] if m["name"] == "libervia_eventlog_appends_total"
+               for v in m["values"] if v["labels"].get("tenant_id") == "tdel"]
+    assert sum(appends) <= 2, appends  # KEY_CREATED of the new public key (and nothing of the old tenant)
+    assert gateway.stop() == 0
+    purge_lines = [line for line in gateway.log_lines() if line.get("code") == "TENANT_PURGED"]
+    assert len(purge_lines) == 1 and purge_lines[0]["actor"] == "global_admin" and purge_lines[0]["purgedAt"]
