@@ -67,4 +67,7 @@ def loads_strict(raw: bytes) -> Any:
         # A lone surrogate ("\\ud800") parses here but can never be written back as UTF-8; orjson refuses it
         # (a proper pair passes both).
         orjson.loads(raw)
-    return _DECODER.decode(text)
+    try:
+        return _DECODER.decode(text)
+    except RecursionError:
+        raise AmbiguousJsonError("the document is nested too deeply") from None

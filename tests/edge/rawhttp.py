@@ -49,7 +49,7 @@ def read_response(sock: socket.socket) -> RawResponse | None:
             return parsed
         try:
             chunk = sock.recv(65536)
-        except (ConnectionResetError, TimeoutError, socket.timeout):
+        except (ConnectionResetError, TimeoutError):
             chunk = b""
         if not chunk:
             return parse_response(data)
@@ -72,7 +72,7 @@ def closed_by_server(sock: socket.socket) -> bool:
                 return True
     except (ConnectionResetError, BrokenPipeError):
         return True
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         return False
 
 

@@ -88,10 +88,10 @@ def test_admin_token_is_a_raw_string(tmp_path: Path) -> None:
     from libervia.settings import load_settings
 
     env = base_env(tmp_path / "data", 3000)
-    env["ADMIN_TOKEN"] = "12345678901234567890"
+    env["ADMIN_TOKEN"] = "12345678901234567890123456789012"
     env["LIBERVIA_AUTH_PEPPER"] = "@int " + "9" * 40
     settings = load_settings(env)
-    assert settings.admin_token == "12345678901234567890"
+    assert settings.admin_token == "12345678901234567890123456789012"
     assert settings.auth_pepper == "@int " + "9" * 40
     assert ADMIN_TOKEN not in repr(settings)
 

@@ -118,9 +118,8 @@ async def test_revocation_reaches_another_process_within_a_second(gateway_factor
     assert (status, body["code"]) == (401, "INVALID_TOKEN"), f"still accepted {late:.2f}s later"
 
 
-async def test_brute_force_is_throttled_then_released(gateway_factory: Any) -> None:
-    gateway: GatewayProcess = gateway_factory({"LIBERVIA_AUTH__MAX_FAILURES": "3",
-                                               "LIBERVIA_AUTH__FAILURE_WINDOW_S": "1.5"})
+async def test_brute_force_is_throttled_but_never_locks_out_valid_credentials(gateway_factory: Any) -> None:
+    gateway: GatewayProcess = gateway_factory({"LIBERVIA_AUTH__MAX_FAILURES": "3"})
     for _ in range(3):
         status, _, body = await gateway.request("GET", "/admin/tenants", "guess-" + os.urandom(8).hex())
         assert (status, body["code"]) == (401, "INVALID_TOKEN")
@@ -128,10 +127,7 @@ async def test_brute_force_is_throttled_then_released(gateway_factory: Any) -> N
     assert (status, body["code"]) == (429, "TOO_MANY_AUTH_FAILURES")
     assert int(headers["Retry-After"]) >= 1
     status, _, _ = await gateway.request("GET", "/admin/tenants", gateway.admin_token)
-    assert status == 429  # no oracle: even the right token is refused while throttled
-    await asyncio.sleep(1.6)
-    status, _, _ = await gateway.request("GET", "/admin/tenants", gateway.admin_token)
-    assert status == 200
+    assert status == 200  # API.md: a valid credential still authenticates from a throttled address
 
 
 async def test_keys_lifecycle(gateway_server: GatewayProcess, unique_id: Any) -> None:
