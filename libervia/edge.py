@@ -74,21 +74,22 @@ class EdgeProtocol(RequestHandler):
         self._body_min_rate = body_min_bytes_per_s
         self._header_timer: asyncio.TimerHandle | None = None
         self._header_timed_out = False
-        self._draining = False
 
     # --- reading ------------------------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
         if self._header_timed_out:
             return
-        if self._draining and self._request_in_progress and not self._close and self.transport is not None:
-            # aiohttp's shutdown sets _force_close, which makes it drop every later byte; the request being
-            # handled still needs the rest of its body to be answered.
-            self._force_close = False
+        if (self._force_close or self._close) and self._request_in_progress and self.transport is not None:
+            # Shutting down (aiohttp's pre_shutdown sets _close, shutdown _force_close) makes aiohttp drop every
+            # later byte; the request being handled still needs the rest of its body to be answered. A
+            # connection that was really force-closed has no transport any more.
+            flags = self._force_close, self._close
+            self._force_close = self._close = False
             try:
                 super().data_received(data)
             finally:
-                self._force_close = True
+                self._force_close, self._close = flags
             return
         waiting_for_headers = (self._header_timer is None and data and not self._request_in_progress
                                and self._payload_parser is None and not self._messages)
@@ -98,6 +99,12 @@ class EdgeProtocol(RequestHandler):
             self._cancel_header_timer()
         elif waiting_for_headers and self._header_timeout_s > 0 and not self._force_close:
             self._header_timer = self._loop.call_later(self._header_timeout_s, self._headers_too_slow)
+
+    def _process_keepalive(self) -> None:
+        # The keep-alive timer closes idle connections silently; one whose request is arriving is the header
+        # timer's, which answers 408.
+        if self._header_timer is None:
+            super()._process_keepalive()
 
     def _cancel_header_timer(self) -> None:
         if self._header_timer is not None:
@@ -152,7 +159,6 @@ class EdgeProtocol(RequestHandler):
         super().connection_lost(exc)
 
     async def shutdown(self, timeout: float | None = 15.0) -> None:  # noqa: ASYNC109 - aiohttp's signature
-        self._draining = True
         self._cancel_header_timer()
         await super().shutdown(timeout)
 
