@@ -39,13 +39,13 @@ def connect(port: int, timeout: float = 15.0) -> socket.socket:
     return sock
 
 
-def read_response(sock: socket.socket) -> RawResponse | None:
-    """Read until one whole response arrived or the server closed the connection."""
+def read_response(sock: socket.socket, head: bool = False) -> RawResponse | None:
+    """Read until one whole response arrived (its headers only for ``head``) or the server closed the connection."""
     data = b""
     while True:
         parsed = parse_response(data)
-        if parsed is not None and "content-length" in parsed.headers and len(parsed.body) >= int(
-                parsed.headers["content-length"]):
+        if parsed is not None and (head or ("content-length" in parsed.headers and len(parsed.body) >= int(
+                parsed.headers["content-length"]))):
             return parsed
         try:
             chunk = sock.recv(65536)
@@ -60,7 +60,7 @@ def exchange(port: int, data: bytes, timeout: float = 15.0) -> RawResponse | Non
     """Send ``data`` on a new connection and read one response."""
     with connect(port, timeout) as sock:
         sock.sendall(data)
-        return read_response(sock)
+        return read_response(sock, head=data.startswith(b"HEAD "))
 
 
 def closed_by_server(sock: socket.socket) -> bool:
