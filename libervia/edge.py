@@ -29,7 +29,7 @@ from loguru import logger
 
 from libervia import context
 from libervia.errors import ApiError
-from libervia.pipeline.request_scope import RequestScope, new_request_id
+from libervia.pipeline.request_scope import BodyTimeout, RequestScope, new_request_id
 
 UNPARSED_ROUTE = "unparsed"
 UNHANDLED_ROUTE = "unhandled"
@@ -38,11 +38,6 @@ UNHANDLED_ROUTE = "unhandled"
 class HeaderTimeout(HttpProcessingError):
     code = 408
     message = "request headers not received in time"
-
-
-class BodyTimeout(asyncio.TimeoutError):
-    """The body did not arrive in time. A ``TimeoutError`` so that aiohttp's lingering read after the answer
-    treats it as the end of the wait, not as an unhandled exception."""
 
 
 def parse_error(exc: BaseException | None, status: int) -> ApiError:

@@ -75,6 +75,11 @@ def _decodable(headers: Mapping[str, str]) -> bool:
     return len(values) == 1 and values[0].strip().lower() in DECODABLE_ENCODINGS
 
 
+class BodyTimeout(asyncio.TimeoutError):
+    """The body did not arrive in time (``http.body_timeout_s``; set by :mod:`libervia.edge`). A ``TimeoutError``
+    so that aiohttp's lingering read after the answer treats it as the end of the wait, not as a crash."""
+
+
 def client_aborted() -> ApiError:
     """The client closed the connection before its request was read: its doing, logged at info, never a 5xx.
     Nobody receives the answer; 499 (nginx's "client closed request") labels the access line and the metric."""
@@ -88,7 +93,7 @@ def error_from_exception(exc: BaseException, request: web.Request) -> ApiError:
         return exc
     if isinstance(exc, web.HTTPException):
         return _http_exception_error(exc, request)
-    if isinstance(exc, asyncio.TimeoutError) and type(exc).__name__ == "BodyTimeout":
+    if isinstance(exc, BodyTimeout):
         return ApiError(408, "REQUEST_TIMEOUT", "The request body did not arrive in time; the connection is closed.",
                         headers={"Connection": "close"})
     if isinstance(exc, HttpProcessingError | RequestPayloadError):
