@@ -34,7 +34,10 @@ ERROR_STATUSES = {
     "404": "NOT_FOUND, TENANT_NOT_FOUND or the entity's own *_NOT_FOUND code",
     "409": "INVALID_STATE, TENANT_EXISTS, KEY_ALREADY_REVOKED, REVIEW_ALREADY_OPEN, or CONCURRENT_UPDATE (another "
            "gateway process changed the tenant at the same moment five times running: retry the request)",
+    "408": "REQUEST_TIMEOUT: the headers or the body did not arrive in time (http.* settings); the connection is "
+           "closed",
     "413": "PAYLOAD_TOO_LARGE",
+    "415": "UNSUPPORTED_CONTENT_ENCODING: the body's Content-Encoding is not identity, gzip or deflate",
     "422": "A domain rule refused the request: PROTOCOL_REJECTED, CLOSED_LAYER_BLOCKED, EVIDENCE_MISSING, "
            "INVALID_FOLLOW_UP, NOTES_REQUIRED, REASON_REQUIRED, DOMAIN_RULE_VIOLATION",
     "429": "RATE_LIMITED (Retry-After, retry_after) or TOO_MANY_AUTH_FAILURES (Retry-After)",
