@@ -99,6 +99,11 @@ def cmd_check(args: argparse.Namespace) -> int:
             free = free_disk_mb(settings.base_dir)
             needed = max(settings.min_free_disk_mb, 1024 if settings.env == "production" else 0)
             results.append((free >= needed, f"free disk {free:.0f} MB (needs >= {needed} MB)"))
+            purged = settings.base_dir / "purged"  # where storage_files moves purged tenants; nothing reads it
+            if purged.is_dir():
+                names = sorted(entry.name for entry in purged.iterdir())
+                results.append((True, f"purge area {purged}: {len(names)} purged tenant(s) kept outside tenants/: "
+                                      f"{', '.join(names) or 'none'}"))
         _plugins, problems = load_plugins(settings)
         results += [(False, f"plugin {line}") for line in problems]
         if not problems:

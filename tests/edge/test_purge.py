@@ -3,13 +3,16 @@ code the new tenant served the previous owner's events, head hash and files)."""
 
 from __future__ import annotations
 
+import secrets
+import subprocess
+import sys
 from typing import Any
 
 from tests.gateway_process import GatewayProcess
 
 
-async def test_purged_id_starts_at_genesis_and_serves_nothing_of_the_old_tenant(gateway_factory: Any) -> None:
-    gateway: GatewayProcess = gateway_factory()
+async def _purge_then_recreate(gateway: GatewayProcess) -> None:
+    """The scenario of the issue, against either store; asserts what any store must guarantee."""
     admin = gateway.admin_token
     await gateway.create_tenant("tdel")
     old_key = await gateway.create_key("tdel", "tenant_admin")
@@ -23,12 +26,6 @@ async def test_purged_id_starts_at_genesis_and_serves_nothing_of_the_old_tenant(
     assert status == 200
     status, _, body = await gateway.request("POST", "/admin/tenants/tdel/purge", admin)
     assert status == 200, body
-    # nothing left where the gateway reads
-    assert not (gateway.base_dir / "tenants" / "tdel").exists()
-    assert not (gateway.base_dir / "checkpoints" / "tdel.jsonl").exists()
-    purged = list((gateway.base_dir / "purged").iterdir())
-    assert len(purged) == 1 and purged[0].name.startswith("tdel-")
-
     await gateway.create_tenant("tdel")
     status, _, events = await gateway.request("GET", "/admin/tenants/tdel/events", admin)
     assert (status, events["total"], events["events"]) == (200, 0, [])
@@ -52,3 +49,27 @@ async def test_purged_id_starts_at_genesis_and_serves_nothing_of_the_old_tenant(
     assert gateway.stop() == 0
     purge_lines = [line for line in gateway.log_lines() if line.get("code") == "TENANT_PURGED"]
     assert len(purge_lines) == 1 and purge_lines[0]["actor"] == "global_admin" and purge_lines[0]["purgedAt"]
+
+
+async def test_purged_id_starts_at_genesis_with_the_file_store(gateway_factory: Any) -> None:
+    gateway: GatewayProcess = gateway_factory()
+    await _purge_then_recreate(gateway)
+    # the old files left every path the gateway reads, for the purge area that `libervia check` lists
+    purged = list((gateway.base_dir / "purged").iterdir())
+    assert len(purged) == 1 and purged[0].name.startswith("tdel-") and (purged[0] / "tenant").is_dir()
+    check = subprocess.run([sys.executable, "-m", "libervia", "check"], env=gateway.env, capture_output=True,
+                           text=True, timeout=60, cwd=gateway.base_dir.parent)
+    assert f"purge area {gateway.base_dir / 'purged'}: 1 purged tenant(s)" in check.stdout, check.stdout
+
+
+async def test_purged_id_starts_at_genesis_with_postgresql(gateway_factory: Any, postgres_dsn: str) -> None:
+    from tests.storage_postgres.conftest import drop_schema
+
+    schema = f"test_{secrets.token_hex(6)}"
+    try:
+        gateway: GatewayProcess = gateway_factory({"LIBERVIA_STORAGE": "storage_postgres",
+                                                   "LIBERVIA_PLUGIN__STORAGE_POSTGRES__DSN": postgres_dsn,
+                                                   "LIBERVIA_PLUGIN__STORAGE_POSTGRES__SCHEMA": schema})
+        await _purge_then_recreate(gateway)
+    finally:
+        await drop_schema(postgres_dsn, schema)
