@@ -101,7 +101,8 @@ def error_from_exception(exc: BaseException, request: web.Request) -> ApiError:
         # Its message quotes the input, so it is not repeated.
         return ApiError(400, "MALFORMED_REQUEST", "The request body could not be decoded (its Content-Encoding or "
                         "framing is wrong).", headers={"Connection": "close"})
-    if isinstance(exc, ConnectionError):
+    if isinstance(exc, ConnectionError) and (request.transport is None or request.transport.is_closing()):
+        # Only when the client's own connection is gone: a plugin's lost connection to its backend is ours.
         return client_aborted()
     if isinstance(exc, QuotaExceededError):
         return quota_exceeded(str(exc) or "The tenant's storage quota is exhausted.")
