@@ -18,6 +18,7 @@ import functools
 import logging
 import re
 import sys
+import threading
 import traceback
 from typing import Any, TextIO
 
@@ -198,3 +199,10 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
     # loguru's level numbers are the stdlib's (trace and success sit between them).
     logging.basicConfig(handlers=[_StdlibToLoguru()], level=LEVELS[level.lower()], force=True)
     logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+    threading.excepthook = lambda args: _log_uncaught(args.exc_type, args.exc_value, args.exc_traceback)
+
+
+def _log_uncaught(exc_type: type[BaseException], exc: BaseException | None, tb: Any) -> None:
+    """A crash is one JSON line too (redacted like every other), not a bare traceback on stderr."""
+    logger.opt(exception=(exc_type, exc, tb)).critical(f"uncaught {exc_type.__name__}")
