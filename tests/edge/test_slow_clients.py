@@ -4,7 +4,6 @@ code a connection sending a header byte per second stayed open for more than a m
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from typing import Any
 
@@ -78,4 +77,3 @@ def test_defaults_are_sane(tmp_path: Any) -> None:
     http = load_settings(base_env(tmp_path / "data", 3000)).section("http")
     assert 0 < http["header_timeout_s"] <= 30 and 0 < http["body_timeout_s"] <= 60
     assert 0 < http["keepalive_timeout_s"] <= 120 and http["body_min_bytes_per_s"] >= 1024
-    assert socket  # the module is used by the helpers above
