@@ -5,7 +5,7 @@ import { call, get, post, seg, session } from "./api.js";
 import { fill, h, put } from "./dom.js";
 import { eventsTable } from "./audit.js";
 import {
-  actionButton, actionForm, badge, checkbox, errorBox, facts, field, input, link, list, loading, notice,
+  actionButton, actionForm, badge, flashArea, checkbox, errorBox, facts, field, input, link, list, loading, notice,
   outcomeArea, pager, section, select, table, textarea,
 } from "./widgets.js";
 
@@ -75,7 +75,8 @@ function historyTable(history) {
 
 export async function mandateView(root, { tenant, id }) {
   const body = h("div", {}, loading("the mandate"));
-  put(root, body);
+  const flash = flashArea();
+  put(root, flash.node, body);
   const base = `/admin/tenants/${seg(tenant)}/mandates/${seg(id)}`;
   const render = async () => {
     let m;
@@ -87,7 +88,8 @@ export async function mandateView(root, { tenant, id }) {
     const act = (label, path, payload, cls) => actionButton(label, async () => {
       await post(`${base}/${path}`, payload());
       await render();
-      return notice(`${label}: done.`);
+      flash.show(`${label}: done.`);
+      return null;
     }, out, cls);
     const actions = [];
     if (m.status === "active") actions.push(act("Suspend", "suspend", () => (reason.value ? { reason: reason.value } : {}), "warning"));

@@ -3,7 +3,7 @@
 import { call, get, patch, post, del, seg, session } from "./api.js";
 import { fill, h, put } from "./dom.js";
 import {
-  actionButton, actionForm, badge, checkbox, confirmButton, errorBox, facts, field, formatValue, input,
+  actionButton, actionForm, badge, flashArea, checkbox, confirmButton, errorBox, facts, field, formatValue, input,
   link, loading, notice, outcomeArea, pager, section, select, table, textarea,
 } from "./widgets.js";
 
@@ -99,7 +99,7 @@ export async function tenantsView(root) {
   search.addEventListener("input", () => { offset = 0; showPage(); });
 
   const create = actionForm("Create a tenant", [
-    field("Tenant id", input("id", { required: true, pattern: "[a-z0-9][a-z0-9-]{1,48}[a-z0-9]" }),
+    field("Tenant id", input("id", { required: true, pattern: "[a-z0-9][a-z0-9\\-]{1,48}[a-z0-9]" }),
       "3–50 characters: lower-case letters, digits, single hyphens"),
     field("Name", input("name", { required: true })),
     ...quotaControls(),
@@ -127,7 +127,8 @@ export async function tenantsView(root) {
 
 export async function tenantView(root, { tenant }) {
   const body = h("div", {}, loading("the tenant"));
-  put(root, body);
+  const flash = flashArea();
+  put(root, flash.node, body);
   const render = async () => {
     let record;
     try { record = await get(`/admin/tenants/${seg(tenant)}`); } catch (error) { fill(body, errorBox(error)); return; }
@@ -140,7 +141,7 @@ export async function tenantView(root, { tenant }) {
     ]))];
     if (session.isGlobal()) {
       const out = outcomeArea();
-      const after = (message) => async () => { await render(); return notice(message); };
+      const after = (message) => async () => { await render(); flash.show(message); return null; };
       const lifecycle = [];
       if (record.status === "active") {
         const reason = input("reason", { placeholder: "why (optional)" });
@@ -170,7 +171,8 @@ export async function tenantView(root, { tenant }) {
           await patch(`/admin/tenants/${seg(tenant)}`,
             { name: form.elements.name.value, quotas: quotasFrom(form, { nullable: true }), features });
           await render();
-          return notice("Saved.");
+          flash.show("Saved.");
+          return null;
         })));
       }
     }
@@ -180,8 +182,7 @@ export async function tenantView(root, { tenant }) {
 }
 
 function tokenBox(created) {
-  const tokenField = h("input", { type: "text", readonly: true, value: created.token, class: "token", name: "token",
-    "aria-label": "New key token" });
+  const tokenField = h("input", { type: "text", readonly: true, value: created.token, class: "token", name: "token" });
   const copied = h("span", { class: "copied", role: "status" });
   const copy = h("button", { type: "button", onclick: async () => {
     tokenField.select();

@@ -105,7 +105,14 @@ export function select(name, options, attrs = {}) {
 }
 
 export function textarea(name, attrs = {}) {
-  return h("textarea", { name, rows: 3, ...attrs });
+  const { value, ...rest } = attrs;
+  return h("textarea", { name, rows: 3, ...rest }, value ?? "");
+}
+
+// Messages that outlive a re-render of the view they report on.
+export function flashArea() {
+  const area = h("div", { class: "flash", "aria-live": "polite" });
+  return { node: area, show(text) { fill(area, notice(text)); } };
 }
 
 export function checkbox(name, label, attrs = {}) {
