@@ -95,10 +95,10 @@ class Console:
         """Navigate inside the signed-in console (a full page load would forget the token)."""
         self.page.evaluate("(f) => { location.hash = f; }", fragment)
 
-    def shot(self, name: str) -> None:
+    def shot(self, name: str, full_page: bool = True) -> None:
+        """A screenshot artifact of the current view (test-artifacts/, git-ignored)."""
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        self.page.wait_for_timeout(150)  # let the last fetch paint
-        self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+        self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page, animations="disabled")
 
     def sign_in(self, token: str, tenant: str | None = None) -> None:
         page = self.page

@@ -390,7 +390,7 @@ def test_tenant_admin_sees_only_its_own_tenant(console: Console, api: Api) -> No
     console.shot("21-phone-dashboard")
     console.go(f"#/t/{tenant}/mandates")
     expect(page.locator("tbody tr").first).to_be_visible()
-    console.shot("22-phone-mandates")
+    console.shot("22-phone-mandates", full_page=False)
     width = page.evaluate("() => document.documentElement.scrollWidth")
     assert width <= PHONE["width"], f"the page scrolls sideways at phone width ({width}px)"
     _no_problems(console)
@@ -432,6 +432,7 @@ def test_markup_in_server_data_is_shown_as_text(console: Console, api: Api) -> N
     expect(_region(console, "Tenant").get_by_text(XSS_NAME, exact=True)).to_be_visible()
     console.go(f"#/t/{tenant}/reviews/{review}")
     expect(page.get_by_text(XSS_NOTE, exact=True)).to_be_visible()
+    console.shot("30-xss-inert-review")
     console.go(f"#/t/{tenant}/mandates")
     expect(page.get_by_text(XSS_NAME, exact=True)).to_be_visible()
     console.go(f"#/t/{tenant}/events")
@@ -439,7 +440,6 @@ def test_markup_in_server_data_is_shown_as_text(console: Console, api: Api) -> N
     for details in page.locator("details").all():
         details.locator("summary").click()
     expect(page.locator("pre.payload").filter(has_text="xss-bold")).to_have_count(1)
-    console.shot("30-xss-inert")
     assert page.locator("main img, main script, #xss-bold").count() == 0
     assert page.evaluate("() => window.__xss === undefined")
     _no_problems(console)
