@@ -140,6 +140,13 @@ def test_global_admin_walks_every_view(console: Console, api: Api) -> None:
     expect(page.get_by_text(f"Tenant {tenant} resumed.")).to_be_visible()
     assert api.get(f"/admin/tenants/{tenant}")["status"] == "active"
     console.shot("02-tenant")
+    doomed = f"{tenant}-old"
+    api.post("/admin/tenants", {"id": doomed, "name": "to delete"})
+    console.go(f"#/t/{doomed}/tenant")
+    page.get_by_role("button", name="Delete tenant").click()
+    page.get_by_role("button", name="Yes, delete tenant").click()
+    expect(page.get_by_text(f"Tenant {doomed} deleted.")).to_be_visible()
+    assert api.get(f"/admin/tenants/{doomed}")["status"] == "deleted"
 
     # Keys: create (token shown once), revoke, rotate.
     console.go(f"#/t/{tenant}/keys")
