@@ -391,15 +391,32 @@ def test_tenant_admin_sees_only_its_own_tenant(console: Console, api: Api) -> No
     console.go(f"#/t/{tenant}/timeline/{seeded['decision']['episodio_id']}")
     expect(_region(console, "Episode state")).to_contain_text("DECIDIDO")
 
+    console.go(f"#/t/{tenant}/metrics")
+    expect(page.get_by_text(re.compile(r"^2 samples, last at"))).to_be_visible(timeout=15000)
+    expect(page.locator('figure[data-series="Request rate"] .chart-latest')).to_have_text(re.compile(r"req/s$"))
+    expect(page.locator('figure[data-series="p95 latency"]')).to_have_count(0)  # tenant series have no histogram
+    console.shot("23-tenant-metrics")
+
+    # Phone width: every tenant view fits without sideways scrolling.
     page.set_viewport_size(PHONE)
+    review = seeded["reviews"][1]
+    views = {"": "Dashboard", "/tenant": "Tenant", "/keys": "Keys", "/events": "Event log", "/mandates": "Mandates",
+             f"/mandates/{seeded['mandates'][1]}": "Mandate", "/reviews": "Review cases",
+             f"/reviews/{review}": "Review case",
+             "/consequences": "Consequences", f"/consequences/{seeded['consequences'][1]}": "Consequence",
+             f"/timeline/{seeded['decision']['contrato']['id']}": "Timeline"}
+    for suffix, title in views.items():
+        console.go(f"#/t/{tenant}{suffix}")
+        expect(page.get_by_role("heading", level=1, name=f"{title} · {tenant}")).to_be_visible()
+        expect(page.locator(".loading")).to_have_count(0)
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], f"{title} scrolls sideways at phone width ({width}px)"
     console.go(f"#/t/{tenant}")
-    expect(page.get_by_role("heading", name=f"Dashboard · {tenant}")).to_be_visible()
+    expect(page.locator(".loading")).to_have_count(0)
     console.shot("21-phone-dashboard")
     console.go(f"#/t/{tenant}/mandates")
     expect(page.locator("tbody tr").first).to_be_visible()
     console.shot("22-phone-mandates", full_page=False)
-    width = page.evaluate("() => document.documentElement.scrollWidth")
-    assert width <= PHONE["width"], f"the page scrolls sideways at phone width ({width}px)"
     _no_problems(console)
 
 

@@ -45,25 +45,35 @@ export function p95FromBuckets(before, after) {
   return lower;
 }
 
+// One sample of the gateway's metrics, or of one tenant's (which has its own request counter and no histogram).
 export function sampleOf(document_) {
   const byName = new Map(document_.metrics.map((m) => [m.name, m]));
+  const requests = byName.get("libervia_http_requests_total") || byName.get("libervia_tenant_requests_total");
+  const histogram = byName.get("libervia_http_request_duration_ms");
   return {
     at: Date.now(),
-    requests: sumCounter(byName.get("libervia_http_requests_total")),
-    errors5xx: sumCounter(byName.get("libervia_http_requests_total"), (l) => String(l.status || "").startsWith("5")),
+    requests: sumCounter(requests),
+    errors5xx: sumCounter(requests, (l) => String(l.status || "").startsWith("5")),
     authFailures: sumCounter(byName.get("libervia_auth_failures_total")),
     rateLimited: sumCounter(byName.get("libervia_rate_limited_total")),
-    buckets: histogramBuckets(byName.get("libervia_http_request_duration_ms")),
+    appends: sumCounter(byName.get("libervia_eventlog_appends_total")),
+    buckets: histogram ? histogramBuckets(histogram) : null,
   };
 }
 
-export const SERIES = [
+const ALL_SERIES = [
   { key: "requestRate", title: "Request rate", unit: "req/s" },
   { key: "errorRate", title: "5xx rate", unit: "req/s" },
-  { key: "p95", title: "p95 latency", unit: "ms" },
+  { key: "p95", title: "p95 latency", unit: "ms", gatewayOnly: true },
   { key: "authFailureRate", title: "Auth failures", unit: "per s" },
   { key: "rateLimitedRate", title: "Rate-limited requests", unit: "per s" },
+  { key: "appendRate", title: "Event-log appends", unit: "per s" },
 ];
+
+// A tenant's metrics have no latency histogram, so its charts leave p95 out.
+export function seriesFor(tenant) {
+  return ALL_SERIES.filter((s) => !(tenant && s.gatewayOnly));
+}
 
 export function pointBetween(before, after) {
   const seconds = Math.max((after.at - before.at) / 1000, 0.001);
@@ -71,9 +81,10 @@ export function pointBetween(before, after) {
   return {
     requestRate: rate("requests"),
     errorRate: rate("errors5xx"),
-    p95: p95FromBuckets(before.buckets, after.buckets),
+    p95: before.buckets && after.buckets ? p95FromBuckets(before.buckets, after.buckets) : null,
     authFailureRate: rate("authFailures"),
     rateLimitedRate: rate("rateLimited"),
+    appendRate: rate("appends"),
   };
 }
 

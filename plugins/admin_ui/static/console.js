@@ -32,11 +32,12 @@ const ROUTES = [
   [/^\/t\/([^/]+)\/consequences$/, "Consequences", consequencesView, false],
   [/^\/t\/([^/]+)\/consequences\/([^/]+)$/, "Consequence", consequenceView, false],
   [/^\/t\/([^/]+)\/timeline\/([^/]+)$/, "Timeline", timelineView, false],
+  [/^\/t\/([^/]+)\/metrics$/, "Tenant metrics", metricsView, false],
 ];
 
 const TENANT_SECTIONS = [
   ["", "Dashboard"], ["/tenant", "Tenant"], ["/keys", "Keys"], ["/events", "Event log"], ["/mandates", "Mandates"],
-  ["/reviews", "Review cases"], ["/consequences", "Consequences"],
+  ["/reviews", "Review cases"], ["/consequences", "Consequences"], ["/metrics", "Tenant metrics"],
 ];
 
 let stopView = null;

@@ -2,7 +2,7 @@
 
 import { get, seg } from "./api.js";
 import { fill, h, put } from "./dom.js";
-import { lineChart, pointBetween, sampleOf, SERIES } from "./charts.js";
+import { lineChart, pointBetween, sampleOf, seriesFor } from "./charts.js";
 import { badge, errorBox, facts, formatValue, loading, section, table } from "./widgets.js";
 
 export const METRICS_REFRESH_MS = 3000;
@@ -44,20 +44,22 @@ export async function instancesView(root) {
 }
 
 // Charts refreshed while the view is open; the returned function stops the refresh when the view is left.
-export async function metricsView(root) {
+export async function metricsView(root, { tenant } = {}) {
+  const source = tenant ? `/internal/tenants/${seg(tenant)}/metrics/json` : "/internal/metrics/json";
+  const series = seriesFor(tenant);
   const charts = h("div", { class: "charts" });
   const state = h("p", { class: "hint", "aria-live": "polite" }, "Collecting the first samples…");
   put(root, section("Metrics", h("p", { class: "hint" },
-    `From /internal/metrics/json every ${METRICS_REFRESH_MS / 1000} s; rates are differences between samples.`),
+    `From ${source} every ${METRICS_REFRESH_MS / 1000} s; rates are differences between samples.`),
   state, charts));
   const points = [];
   let previous = null;
   let timer = null;
   let stopped = false;
-  const draw = () => fill(charts, SERIES.map((s) => lineChart(s.title, s.unit, points.map((p) => p[s.key]))));
+  const draw = () => fill(charts, series.map((s) => lineChart(s.title, s.unit, points.map((p) => p[s.key]))));
   const tick = async () => {
     try {
-      const sample = sampleOf(await get("/internal/metrics/json"));
+      const sample = sampleOf(await get(source));
       if (previous) {
         points.push(pointBetween(previous, sample));
         if (points.length > MAX_POINTS) points.shift();
