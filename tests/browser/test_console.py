@@ -482,3 +482,11 @@ def test_the_policy_blocks_inline_script_and_the_guard_reports_it(console: Conso
         page.wait_for_timeout(100)
     assert page.evaluate("() => window.__ran") is None
     assert any(v["directive"].startswith("script-src") for v in console.guard.violations), console.guard.violations
+    # Nor can the page's code reach another origin: the policy refuses before any request is made.
+    refused = page.evaluate("() => fetch('http://192.0.2.1/x').then(() => 'sent', () => 'refused')")
+    assert refused == "refused" and console.guard.foreign_requests == []
+    for _ in range(50):
+        if any(v["directive"].startswith("connect-src") for v in console.guard.violations):
+            break
+        page.wait_for_timeout(100)
+    assert any(v["blocked"].startswith("http://192.0.2.1") for v in console.guard.violations), console.guard.violations

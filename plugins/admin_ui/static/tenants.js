@@ -199,9 +199,11 @@ function tokenBox(created) {
 export async function keysView(root, { tenant }) {
   const listing = h("div", {}, loading("keys"));
   const out = outcomeArea();
+  let offset = 0;
   const reload = async () => {
     try {
       const { keys } = await get(`/admin/tenants/${seg(tenant)}/keys`);
+      if (offset >= keys.length) offset = Math.max(0, Math.floor((keys.length - 1) / PAGE) * PAGE);
       fill(listing, table("Keys", [
         { label: "Key id", key: "keyId" }, { label: "Role", key: "role" },
         { label: "Status", render: (k) => badge(k.status) }, { label: "Created", key: "createdAt" },
@@ -211,7 +213,8 @@ export async function keysView(root, { tenant }) {
           await reload();
           return notice(`Key ${k.keyId} revoked.`);
         }, out) : "—") },
-      ], keys, { rowKey: "keyId" }));
+      ], keys.slice(offset, offset + PAGE), { rowKey: "keyId" }),
+      keys.length > PAGE ? pager(keys.length, PAGE, offset, (o) => { offset = o; reload(); }, "keys") : null);
     } catch (error) { fill(listing, errorBox(error)); }
   };
   const roles = [["public", "public (integrating systems)"], ["tenant_admin", "tenant_admin (operators)"]];
