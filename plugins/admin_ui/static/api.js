@@ -2,7 +2,6 @@
 // memory only: never in storage, cookies or the URL, so closing or reloading the page forgets it.
 
 let token = null;
-let lastRequestId = null;
 const requestIdListeners = [];
 
 export class ApiError extends Error {
@@ -26,14 +25,10 @@ export const session = {
 };
 
 export function onRequestId(listener) { requestIdListeners.push(listener); }
-export function currentRequestId() { return lastRequestId; }
 
 function noteRequestId(response) {
   const id = response.headers.get("X-Request-Id");
-  if (id) {
-    lastRequestId = id;
-    for (const listener of requestIdListeners) listener(id);
-  }
+  if (id) for (const listener of requestIdListeners) listener(id);
 }
 
 function query(params) {
@@ -74,14 +69,3 @@ export async function get(path, params) { return (await call("GET", path, { para
 export async function post(path, body) { return (await call("POST", path, { body: body || {} })).data; }
 export async function patch(path, body) { return (await call("PATCH", path, { body })).data; }
 export async function del(path) { return (await call("DELETE", path)).data; }
-
-// Every page of a paginated list answered as ``{<key>: [...], total}``, up to ``cap`` items.
-export async function all(path, key, params, cap = 5000) {
-  const items = [];
-  for (let offset = 0; offset < cap; offset += 200) {
-    const page = await get(path, { ...params, limit: 200, offset });
-    items.push(...page[key]);
-    if (items.length >= page.total || page[key].length === 0) break;
-  }
-  return items;
-}

@@ -41,11 +41,6 @@ export function svg(tag, attrs, ...children) {
   return node;
 }
 
-export function clear(node) {
-  node.replaceChildren();
-  return node;
-}
-
 let uniqueCounter = 0;
 export function uniqueId(prefix) {
   uniqueCounter += 1;
