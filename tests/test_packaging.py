@@ -40,7 +40,8 @@ def test_a_regular_install_ships_plugins_and_schemas(tmp_path: Path) -> None:
                     "--target", str(target), str(source)], check=True, capture_output=True, timeout=300)
     probe = ("import libervia, libervia_plugins.storage_files, libervia.schemas as s;"
              "print(libervia.__file__); s.load_schema('settings'); s.load_schema('plugins/storage_files');"
-             "s.load_schema('requests/tenant_create')")
+             "s.load_schema('requests/tenant_create');"
+             "import libervia_plugins.admin_ui as ui; assert {'index.html', 'console.js'} <= ui.load_assets().keys()")
     env = {**os.environ, "PYTHONPATH": str(target)}
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, env=env,
                             timeout=60)
