@@ -102,7 +102,8 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
     (CONFLICTS, "Requests refused with TENANT_CONFLICT, by tenant (unknown unless registered).", "counter"),
     (RATE_LIMITED, "Requests refused with RATE_LIMITED, by tenant.", "counter"),
     (TENANTS, "Registered tenants, by status.", "gauge"),
-    (ACTIVE_INSTANCES, "Tenant Core instances running in this process.", "gauge"),
+    (ACTIVE_INSTANCES, "Tenant Core instances running, summed over the live gateway processes of the machine.",
+     "gauge"),
     (APPENDS, "Events appended to tenant event logs, by tenant.", "counter"),
     (UPTIME, "Seconds since this gateway process started.", "gauge"),
     (TENANT_REQUESTS, "HTTP responses sent for a tenant, by tenant and status (the per-tenant view of "
