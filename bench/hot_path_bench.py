@@ -22,18 +22,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.telemetry_bench import telemetry_gateway
 from libervia.clock import now_iso
 from libervia.context import Principal
-from libervia.gateway import Gateway
 from libervia.jsonlog import AccessLog, LineWriter
 from libervia.pipeline.authorization import authorise
-from libervia.plugin_manager import new_plugin_manager
 from libervia.responses import json_response
 from libervia.routing import Access, Role
 from libervia.schemas import compile_schema, problems
 from libervia.telemetry import RequestObservation
 from libervia.tenants.keys import new_token, token_hash
-from libervia_plugins import telemetry_prometheus
 from libervia_plugins.ratelimit_memory import MemoryRateLimiter
 
 PEPPER = "bench-pepper-" + "p" * 40
@@ -52,11 +50,7 @@ def steps(samples: int) -> list[tuple[str, float]]:
     digest = token_hash(PEPPER, token)
     by_hash = {digest: ("tenant", "key_1")}
     principal = Principal(Role.PUBLIC, "tenant", "key_1")
-    pm = new_plugin_manager()
-    pm.register(telemetry_prometheus, name=telemetry_prometheus.PLUGIN_NAME)
-    config: dict[str, Any] = {}
-    problems(config, "plugins/telemetry_prometheus", fill_defaults=True)
-    gateway = Gateway(None, pm, {telemetry_prometheus.PLUGIN_NAME: config})  # type: ignore[arg-type]
+    pm, gateway = telemetry_gateway()
     batch = [RequestObservation("GET", "/api/v1/eventlog/status", 200, 0.4, None)] * 32
     log = AccessLog()
     log.writer = LineWriter(io.TextIOWrapper(io.BytesIO()))  # type: ignore[arg-type]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from loguru import logger
 
 from libervia import context, hookimpl
 from libervia.clock import now_iso
@@ -60,8 +61,13 @@ class PrometheusTelemetry:
         if not section["enabled"]:
             return
         directory = Path(section["directory"]) if section["directory"] else base_dir / "telemetry"
-        self.shared = SharedTotals(directory, self.metrics.bucket_count)
-        self.shared.retire_dead()
+        try:
+            self.shared = SharedTotals(directory, self.metrics.bucket_count)
+            self.shared.retire_dead()
+        except OSError as exc:
+            self.shared = None
+            logger.warning("telemetry: metrics are not shared with other processes ({}: {})", directory, exc)
+            return
         self.share_once()
         self._sharing = asyncio.get_running_loop().create_task(self._share_every(section["interval_s"]))
 
