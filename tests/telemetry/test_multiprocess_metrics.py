@@ -96,3 +96,12 @@ async def test_a_scrape_on_either_process_shows_the_sum(gateway_factory: Callabl
     expected += 4
     assert await eventually(first, expected) == expected
     assert await eventually(third, expected) == expected
+
+
+async def test_an_unusable_metrics_directory_costs_only_the_sharing(
+        gateway_factory: Callable[..., GatewayProcess]) -> None:
+    gateway = gateway_factory({"LIBERVIA_PLUGIN__TELEMETRY_PROMETHEUS__MULTIPROCESS__DIRECTORY": "/proc/no-such/dir"})
+    await send_health(gateway, 2)
+    assert await health_count(gateway) >= 2
+    assert any(line.get("level") == "warning" and "not shared" in line.get("msg", "")
+               for line in gateway.log_lines())
