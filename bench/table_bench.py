@@ -143,59 +143,84 @@ async def memory_after(gateway: GatewayProcess, count: int, clients: int = 16) -
     return before, after, rss_mb(gateway.proc.pid)
 
 
+def baseline_launcher(python: str) -> tuple[str, ...]:
+    """Run another checkout's gateway (its own interpreter and packages) where GatewayProcess runs ours."""
+    code = ("import runpy, sys; sys.argv = ['libervia', *sys.argv[4:]]; "
+            "runpy.run_module('libervia', run_name='__main__', alter_sys=True)")
+    return ("env", "-u", "PYTHONPATH", *SERVER_CPU, python, "-c", code)
+
+
+def measure(name: str, gateway: GatewayProcess, bare_url: str, bare_pid: int, args: argparse.Namespace,
+            lines: list[str]) -> None:
+    assert gateway.proc is not None
+    pid = gateway.proc.pid
+
+    def add(line: str) -> None:
+        lines.append(f"[{name}] {line}")
+        print(lines[-1], flush=True)
+
+    tenant_ids = [f"t{i:02d}" for i in range(17)]
+    asyncio.run(_create_tenants(gateway, tenant_ids, lambda: None))
+    key = asyncio.run(gateway.create_key("t00", "public"))
+    admin = {"Authorization": f"Bearer {gateway.admin_token}"}
+    routes = [
+        ("health", "GET /health", "/health", {}),
+        ("eventlog_status", "key-authenticated GET /api/v1/eventlog/status", "/api/v1/eventlog/status",
+         {"Authorization": f"Bearer {key}"}),
+        ("metrics_17", "GET /internal/metrics (17 tenants)", "/internal/metrics", admin),
+    ]
+    for _, _, path, headers in routes:  # warm-up
+        run_load_with_cpu(gateway.url + path, pid, seconds=1, connections=args.connections, headers=headers)
+    for key_name, title, path, headers in routes:
+        ratio, each, bare_us, gw_us = ratio_rounds(bare_url, bare_pid, gateway.url + path, pid, headers,
+                                                   args.rounds, args.seconds, args.connections)
+        add(f"{title:<48} {ratio:5.2f}x  (target >= {TARGETS[key_name]:.2f}x; rounds "
+            f"{', '.join(f'{r:.2f}' for r in each)}; CPU/req bare {bare_us:.0f} us, "
+            f"gateway {gw_us:.0f} us, CPU ratio {bare_us / gw_us:.2f}x)")
+    with tqdm(total=args.tenants - 17, desc="tenants", leave=False, disable=not sys.stderr.isatty()) as bar:
+        asyncio.run(_create_tenants(gateway, [f"m{i:04d}" for i in range(args.tenants - 17)], bar.update))
+    wall_ms, cpu_ms, size = asyncio.run(scrape_cost(gateway, 50))
+    add(f"GET /internal/metrics with {args.tenants} tenants        {wall_ms:6.2f} ms per scrape "
+        f"(server CPU {cpu_ms:.2f} ms), {size / 1000:.0f} KB   (target <= 3 ms)")
+    one, spread = asyncio.run(decisions(gateway, args.decision_seconds, 16))
+    add(f"POST /api/v1/decisoes, 16 clients on one tenant  {one:7.0f}/s   (target >= 1,500/s)")
+    add(f"POST /api/v1/decisoes, 16 clients / 16 tenants   {spread:7.0f}/s   (target >= 2,000/s)")
+    if args.decisions:
+        before, after, settled = asyncio.run(memory_after(gateway, args.decisions))
+        add(f"RSS after {args.decisions} decisions on one tenant      {after - before:+7.1f} MB "
+            f"({before:.0f} -> {after:.0f} MB, {settled:.0f} MB 5 s later; target +<= 10 MB)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--tenants", type=int, default=1000)
-    parser.add_argument("--decisions", type=int, default=10_000)
+    parser.add_argument("--decisions", type=int, default=10_000, help="0 skips the memory run")
     parser.add_argument("--decision-seconds", type=float, default=5.0)
+    parser.add_argument("--baseline-python", default=None,
+                        help="the interpreter of another checkout (e.g. the code before a change, installed in "
+                             "its own venv): its gateway is measured in the same run, against the same bare app")
     args = parser.parse_args()
     lines: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
-        gateway = GatewayProcess(Path(tmp) / "data", {"LOG_LEVEL": "info"}, launcher=tuple(SERVER_CPU)).start()
         bare, bare_url = start_bare()
-        assert gateway.proc is not None
-        pid = gateway.proc.pid
+        run_load_with_cpu(f"{bare_url}/health", bare.pid, seconds=1, connections=args.connections)
+        sides = [("this checkout", tuple(SERVER_CPU))]
+        if args.baseline_python:
+            sides.append(("baseline", baseline_launcher(args.baseline_python)))
         try:
-            tenant_ids = [f"t{i:02d}" for i in range(17)]
-            asyncio.run(_create_tenants(gateway, tenant_ids, lambda: None))
-            key = asyncio.run(gateway.create_key("t00", "public"))
-            admin = {"Authorization": f"Bearer {gateway.admin_token}"}
-            routes = [
-                ("health", "GET /health", "/health", {}),
-                ("eventlog_status", "key-authenticated GET /api/v1/eventlog/status", "/api/v1/eventlog/status",
-                 {"Authorization": f"Bearer {key}"}),
-                ("metrics_17", "GET /internal/metrics (17 tenants)", "/internal/metrics", admin),
-            ]
-            run_load_with_cpu(f"{bare_url}/health", bare.pid, seconds=1, connections=args.connections)
-            for _, _, path, headers in routes:  # warm-up
-                run_load_with_cpu(gateway.url + path, pid, seconds=1, connections=args.connections, headers=headers)
-            for key_name, title, path, headers in routes:
-                ratio, each, bare_us, gw_us = ratio_rounds(bare_url, bare.pid, gateway.url + path, pid, headers,
-                                                           args.rounds, args.seconds, args.connections)
-                lines.append(f"{title:<48} {ratio:5.2f}x  (target >= {TARGETS[key_name]:.2f}x; rounds "
-                             f"{', '.join(f'{r:.2f}' for r in each)}; CPU/req bare {bare_us:.0f} us, "
-                             f"gateway {gw_us:.0f} us, CPU ratio {bare_us / gw_us:.2f}x)")
-                print(lines[-1], flush=True)
-            with tqdm(total=args.tenants - 17, desc="tenants", leave=False, disable=not sys.stderr.isatty()) as bar:
-                asyncio.run(_create_tenants(gateway, [f"m{i:04d}" for i in range(args.tenants - 17)], bar.update))
-            wall_ms, cpu_ms, size = asyncio.run(scrape_cost(gateway, 50))
-            lines.append(f"GET /internal/metrics with {args.tenants} tenants        {wall_ms:6.2f} ms per scrape "
-                         f"(server CPU {cpu_ms:.2f} ms), {size / 1000:.0f} KB   (target <= 3 ms)")
-            print(lines[-1], flush=True)
-            one, spread = asyncio.run(decisions(gateway, args.decision_seconds, 16))
-            lines.append(f"POST /api/v1/decisoes, 16 clients on one tenant  {one:7.0f}/s   (target >= 1,500/s)")
-            lines.append(f"POST /api/v1/decisoes, 16 clients / 16 tenants   {spread:7.0f}/s   (target >= 2,000/s)")
-            print("\n".join(lines[-2:]), flush=True)
-            before, after, settled = asyncio.run(memory_after(gateway, args.decisions))
-            lines.append(f"RSS after {args.decisions} decisions on one tenant      {after - before:+7.1f} MB "
-                         f"({before:.0f} -> {after:.0f} MB, {settled:.0f} MB 5 s later; target +<= 10 MB)")
-            print(lines[-1], flush=True)
+            for index, (name, launcher) in enumerate(sides):
+                base = Path(tmp) / f"side{index}" / "data"
+                base.parent.mkdir()
+                gateway = GatewayProcess(base, {"LOG_LEVEL": "info"}, launcher=launcher).start()
+                try:
+                    measure(name, gateway, bare_url, bare.pid, args, lines)
+                finally:
+                    gateway.stop()
         finally:
             bare.kill()
-            gateway.stop()
     print("\nsummary (shared 2-core machine; wrk pinned to one core, each server to the other)")
     print("\n".join(lines))
 
