@@ -76,14 +76,6 @@ async def off_loop(func: Any, *args: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(_workers, func, *args)
 
 
-async def read_json_body(request: web.Request) -> Any:
-    """The parsed body; an empty body reads as ``{}``. 400 ``INVALID_JSON`` or 413 ``PAYLOAD_TOO_LARGE``."""
-    raw = await _read(request)
-    if len(raw) > INLINE_BODY_BYTES:
-        return await off_loop(parse_json, raw)
-    return parse_json(raw)
-
-
 def _parse_and_validate(raw: bytes, schema: SchemaRef) -> Any:
     return compile_schema(schema).validate(parse_json(raw))
 
