@@ -11,6 +11,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHES = [
+    ("Issue 11 table: ratios to bare aiohttp, scrape cost, decisions/s, memory", ["table_bench.py"]),
+    ("Pipeline steps: in-process cost per request", ["hot_path_bench.py"]),
+    ("Event loop: uvloop vs asyncio, ratios to bare aiohttp", ["event_loop_bench.py"]),
     ("HTTP: gateway vs bare aiohttp", ["http_bench.py", "--seconds", "5"]),
     ("HTTP: telemetry + rate limiting on vs off", ["telemetry_bench.py", "--rounds", "3"]),
     ("Event log: durable vs non-durable appends, verify vs raw", ["eventlog_bench.py"]),

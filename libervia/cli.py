@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import tempfile
@@ -70,11 +69,12 @@ def _settings_and_plugins(args: argparse.Namespace) -> tuple[Settings, LoadedPlu
 def cmd_serve(args: argparse.Namespace) -> int:
     settings, plugins = _settings_and_plugins(args)
     configure_logging(settings.log_level)
+    from libervia import event_loop
     from libervia.server import serve
     from libervia.storage import StorageError
 
     try:
-        asyncio.run(serve(settings, plugins))
+        event_loop.run(serve(settings, plugins), settings.get("event_loop", "auto"))
     except StorageError as exc:
         return _fail([f"storage: {exc}"])
     return EXIT_OK

@@ -1,7 +1,8 @@
-"""Prometheus telemetry (the default telemetry plugin), built on aioprometheus.
+"""Prometheus telemetry (the default telemetry plugin).
 
 Counts what the host reports through ``libervia_observe_requests`` and ``libervia_count_event`` (see
-:mod:`.metrics` for the families and how their labels are kept bounded), keeps a recent window for
+:mod:`.metrics` for the families and how their labels are kept bounded), sums them with the other gateway
+processes of the machine (:mod:`.sharing`), keeps a recent window of this process for
 ``/internal/health/operational`` (:mod:`.operational`), and serves the metrics routes of API.md section 5.
 
 The routes render through the ``libervia_render_metrics`` hook rather than calling this plugin directly, so a
@@ -11,12 +12,16 @@ the settings: the host then calls no telemetry hook and these routes do not exis
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import weakref
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from loguru import logger
 
 from libervia import context, hookimpl
 from libervia.clock import now_iso
@@ -28,6 +33,7 @@ from libervia.schemas import load_schema
 from libervia.telemetry import RequestObservation
 from libervia_plugins.telemetry_prometheus import exposition, operational
 from libervia_plugins.telemetry_prometheus.metrics import GatewayMetrics, GaugeReadings
+from libervia_plugins.telemetry_prometheus.sharing import SharedTotals
 
 if TYPE_CHECKING:
     from libervia.gateway import Gateway
@@ -46,6 +52,55 @@ class PrometheusTelemetry:
         window = config["operational"]
         self.window = operational.RecentWindow(window["window_s"], window["bucket_s"],
                                                config["latency_buckets_ms"], clock)
+        self.shared: SharedTotals | None = None
+        self._sharing: asyncio.Task[None] | None = None
+
+    def start_sharing(self, base_dir: Path) -> None:
+        """Publish this process's totals and read the others' (see :mod:`.sharing`)."""
+        section = self.config["multiprocess"]
+        if not section["enabled"]:
+            return
+        directory = Path(section["directory"]) if section["directory"] else base_dir / "telemetry"
+        try:
+            self.shared = SharedTotals(directory, self.metrics.bucket_count)
+            self.shared.retire_dead()
+        except OSError as exc:
+            self.shared = None
+            logger.warning("telemetry: metrics are not shared with other processes ({}: {})", directory, exc)
+            return
+        self.share_once()
+        self._sharing = asyncio.get_running_loop().create_task(self._share_every(section["interval_s"]))
+
+    async def _share_every(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            self.share_once()
+
+    def share_once(self) -> None:
+        if self.shared is None:
+            return
+        self.metrics.fold_pending()
+        try:
+            self.shared.publish(self.metrics.own, self.metrics.version, self._active_instances())
+            others, active = self.shared.collect()
+        except OSError:
+            return  # a full or read-only disk costs the machine totals, never a request
+        if others is not None:
+            self.metrics.set_others(others, active)
+        else:
+            self.metrics.others_active_instances = active
+
+    async def stop_sharing(self) -> None:
+        if self._sharing is not None:
+            self._sharing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sharing
+            self._sharing = None
+        self.share_once()
+
+    def _active_instances(self) -> int:
+        runtime = getattr(self._gateway(), "runtime", None)
+        return runtime.active_count() if runtime is not None else 0
 
     def _is_registered(self, tenant_id: str) -> bool:
         gateway = self._gateway()
@@ -65,6 +120,8 @@ class PrometheusTelemetry:
             self.window.record_event(name, value)
 
     def render(self, fmt: str, tenant_id: str | None) -> tuple[str, bytes] | None:
+        if fmt == "prometheus" and tenant_id is None:
+            return exposition.TEXT_CONTENT_TYPE, self.metrics.render_text(self._readings())
         families = self.metrics.families(self._readings(), tenant_id)
         if fmt == "prometheus":
             return exposition.TEXT_CONTENT_TYPE, exposition.render_text(families)
@@ -115,7 +172,15 @@ def libervia_config_schema() -> dict[str, Any]:
 
 @hookimpl
 def libervia_startup(gateway: Gateway) -> None:
-    telemetry_of(gateway)  # so that the window and the uptime start with the gateway, not the first request
+    state = telemetry_of(gateway)  # so that the window and the uptime start with the gateway, not the first request
+    settings = getattr(gateway, "settings", None)
+    if settings is not None:
+        state.start_sharing(settings.base_dir)
+
+
+@hookimpl
+async def libervia_shutdown(gateway: Gateway) -> None:
+    await telemetry_of(gateway).stop_sharing()
 
 
 @hookimpl

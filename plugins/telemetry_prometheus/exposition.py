@@ -1,56 +1,36 @@
 """Write a metrics snapshot as Prometheus text (format 0.0.4) or as the JSON document of API.md section 5.
 
-The plugin renders itself instead of using aioprometheus's ``TextFormatter``, which (23.12) writes label values
-and HELP text without escaping (a ``"``, ``\\`` or newline breaks the exposition), cannot restrict output to
-one tenant's series, writes floats as Python does (``inf``, ``nan``) and has no JSON format. It does write
-HELP/TYPE for families without samples, as required; this renderer keeps that.
+The full exposition is rendered incrementally by :meth:`GatewayMetrics.render_text`; this renderer serves the
+per-tenant views and the JSON document.
+
+Label values and HELP text are escaped (a ``"``, ``\\`` or newline would break the exposition), floats are
+written as Prometheus reads them (``+Inf``, ``NaN``), and families without samples still get HELP/TYPE.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
 import orjson
 
-from libervia_plugins.telemetry_prometheus.metrics import Family, HistogramValue
+from libervia_plugins.telemetry_prometheus.metrics import Family, HistogramValue, escape_help, format_number, label_text
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 JSON_CONTENT_TYPE = "application/json"
-
-
-def format_number(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if float(value).is_integer() and abs(value) < 2**53:
-        return str(int(value))
-    return repr(float(value))
-
-
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
 
 
 def _labels(labels: dict[str, str], extra: tuple[str, str] | None = None) -> str:
     pairs = sorted(labels.items())
     if extra is not None:
         pairs.append(extra)
-    if not pairs:
-        return ""
-    return "{" + ",".join(f'{key}="{_escape_label(value)}"' for key, value in pairs) + "}"
+    return label_text(pairs)
 
 
 def render_text(families: Iterable[Family]) -> bytes:
     lines: list[str] = []
     for family in families:
-        lines.append(f"# HELP {family.name} {_escape_help(family.help)}")
+        lines.append(f"# HELP {family.name} {escape_help(family.help)}")
         lines.append(f"# TYPE {family.name} {family.type}")
         for sample in family.samples:
             value = sample.value

@@ -1,7 +1,8 @@
-"""The gateway's metrics, kept in aioprometheus collectors, and a read-only snapshot of them for rendering.
+"""The gateway's metrics: plain dictionaries of series, summed with the other gateway processes of the machine,
+and rendered incrementally.
 
-Label values are made safe before they reach a collector, because every distinct value is a new series that
-lives until the process ends:
+Label values are made safe before they are counted, because every distinct value is a new series that lives
+until the process ends:
 
 * ``tenant_id`` names a tenant the registry knows, else ``unknown`` (a hostile ``X-Tenant-Id`` cannot add a
   series);
@@ -14,6 +15,17 @@ lives until the process ends:
 ``libervia_http_errors_total`` counts every response with status >= 400, 4xx and 5xx alike, labelled with its
 status, so both "clients failing" and "server failing" can be read from it; the ``ERROR_RATE_SPIKE`` alert
 selects ``status=~"5.."``.
+
+Several processes on one machine (``--workers``, or gateways sharing a BASE_DIR) answer for the machine: the
+counters and histograms exposed are this process's own plus the last published totals of every other one
+(:mod:`.sharing`), dead ones included, so a counter never goes down when a worker dies. Gauges combine as
+their meaning says: ``libervia_tenants`` is read from the shared registry (the same in every process),
+``libervia_active_instances`` is summed over the live processes, ``libervia_process_uptime_seconds`` is the
+uptime of the process that answers.
+
+A scrape must stay cheap at thousands of tenants, so the exposition is kept per family: a family whose series
+did not change since the last scrape is served from its cached text, and within a family each series keeps its
+rendered label part.
 """
 
 from __future__ import annotations
@@ -21,13 +33,9 @@ from __future__ import annotations
 import bisect
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import orjson
-from aioprometheus import Counter, Gauge, Histogram, Registry
-from aioprometheus.histogram import Histogram as AioHistogramValue
 
 from libervia import telemetry
 from libervia.telemetry import RequestObservation
@@ -37,6 +45,8 @@ TENANT_STATUSES = ("active", "suspended", "deleted")
 STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _REASON = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 MAX_REASONS = 32
+
+Labels = tuple[tuple[str, str], ...]  # sorted by label name
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +79,114 @@ class GaugeReadings:
     uptime_s: float | None
 
 
+REQUESTS = "libervia_http_requests_total"
+DURATION = "libervia_http_request_duration_ms"
+ERRORS = "libervia_http_errors_total"
+AUTH_FAILURES = "libervia_auth_failures_total"
+CONFLICTS = "libervia_tenant_conflicts_total"
+RATE_LIMITED = "libervia_rate_limited_total"
+TENANTS = "libervia_tenants"
+ACTIVE_INSTANCES = "libervia_active_instances"
+APPENDS = "libervia_eventlog_appends_total"
+UPTIME = "libervia_process_uptime_seconds"
+TENANT_REQUESTS = "libervia_tenant_requests_total"
+
+# Exposition order, help and type of every family of API.md section 5.
+FAMILIES: tuple[tuple[str, str, str], ...] = (
+    (REQUESTS, "HTTP responses sent, by method, route template and status.", "counter"),
+    (DURATION, "Time from request received to response sent, in milliseconds, by method and route template.",
+     "histogram"),
+    (ERRORS, "HTTP responses with status >= 400 (4xx and 5xx), by method, route template and status.", "counter"),
+    (AUTH_FAILURES, "Rejected authentications and authorisations, by reason code and claimed tenant (unknown "
+     "unless registered).", "counter"),
+    (CONFLICTS, "Requests refused with TENANT_CONFLICT, by tenant (unknown unless registered).", "counter"),
+    (RATE_LIMITED, "Requests refused with RATE_LIMITED, by tenant.", "counter"),
+    (TENANTS, "Registered tenants, by status.", "gauge"),
+    (ACTIVE_INSTANCES, "Tenant Core instances running, summed over the live gateway processes of the machine.",
+     "gauge"),
+    (APPENDS, "Events appended to tenant event logs, by tenant.", "counter"),
+    (UPTIME, "Seconds since this gateway process started.", "gauge"),
+    (TENANT_REQUESTS, "HTTP responses sent for a tenant, by tenant and status (the per-tenant view of "
+     "libervia_http_requests_total).", "counter"),
+)
+COUNTER_FAMILIES = tuple(name for name, _, kind in FAMILIES if kind == "counter")
+# Families whose series carry a tenant_id label: what /internal/tenants/{id}/metrics shows.
+TENANT_FAMILIES = (AUTH_FAILURES, CONFLICTS, RATE_LIMITED, APPENDS, TENANT_REQUESTS)
+
+
+def format_number(value: float) -> str:
+    if type(value) is int and abs(value) < 2**53:  # most counters: the cheap case first
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if float(value).is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return repr(float(value))
+
+
+def escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def label_text(labels: Iterable[tuple[str, str]]) -> str:
+    pairs = list(labels)
+    if not pairs:
+        return ""
+    return "{" + ",".join(f'{key}="{_escape_label(value)}"' for key, value in pairs) + "}"
+
+
+class Totals:
+    """Counter and histogram series: ``counters[family][labels] = value`` and, for the latency histogram,
+    ``histogram[labels] = [sum, count per bucket (not cumulative) ..., count above the last bound]``."""
+
+    def __init__(self, bucket_count: int) -> None:
+        self.counters: dict[str, dict[Labels, float]] = {name: {} for name in COUNTER_FAMILIES}
+        self.histogram: dict[Labels, list[float]] = {}
+        self.width = bucket_count + 2
+
+    def add_counter(self, family: str, labels: Labels, value: float) -> None:
+        series = self.counters[family]
+        series[labels] = series.get(labels, 0) + value
+
+    def add_tally(self, labels: Labels, tally: Sequence[float]) -> None:
+        current = self.histogram.get(labels)
+        if current is None:
+            self.histogram[labels] = list(tally)
+        else:
+            for index, amount in enumerate(tally):
+                current[index] += amount
+
+    def merge(self, other: Totals) -> None:
+        for family, series in other.counters.items():
+            for labels, value in series.items():
+                self.add_counter(family, labels, value)
+        for labels, tally in other.histogram.items():
+            if len(tally) == self.width:  # another process with other buckets cannot be summed; skip it
+                self.add_tally(labels, tally)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"counters": {family: [[list(map(list, labels)), value] for labels, value in series.items()]
+                             for family, series in self.counters.items()},
+                "histogram": [[list(map(list, labels)), tally] for labels, tally in self.histogram.items()]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], bucket_count: int) -> Totals:
+        totals = cls(bucket_count)
+        for family, series in data.get("counters", {}).items():
+            if family in totals.counters:
+                totals.counters[family] = {tuple(tuple(pair) for pair in labels): value for labels, value in series}
+        totals.histogram = {tuple(tuple(pair) for pair in labels): tally for labels, tally in data.get("histogram", [])}
+        return totals
+
+
 class GatewayMetrics:
-    """The metric families of API.md section 5, in one aioprometheus registry of their own.
+    """The metric families of API.md section 5.
 
     ``is_registered`` answers whether a tenant id may appear as a label value (the tenant registry's cheap,
     in-memory lookup).
@@ -79,48 +195,33 @@ class GatewayMetrics:
     def __init__(self, latency_buckets_ms: Sequence[float], is_registered: Callable[[str], bool]) -> None:
         self._is_registered = is_registered
         self._reasons: set[str] = set()
-        # observe() runs on every request, so it only tallies into plain dicts keyed by tuples; the tallies reach
-        # the aioprometheus collectors when metrics are rendered. Histogram series are updated in place.
+        self._bounds = [float(b) for b in sorted(latency_buckets_ms)]
+        # observe() runs on every request, so it only tallies into plain dicts keyed by tuples; the tallies are
+        # folded into the totals when metrics are read or published.
         self._pending_responses: dict[tuple[str, str, int], int] = {}
         self._pending_tenant: dict[tuple[str, int], int] = {}
-        # Per (method, route): [sum, count per bucket (not cumulative) ..., count above the last bound].
         self._pending_durations: dict[tuple[str, str], list[float]] = {}
-        self.registry = Registry()
-        r = self.registry
-        self.requests = Counter("libervia_http_requests_total", "HTTP responses sent, by method, route template "
-                                "and status.", registry=r)
-        self._bounds = [float(b) for b in sorted(latency_buckets_ms)]
-        self.duration = Histogram("libervia_http_request_duration_ms", "Time from request received to response "
-                                  "sent, in milliseconds, by method and route template.", registry=r,
-                                  buckets=[float(b) for b in sorted(latency_buckets_ms)])
-        self.errors = Counter("libervia_http_errors_total", "HTTP responses with status >= 400 (4xx and 5xx), "
-                              "by method, route template and status.", registry=r)
-        self.auth_failures = Counter("libervia_auth_failures_total", "Rejected authentications and "
-                                     "authorisations, by reason code and claimed tenant (unknown unless "
-                                     "registered).", registry=r)
-        self.conflicts = Counter("libervia_tenant_conflicts_total", "Requests refused with TENANT_CONFLICT, by "
-                                 "tenant (unknown unless registered).", registry=r)
-        self.rate_limited = Counter("libervia_rate_limited_total", "Requests refused with RATE_LIMITED, by "
-                                    "tenant.", registry=r)
-        self.tenants = Gauge("libervia_tenants", "Registered tenants, by status.", registry=r)
-        self.active_instances = Gauge("libervia_active_instances", "Tenant Core instances running in this "
-                                      "process.", registry=r)
-        self.appends = Counter("libervia_eventlog_appends_total", "Events appended to tenant event logs, by "
-                               "tenant.", registry=r)
-        self.uptime = Gauge("libervia_process_uptime_seconds", "Seconds since this gateway process started.",
-                            registry=r)
-        self.tenant_requests = Counter("libervia_tenant_requests_total", "HTTP responses sent for a tenant, by "
-                                       "tenant and status (the per-tenant view of libervia_http_requests_total)."
-                                       , registry=r)
-        # Families whose series carry a tenant_id label: what /internal/tenants/{id}/metrics shows.
-        self._tenant_families = (self.auth_failures, self.conflicts, self.rate_limited, self.appends,
-                                 self.tenant_requests)
+        self.own = Totals(len(self._bounds))
+        self.others = Totals(len(self._bounds))  # the other processes' last published totals, summed
+        self.others_active_instances = 0
+        self._others_generation = 0
+        self.version = 0  # bumps whenever the own totals change: whether there is anything new to publish
+        self._changed: set[str] = {name for name, _, _ in FAMILIES}
+        self._blocks: dict[str, str] = {}
+        self._prefixes: dict[tuple[str, Labels], str] = {}
+        # Per counter family: the sorted series (recomputed when series appear) and each series' last line.
+        self._order: dict[str, tuple[tuple[int, int, int], list[Labels]]] = {}
+        self._rendered: dict[str, dict[Labels, tuple[float, str, str]]] = {name: {} for name in COUNTER_FAMILIES}
         self._events = {
-            telemetry.AUTH_FAILURE: self.auth_failures,
-            telemetry.TENANT_CONFLICT: self.conflicts,
-            telemetry.RATE_LIMITED: self.rate_limited,
-            telemetry.EVENTLOG_APPEND: self.appends,
+            telemetry.AUTH_FAILURE: AUTH_FAILURES,
+            telemetry.TENANT_CONFLICT: CONFLICTS,
+            telemetry.RATE_LIMITED: RATE_LIMITED,
+            telemetry.EVENTLOG_APPEND: APPENDS,
         }
+
+    @property
+    def bucket_count(self) -> int:
+        return len(self._bounds)
 
     def tenant_label(self, tenant_id: str | None) -> str:
         if tenant_id and self._is_registered(tenant_id):
@@ -145,51 +246,58 @@ class GatewayMetrics:
             tenant_key = (observation.tenant_id, status)
             self._pending_tenant[tenant_key] = self._pending_tenant.get(tenant_key, 0) + 1
 
-    def _fold_pending(self) -> None:
-        """Move the per-request tallies into the collectors (done when rendering, not per request)."""
+    def fold_pending(self) -> None:
+        """Move the per-request tallies into the totals (done when reading, not per request)."""
+        own, changed = self.own, self._changed
         durations, self._pending_durations = self._pending_durations, {}
         for (method, route), tally in durations.items():
-            labels = {"method": method, "route": route}
-            series = self.duration.values.get(labels)
-            if series is None:
-                series = AioHistogramValue(*self._bounds)
-                self.duration.set_value(labels, series)  # validates the label names once per series
-            cumulative = 0
-            for bound, count in zip(series.buckets, tally[1:], strict=True):
-                cumulative += count
-                series.buckets[bound] += cumulative
-            series.sum += tally[0]
-            series.observations += cumulative
+            own.add_tally((("method", method), ("route", route)), tally)
+            changed.add(DURATION)
         responses, self._pending_responses = self._pending_responses, {}
         for (method, route, status), count in responses.items():
-            labels = {"method": method, "route": route, "status": str(status)}
-            self.requests.add(labels, count)
+            labels = (("method", method), ("route", route), ("status", str(status)))
+            own.add_counter(REQUESTS, labels, count)
+            changed.add(REQUESTS)
             if status >= 400:
-                self.errors.add(labels, count)
+                own.add_counter(ERRORS, labels, count)
+                changed.add(ERRORS)
         tenant_counts, self._pending_tenant = self._pending_tenant, {}
         for (tenant_id, status), count in tenant_counts.items():
             tenant = self.tenant_label(tenant_id)
             if tenant != UNKNOWN_TENANT:
-                self.tenant_requests.add({"tenant_id": tenant, "status": str(status)}, count)
+                own.add_counter(TENANT_REQUESTS, (("status", str(status)), ("tenant_id", tenant)), count)
+                changed.add(TENANT_REQUESTS)
+        if durations or responses or tenant_counts:
+            self.version += 1
 
     def forget_tenant(self, tenant_id: str) -> None:
         """Drop every series labelled with ``tenant_id`` (the tenant was purged; a new one may take the id)."""
         self._pending_tenant = {key: n for key, n in self._pending_tenant.items() if key[0] != tenant_id}
-        for family in self._tenant_families:
-            store = family.values.store  # aioprometheus keys series by their labels serialised as JSON bytes
-            doomed = [k for k in store if isinstance(k, bytes) and orjson.loads(k).get("tenant_id") == tenant_id]
-            for key in doomed:
-                del store[key]
+        label = ("tenant_id", tenant_id)
+        for totals in (self.own, self.others):
+            for family in TENANT_FAMILIES:
+                series = totals.counters[family]
+                for labels in [labels for labels in series if label in labels]:
+                    del series[labels]
+        for family in TENANT_FAMILIES:
+            self._rendered[family] = {k: v for k, v in self._rendered[family].items() if label not in k}
+            self._order.pop(family, None)
+            self._changed.add(family)
+        self.version += 1
 
     def count(self, name: str, labels: dict[str, str], value: float) -> bool:
         """Count a host event; return False for names this plugin does not know (ignored)."""
-        counter = self._events.get(name)
-        if counter is None or not value > 0:
+        family = self._events.get(name)
+        if family is None or not value > 0:
             return False
-        safe = {"tenant_id": self.tenant_label(labels.get("tenant_id"))}
+        tenant = self.tenant_label(labels.get("tenant_id"))
         if name == telemetry.AUTH_FAILURE:
-            safe["reason"] = self._reason_label(labels.get("reason", ""))
-        counter.add(safe, value)
+            series: Labels = (("reason", self._reason_label(labels.get("reason", ""))), ("tenant_id", tenant))
+        else:
+            series = (("tenant_id", tenant),)
+        self.own.add_counter(family, series, value)
+        self._changed.add(family)
+        self.version += 1
         return True
 
     def _reason_label(self, reason: str) -> str:
@@ -200,38 +308,132 @@ class GatewayMetrics:
             return reason
         return "OTHER"
 
+    def set_others(self, others: Totals, active_instances: int) -> None:
+        """The other processes' totals changed (see :mod:`.sharing`)."""
+        self.others = others
+        self.others_active_instances = active_instances
+        self._others_generation += 1
+        self._changed.update(COUNTER_FAMILIES)
+        self._changed.add(DURATION)
+
+    # --- reading ---------------------------------------------------------------------------------------------
+
+    def _counter_series(self, family: str) -> list[tuple[Labels, float]]:
+        own, others = self.own.counters[family], self.others.counters[family]
+        if not others:
+            return sorted(own.items())
+        merged = dict(others)
+        for labels, value in own.items():
+            merged[labels] = merged.get(labels, 0) + value
+        return sorted(merged.items())
+
+    def _histogram_series(self) -> list[tuple[Labels, list[float]]]:
+        own, others = self.own.histogram, self.others.histogram
+        if not others:
+            return sorted(own.items())
+        merged = {labels: list(tally) for labels, tally in others.items()}
+        for labels, tally in own.items():
+            current = merged.get(labels)
+            merged[labels] = list(tally) if current is None else [a + b for a, b in zip(current, tally, strict=True)]
+        return sorted(merged.items())
+
+    def _histogram_value(self, tally: Sequence[float]) -> HistogramValue:
+        buckets = []
+        cumulative = 0
+        for bound, count in zip(self._bounds, tally[1:], strict=False):
+            cumulative += int(count)
+            buckets.append((bound, cumulative))
+        total = cumulative + int(tally[-1])
+        buckets.append((math.inf, total))  # +Inf is the observation count, so the two agree by construction
+        return HistogramValue(buckets, total, tally[0])
+
+    def _gauges(self, readings: GaugeReadings) -> dict[str, list[tuple[Labels, float]]]:
+        gauges: dict[str, list[tuple[Labels, float]]] = {TENANTS: [], ACTIVE_INSTANCES: [], UPTIME: []}
+        if readings.tenants_by_status is not None:
+            gauges[TENANTS] = sorted(((("status", status),), float(readings.tenants_by_status.get(status, 0)))
+                                     for status in TENANT_STATUSES)
+        if readings.active_instances is not None:
+            gauges[ACTIVE_INSTANCES] = [((), float(readings.active_instances + self.others_active_instances))]
+        if readings.uptime_s is not None:
+            gauges[UPTIME] = [((), round(readings.uptime_s, 3))]
+        return gauges
+
     def families(self, readings: GaugeReadings, tenant_id: str | None = None) -> list[Family]:
         """A snapshot of every family, in exposition order; with ``tenant_id`` only that tenant's series."""
-        self._fold_pending()
-        self._apply(readings)
-        if tenant_id is None:
-            collectors = list(self.registry.get_all())
-        else:
-            collectors = list(self._tenant_families)
+        self.fold_pending()
+        gauges = self._gauges(readings)
         result = []
-        for collector in collectors:
-            samples = [_sample(collector, labels, value) for labels, value in collector.get_all()]
-            if tenant_id is not None:
-                samples = [s for s in samples if s.labels.get("tenant_id") == tenant_id]
-            samples.sort(key=lambda s: sorted(s.labels.items()))
-            result.append(Family(collector.name, collector.doc, collector.kind.name, samples))
+        for name, help_text, kind in FAMILIES:
+            if tenant_id is not None and name not in TENANT_FAMILIES:
+                continue
+            samples: list[Sample]
+            if kind == "histogram":
+                samples = [Sample(dict(labels), self._histogram_value(tally))
+                           for labels, tally in self._histogram_series()]
+            elif kind == "gauge":
+                samples = [Sample(dict(labels), value) for labels, value in gauges[name]]
+            else:
+                samples = [Sample(dict(labels), value) for labels, value in self._counter_series(name)
+                           if tenant_id is None or dict(labels).get("tenant_id") == tenant_id]
+            result.append(Family(name, help_text, kind, samples))
         return result
 
-    def _apply(self, readings: GaugeReadings) -> None:
-        if readings.tenants_by_status is not None:
-            for status in TENANT_STATUSES:
-                self.tenants.set({"status": status}, readings.tenants_by_status.get(status, 0))
-        if readings.active_instances is not None:
-            self.active_instances.set({}, readings.active_instances)
-        if readings.uptime_s is not None:
-            self.uptime.set({}, round(readings.uptime_s, 3))
+    def render_text(self, readings: GaugeReadings) -> bytes:
+        """The whole exposition (format 0.0.4); families that did not change come from the cache."""
+        self.fold_pending()
+        gauges = self._gauges(readings)
+        blocks = self._blocks
+        for name, help_text, kind in FAMILIES:
+            if kind == "gauge":
+                blocks[name] = self._block(name, help_text, kind, self._lines(name, gauges[name]))
+            elif name in self._changed or name not in blocks:
+                lines = self._histogram_lines(name) if kind == "histogram" else self._counter_lines(name)
+                blocks[name] = self._block(name, help_text, kind, lines)
+        self._changed.clear()
+        return "".join(blocks[name] for name, _, _ in FAMILIES).encode("utf-8")
 
+    @staticmethod
+    def _block(name: str, help_text: str, kind: str, lines: list[str]) -> str:
+        return f"# HELP {name} {escape_help(help_text)}\n# TYPE {name} {kind}\n" + "".join(lines)
 
-def _sample(collector: Any, labels: dict[str, str], value: Any) -> Sample:
-    if isinstance(collector, Histogram):
-        raw = collector.get_value(labels)  # aioprometheus.histogram.Histogram: cumulative bucket counts
-        buckets = [(bound, count) for bound, count in raw.buckets.items() if bound != math.inf]
-        # +Inf is written from the observation count, so the two agree by construction.
-        buckets.append((math.inf, raw.observations))
-        return Sample(labels, HistogramValue(buckets, raw.observations, raw.sum))
-    return Sample(labels, value)
+    def _prefix(self, name: str, labels: Labels) -> str:
+        key = (name, labels)
+        prefix = self._prefixes.get(key)
+        if prefix is None:
+            prefix = self._prefixes[key] = f"{name}{label_text(labels)} "
+        return prefix
+
+    def _counter_lines(self, name: str) -> list[str]:
+        """Lines of a counter family; a series whose value did not change keeps its line."""
+        own, others = self.own.counters[name], self.others.counters[name]
+        shape = (len(own), self._others_generation, len(others))
+        known = self._order.get(name)
+        if known is None or known[0] != shape:
+            known = self._order[name] = (shape, sorted(own.keys() | others.keys()))
+        rendered = self._rendered[name]
+        lines: list[str] = []
+        append = lines.append
+        for labels in known[1]:
+            value = own.get(labels, 0) + others.get(labels, 0) if others else own[labels]
+            cached = rendered.get(labels)
+            if cached is None:
+                prefix = self._prefix(name, labels)
+                cached = rendered[labels] = (value, f"{prefix}{format_number(value)}\n", prefix)
+            elif cached[0] != value:
+                cached = rendered[labels] = (value, f"{cached[2]}{format_number(value)}\n", cached[2])
+            append(cached[1])
+        return lines
+
+    def _lines(self, name: str, series: Iterable[tuple[Labels, float]]) -> list[str]:
+        return [f"{self._prefix(name, labels)}{format_number(value)}\n" for labels, value in series]
+
+    def _histogram_lines(self, name: str) -> list[str]:
+        lines = []
+        bucket_name, sum_name, count_name = f"{name}_bucket", f"{name}_sum", f"{name}_count"
+        for labels, tally in self._histogram_series():
+            value = self._histogram_value(tally)
+            for bound, count in value.buckets:
+                lines.append(f"{self._prefix(bucket_name, (*labels, ('le', format_number(bound))))}{count}\n")
+            lines.append(f"{self._prefix(sum_name, labels)}{format_number(value.sum)}\n")
+            lines.append(f"{self._prefix(count_name, labels)}{value.count}\n")
+        return lines

@@ -1,0 +1,229 @@
+"""Every figure of issue 11's table in one run: gateway ratios to a bare aiohttp app, scrape cost at 1,000
+tenants, durable decisions/s and memory after 10,000 decisions.
+
+    python bench/table_bench.py [--seconds 3] [--rounds 3] [--connections 50] [--decisions 10000]
+
+Each HTTP ratio is the median of ``--rounds`` interleaved rounds (the side that goes first alternates); in every
+round the bare app's ``GET /health`` is measured next to the gateway route, so machine noise hits both. The
+gateway runs as deployed (``python -m libervia serve``, access log at info, telemetry and rate limiting on,
+every decision fsynced). The server's own CPU time per request is printed beside each ratio: it is what a
+CPU-bound server would turn into throughput on an idle machine, and other load on the machine barely moves it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.core_bench import UNLIMITED, _drive, _tokens
+from bench.http_bench import start_bare
+from bench.loadgen import SERVER_CPU, process_cpu_seconds, run_load_with_cpu
+from tests.gateway_process import GatewayProcess
+
+TARGETS = {"health": 0.85, "eventlog_status": 0.60, "metrics_17": 0.25}
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def ratio_rounds(bare_url: str, bare_pid: int, url: str, pid: int, headers: dict[str, str], rounds: int,
+                 seconds: float, connections: int) -> tuple[float, list[float], float, float]:
+    """Median ratio gateway/bare over interleaved rounds, the per-round ratios, and CPU us/request each side."""
+    ratios, bare_cpu, gw_cpu = [], [], []
+    for round_no in range(rounds):
+        results = {}
+        order = ("bare", "gateway") if round_no % 2 == 0 else ("gateway", "bare")
+        for side in order:
+            if side == "bare":
+                results[side] = run_load_with_cpu(f"{bare_url}/health", bare_pid, seconds=seconds,
+                                                  connections=connections)
+            else:
+                results[side] = run_load_with_cpu(url, pid, seconds=seconds, connections=connections, headers=headers)
+        (bare_result, bare_us), (gw_result, gw_us) = results["bare"], results["gateway"]
+        if gw_result.errors:
+            raise RuntimeError(f"{url}: {gw_result.errors} errors under load")
+        ratios.append(gw_result.rps / bare_result.rps)
+        bare_cpu.append(bare_us)
+        gw_cpu.append(gw_us)
+    return statistics.median(ratios), ratios, statistics.median(bare_cpu), statistics.median(gw_cpu)
+
+
+async def _create_tenants(gateway: GatewayProcess, ids: list[str], on_done: Callable[[], None]) -> None:
+    headers = {"Authorization": f"Bearer {gateway.admin_token}"}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=8)) as session:
+        queue = list(ids)
+
+        async def worker() -> None:
+            while queue:
+                tenant = queue.pop()
+                async with session.post(f"{gateway.url}/admin/tenants", headers=headers,
+                                        json={"id": tenant, "name": tenant, **UNLIMITED}) as response:
+                    assert response.status == 201, await response.text()
+                # one tenant-scoped request each, so that the per-tenant series exist as in production
+                async with session.get(f"{gateway.url}/admin/tenants/{tenant}", headers=headers) as response:
+                    await response.read()
+                on_done()
+
+        await asyncio.gather(*(worker() for _ in range(8)))
+
+
+async def scrape_cost(gateway: GatewayProcess, scrapes: int) -> tuple[float, float, int]:
+    """Median client-side milliseconds per sequential scrape, server CPU ms per scrape, and the body size."""
+    assert gateway.proc is not None
+    headers = {"Authorization": f"Bearer {gateway.admin_token}"}
+    times = []
+    size = 0
+    async with aiohttp.ClientSession() as session:
+        for _ in range(5):  # warm-up
+            async with session.get(f"{gateway.url}/internal/metrics", headers=headers) as response:
+                await response.read()
+        cpu_before = process_cpu_seconds(gateway.proc.pid)
+        for _ in range(scrapes):
+            began = time.perf_counter()
+            async with session.get(f"{gateway.url}/internal/metrics", headers=headers) as response:
+                body = await response.read()
+                assert response.status == 200
+            times.append((time.perf_counter() - began) * 1000)
+            size = len(body)
+        cpu_ms = (process_cpu_seconds(gateway.proc.pid) - cpu_before) / scrapes * 1000
+    return statistics.median(times), cpu_ms, size
+
+
+async def decisions(gateway: GatewayProcess, seconds: float, clients: int) -> tuple[float, float]:
+    one = await _tokens(gateway, ["bench-one"], clients)
+    spread = await _tokens(gateway, [f"bench-{i:02d}" for i in range(clients)], 1)
+    await _drive(gateway.url, one, 1.0)
+    await _drive(gateway.url, spread, 1.0)
+    one_result = await _drive(gateway.url, one, seconds)
+    spread_result = await _drive(gateway.url, spread, seconds)
+    if one_result.errors or spread_result.errors:
+        raise RuntimeError(f"decisions failed: {one_result.errors} + {spread_result.errors}")
+    return one_result.rps, spread_result.rps
+
+
+async def memory_after(gateway: GatewayProcess, count: int, clients: int = 16) -> tuple[float, float, float]:
+    """RSS before, right after ``count`` decisions on one tenant, and 5 s later (MiB)."""
+    assert gateway.proc is not None
+    tokens = await _tokens(gateway, ["bench-memory"], clients)
+    await _drive(gateway.url, tokens[:1], 0.5)
+    before = rss_mb(gateway.proc.pid)
+    headers = [{"Authorization": f"Bearer {t}"} for t in tokens]
+    from tests.core import bodies
+    body = bodies.decisao()
+    remaining = count
+    with tqdm(total=count, desc="decisions", unit="dec", leave=False, disable=not sys.stderr.isatty()) as bar:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:
+            async def client(h: dict[str, str]) -> None:
+                nonlocal remaining
+                while remaining > 0:
+                    remaining -= 1
+                    async with session.post(f"{gateway.url}/api/v1/decisoes", json=body, headers=h) as response:
+                        await response.read()
+                        assert response.status == 201
+                    bar.update()
+
+            await asyncio.gather(*(client(h) for h in headers))
+    after = rss_mb(gateway.proc.pid)
+    await asyncio.sleep(5)
+    return before, after, rss_mb(gateway.proc.pid)
+
+
+def baseline_launcher(python: str) -> tuple[str, ...]:
+    """Run another checkout's gateway (its own interpreter and packages) where GatewayProcess runs ours."""
+    code = ("import runpy, sys; sys.argv = ['libervia', *sys.argv[4:]]; "
+            "runpy.run_module('libervia', run_name='__main__', alter_sys=True)")
+    return ("env", "-u", "PYTHONPATH", *SERVER_CPU, python, "-c", code)
+
+
+def measure(name: str, gateway: GatewayProcess, bare_url: str, bare_pid: int, args: argparse.Namespace,
+            lines: list[str]) -> None:
+    assert gateway.proc is not None
+    pid = gateway.proc.pid
+
+    def add(line: str) -> None:
+        lines.append(f"[{name}] {line}")
+        print(lines[-1], flush=True)
+
+    tenant_ids = [f"t{i:02d}" for i in range(17)]
+    asyncio.run(_create_tenants(gateway, tenant_ids, lambda: None))
+    key = asyncio.run(gateway.create_key("t00", "public"))
+    admin = {"Authorization": f"Bearer {gateway.admin_token}"}
+    routes = [
+        ("health", "GET /health", "/health", {}),
+        ("eventlog_status", "key-authenticated GET /api/v1/eventlog/status", "/api/v1/eventlog/status",
+         {"Authorization": f"Bearer {key}"}),
+        ("metrics_17", "GET /internal/metrics (17 tenants)", "/internal/metrics", admin),
+    ]
+    for _, _, path, headers in routes:  # warm-up
+        run_load_with_cpu(gateway.url + path, pid, seconds=1, connections=args.connections, headers=headers)
+    for key_name, title, path, headers in routes:
+        ratio, each, bare_us, gw_us = ratio_rounds(bare_url, bare_pid, gateway.url + path, pid, headers,
+                                                   args.rounds, args.seconds, args.connections)
+        add(f"{title:<48} {ratio:5.2f}x  (target >= {TARGETS[key_name]:.2f}x; rounds "
+            f"{', '.join(f'{r:.2f}' for r in each)}; CPU/req bare {bare_us:.0f} us, "
+            f"gateway {gw_us:.0f} us, CPU ratio {bare_us / gw_us:.2f}x)")
+    with tqdm(total=args.tenants - 17, desc="tenants", leave=False, disable=not sys.stderr.isatty()) as bar:
+        asyncio.run(_create_tenants(gateway, [f"m{i:04d}" for i in range(args.tenants - 17)], bar.update))
+    wall_ms, cpu_ms, size = asyncio.run(scrape_cost(gateway, 50))
+    add(f"GET /internal/metrics with {args.tenants} tenants        {wall_ms:6.2f} ms per scrape "
+        f"(server CPU {cpu_ms:.2f} ms), {size / 1000:.0f} KB   (target <= 3 ms)")
+    one, spread = asyncio.run(decisions(gateway, args.decision_seconds, 16))
+    add(f"POST /api/v1/decisoes, 16 clients on one tenant  {one:7.0f}/s   (target >= 1,500/s)")
+    add(f"POST /api/v1/decisoes, 16 clients / 16 tenants   {spread:7.0f}/s   (target >= 2,000/s)")
+    if args.decisions:
+        before, after, settled = asyncio.run(memory_after(gateway, args.decisions))
+        add(f"RSS after {args.decisions} decisions on one tenant      {after - before:+7.1f} MB "
+            f"({before:.0f} -> {after:.0f} MB, {settled:.0f} MB 5 s later; target +<= 10 MB)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--tenants", type=int, default=1000)
+    parser.add_argument("--decisions", type=int, default=10_000, help="0 skips the memory run")
+    parser.add_argument("--decision-seconds", type=float, default=5.0)
+    parser.add_argument("--baseline-python", default=None,
+                        help="the interpreter of another checkout (e.g. the code before a change, installed in "
+                             "its own venv): its gateway is measured in the same run, against the same bare app")
+    args = parser.parse_args()
+    lines: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        bare, bare_url = start_bare()
+        run_load_with_cpu(f"{bare_url}/health", bare.pid, seconds=1, connections=args.connections)
+        sides = [("this checkout", tuple(SERVER_CPU))]
+        if args.baseline_python:
+            sides.append(("baseline", baseline_launcher(args.baseline_python)))
+        try:
+            for index, (name, launcher) in enumerate(sides):
+                base = Path(tmp) / f"side{index}" / "data"
+                base.parent.mkdir()
+                gateway = GatewayProcess(base, {"LOG_LEVEL": "info"}, launcher=launcher).start()
+                try:
+                    measure(name, gateway, bare_url, bare.pid, args, lines)
+                finally:
+                    gateway.stop()
+        finally:
+            bare.kill()
+    print("\nsummary (shared 2-core machine; wrk pinned to one core, each server to the other)")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
