@@ -122,8 +122,9 @@ async def test_hostile_requests_never_get_a_5xx_or_a_secret(gateway_factory: Any
         if response is not None:
             statuses[response.status] = statuses.get(response.status, 0) + 1
             assert response.status < 500, (data[:300], raw[:500])
+            # Errors are the contract's JSON body; successes and bodiless redirects (the console's /admin/ui) are not.
             assert response.headers.get("content-type", "").startswith("application/json") or \
-                response.status < 300, (data[:300], raw[:300])
+                response.status < 400, (data[:300], raw[:300])
 
     await asyncio.gather(*(one(data) for data in requests))
     assert sum(statuses.values()) >= REQUESTS * 0.9, statuses  # nearly every request got an answer
