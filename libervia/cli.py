@@ -70,6 +70,13 @@ def _settings_and_plugins(args: argparse.Namespace) -> tuple[Settings, LoadedPlu
 def cmd_serve(args: argparse.Namespace) -> int:
     settings, plugins = _settings_and_plugins(args)
     configure_logging(settings.log_level)
+    workers = args.workers if args.workers is not None else int(settings.get("workers", 1))
+    if workers < 0:
+        return _fail([f"workers: must be >= 0 (0 = one per CPU), got {workers}"])
+    if workers != 1:
+        from libervia.workers import serve_workers, worker_count
+
+        return serve_workers(settings, plugins, worker_count(workers))
     from libervia.server import serve
     from libervia.storage import StorageError
 
@@ -223,7 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    add("serve", cmd_serve, "start the gateway")
+    p = add("serve", cmd_serve, "start the gateway")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="worker processes on one port (0 = one per CPU; default: the workers setting, 1)")
     add("check", cmd_check, "run the pre-start checklist (settings, disk, BASE_DIR, Python, plugins)")
     add("env-template", cmd_env_template, "print a template of the environment variables")
     p = add("plugins", cmd_plugins, "list loaded plugins, their hooks and validated configs")
