@@ -185,6 +185,11 @@ class Storage(Protocol):
 # above (checkpoints, then each log up to its head, then the registry: consistent while serving). To be restored
 # into, or migrated to, a store implements :class:`LogImporter`; a store that keeps files may also implement
 # :class:`FileArchiving` to back up and restore its files as they are (snapshots and quarantined tails included).
+#
+# A ``RegistryStore`` may also push changes: ``async def wait_for_change(self, timeout_s: float) -> bool`` returns
+# True as soon as any process changed the registry and False after ``timeout_s``, never raising. The tenant
+# registry then follows the store through it (with ``timeout_s`` as a fallback poll) instead of polling every
+# ``registry_refresh_s``.
 
 
 @runtime_checkable
