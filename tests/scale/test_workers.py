@@ -185,3 +185,16 @@ async def test_a_hot_tenant_written_through_every_worker_gets_only_2xx_and_one_c
     assert [entry["seq"] for entry in entries] == list(range(1, len(entries) + 1))
     assert verify["totalVerified"] == len(entries)
     assert sum(1 for entry in entries if entry["evento"] == "DECISAO_REGISTRADA") == 128
+
+
+async def test_a_tenant_created_through_one_worker_is_known_at_once_to_the_others(workers: Any) -> None:
+    gateway: GatewayProcess = workers("2")
+    async with aiohttp.ClientSession() as session:
+        for n in range(10):
+            # Each request on a connection of its own: the next one may land on the other worker at once.
+            status, _ = await fresh_request(session, "POST", gateway.url + "/admin/tenants", gateway.admin_token,
+                                            {"id": f"at-once-{n}", "name": "x"})
+            assert status == 201
+            status, body = await fresh_request(session, "POST", gateway.url + f"/admin/tenants/at-once-{n}/keys",
+                                               gateway.admin_token, {"role": "public"})
+            assert status == 201, body
