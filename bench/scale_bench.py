@@ -141,7 +141,7 @@ def decisions_section(seconds: float) -> None:
 
 
 def limiter_section(seconds: float, connections: int) -> None:
-    print("\n--- rate limiter: GET /api/v1/eventlog/status, tenant limited to 10^8/min ---")
+    print("\n--- rate limiter: GET /api/v1/eventlog/status, tenant limited to 10^7/min ---")
     redis = {"LIBERVIA_RATE_LIMITER": "ratelimit_redis",
              "LIBERVIA_PLUGIN__RATELIMIT_REDIS__URL": os.environ.get("LIBERVIA_TEST_REDIS_URL",
                                                                      "redis://127.0.0.1:6379/0"),
@@ -150,7 +150,7 @@ def limiter_section(seconds: float, connections: int) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             gateway = GatewayProcess(Path(tmp) / "data", env).start()
             try:
-                token = asyncio.run(tenant(gateway, rpm=100_000_000))
+                token = asyncio.run(tenant(gateway, rpm=10_000_000))
                 url = f"{gateway.url}/api/v1/eventlog/status"
                 run_load(url, seconds=1, connections=connections, headers={"Authorization": f"Bearer {token}"})
                 result, cpu = measured(url, gateway.proc.pid, seconds, connections,

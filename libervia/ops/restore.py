@@ -27,7 +27,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import orjson
 
@@ -281,7 +281,8 @@ def _scan(archive: Path, desc: str, progress: bool,
     is checked too. Any damage surfaces as :class:`ArchiveError`."""
     try:
         with archive.open("rb") as raw, byte_progress(desc, archive.stat().st_size, progress) as bar:
-            with gzip.GzipFile(fileobj=CountingReader(raw, bar), mode="rb") as unzipped:
+            counted = cast(IO[bytes], CountingReader(raw, bar))  # a reader is all GzipFile needs of it
+            with gzip.GzipFile(fileobj=counted, mode="rb") as unzipped:
                 with tarfile.open(fileobj=unzipped, mode="r|") as tar:
                     for info in tar:
                         handle(info, tar.extractfile(info) if info.isreg() else None)

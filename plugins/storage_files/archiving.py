@@ -204,7 +204,7 @@ def _regular_files(directory: Path) -> list[Path]:
     writes in progress) are skipped."""
     if not directory.is_dir():
         return []
-    found = []
+    found: list[Path] = []
     for root, dirs, names in os.walk(directory):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found.extend(Path(root) / name for name in sorted(names) if not name.startswith("."))
