@@ -238,3 +238,25 @@ class FileArchiving(Protocol):
     def restore_files(self, staged: Path) -> Path | None:
         """Move the extracted tree ``staged`` into place, the current content aside first; return where that
         went, or None if there was nothing."""
+
+
+async def entries_past_head(tenant_id: str, entries: AsyncIterator[dict[str, Any]], head_seq: int,
+                            head_hash: str | None) -> AsyncIterator[dict[str, Any]]:
+    """The entries an ``import_log`` must still add to a log whose head is ``(head_seq, head_hash)``.
+
+    Skips the entries up to the head and checks that the one at ``head_seq`` is the held head; raises
+    :class:`CorruptStoreError` (before yielding anything) when the log holds something else.
+    """
+    matched = head_seq == 0
+    async for entry in entries:
+        seq = entry.get("seq")
+        if isinstance(seq, int) and seq <= head_seq:
+            if seq == head_seq:
+                matched = entry.get("hash") == head_hash
+            continue
+        if not matched:
+            break
+        yield entry
+    if not matched:
+        raise CorruptStoreError(f"tenant {tenant_id}: the target already holds a different log (its head is seq "
+                                f"{head_seq}); nothing more was imported")

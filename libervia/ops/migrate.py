@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from libervia.ops.transfer import copy_store, signer_for, started_storage, verify_store
+from libervia.ops.transfer import copy_store, signer_for, started_storage, verdict, verify_store
 from libervia.plugin_manager import LoadedPlugins
 from libervia.settings import Settings
 from libervia.storage import StorageError
@@ -66,9 +66,5 @@ async def _migrate(source: Settings, source_plugins: LoadedPlugins, target: Sett
         chains = await copy_store(origin, destination, progress, _say)
         _say(f"verifying the target ({target.get('storage')})")
         problems = await verify_store(destination, signer_for(target), sorted(chains), progress, expected=chains)
-    if problems:
-        for problem in problems:
-            _say(f"verify: {problem}", error=True)
-        return EXIT_VERIFY_FAILED
-    _say(f"migrated and verified {len(chains)} tenant chains")
-    return EXIT_OK
+    _say(f"migrated {len(chains)} tenant chains")
+    return verdict(problems, len(chains), _say)

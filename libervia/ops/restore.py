@@ -45,7 +45,7 @@ from libervia.ops.archive import (
     drain,
     signature_matches,
 )
-from libervia.ops.transfer import import_tree, is_empty, verify_store
+from libervia.ops.transfer import import_tree, is_empty, verdict, verify_store
 from libervia.storage import FileArchiving, Storage, StorageError
 
 EXIT_OK = 0
@@ -105,12 +105,7 @@ async def run_restore(archive: Path, storage: Storage, key: bytes, force: bool, 
         return EXIT_WRITE_FAILED
     finally:
         await storage.close()
-    if problems:
-        for problem in problems:
-            _say(f"verify: {problem}", error=True)
-        return EXIT_VERIFY_FAILED
-    _say(f"verified {len(manifest.chains)} tenant chains")
-    return EXIT_OK
+    return verdict(problems, len(manifest.chains), _say)
 
 
 def _restore_files(archive: Path, manifest: Manifest, storage: FileArchiving, force: bool, progress: bool) -> int:

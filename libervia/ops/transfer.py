@@ -23,7 +23,7 @@ import orjson
 from tqdm import tqdm
 
 from libervia.eventlog.chain import canonical_json, encode_line
-from libervia.eventlog.checkpoints import CheckpointSigner, checkpoint_from_dict
+from libervia.eventlog.checkpoints import CheckpointSigner, checkpoints_from_lines
 from libervia.eventlog.verify import verify_full
 from libervia.gateway import Gateway
 from libervia.hookcalls import call_first
@@ -141,17 +141,7 @@ async def _lines_as_entries(path: Path, tenant: str) -> AsyncIterator[dict[str, 
 
 
 def _read_checkpoints(path: Path) -> list[Checkpoint]:
-    if not path.is_file():
-        return []
-    found = []
-    for line in path.read_bytes().splitlines():
-        try:
-            checkpoint = checkpoint_from_dict(orjson.loads(line))
-        except orjson.JSONDecodeError:
-            checkpoint = None
-        if checkpoint is not None:
-            found.append(checkpoint)
-    return found
+    return checkpoints_from_lines(path.read_bytes()) if path.is_file() else []
 
 
 async def import_tree(storage: Storage, root: Path, progress: bool) -> None:
@@ -250,3 +240,13 @@ async def verify_store(storage: Storage, signer: CheckpointSigner, tenants: list
                                 f"the backup's {want}")
                 print(problems[-1])
     return problems
+
+
+def verdict(problems: list[str], chains: int, say: Callable[..., None]) -> int:
+    """Exit 0 when every chain verified, else 1 with each problem on stderr."""
+    if problems:
+        for problem in problems:
+            say(f"verify: {problem}", error=True)
+        return 1
+    say(f"verified {chains} tenant chains")
+    return 0

@@ -17,7 +17,7 @@ from typing import Any
 
 from libervia.durable import fsync_dir
 from libervia.eventlog.chain import canonical_json, encode_line
-from libervia.storage import Checkpoint, CorruptStoreError, StorageError
+from libervia.storage import Checkpoint, StorageError, entries_past_head
 from libervia_plugins.storage_files.eventlog import (
     FileEventStore,
     append_checkpoint_file,
@@ -57,17 +57,8 @@ async def import_log(events: FileEventStore, tenant_id: str, entries: AsyncItera
 
 async def _write_new_entries(tenant_id: str, entries: AsyncIterator[dict[str, Any]], head_seq: int,
                              head_hash: str | None, write: Callable[[bytes], None]) -> int:
-    """Write the entries past ``head_seq``, after checking that the entry at ``head_seq`` is the held head."""
     added, buffered, buffer = 0, 0, []
-    matched = head_seq == 0
-    async for entry in entries:
-        seq = entry.get("seq")
-        if isinstance(seq, int) and seq <= head_seq:
-            if seq == head_seq:
-                matched = entry.get("hash") == head_hash
-            continue
-        if not matched:
-            break
+    async for entry in entries_past_head(tenant_id, entries, head_seq, head_hash):
         line = encode_line(entry)
         buffer.append(line)
         buffered += len(line)
@@ -75,9 +66,6 @@ async def _write_new_entries(tenant_id: str, entries: AsyncIterator[dict[str, An
         if buffered >= _WRITE_CHUNK:
             write(b"".join(buffer))
             buffer, buffered = [], 0
-    if not matched:
-        raise CorruptStoreError(f"tenant {tenant_id}: the target already holds a different log (its head is seq "
-                                f"{head_seq}); nothing more was imported")
     write(b"".join(buffer))
     return added
 

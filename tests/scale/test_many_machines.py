@@ -12,13 +12,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
-import asyncpg
 import pytest
 
 from tests.conftest import postgres_test_dsn, redis_test_url
 from tests.core import bodies
 from tests.gateway_process import GatewayProcess
-from tests.storage_postgres.conftest import drop_schema
+from tests.storage_postgres.conftest import drop_schema, fetch_rows, postgres_env, stored_lines
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -28,9 +27,7 @@ def trio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[Gatewa
     dsn = postgres_test_dsn()
     schema = f"test_{secrets.token_hex(6)}"
     env = {
-        "LIBERVIA_STORAGE": "storage_postgres",
-        "LIBERVIA_PLUGIN__STORAGE_POSTGRES__DSN": dsn,
-        "LIBERVIA_PLUGIN__STORAGE_POSTGRES__SCHEMA": schema,
+        **postgres_env(dsn, schema),
         "LIBERVIA_RATE_LIMITER": "ratelimit_redis",
         "LIBERVIA_PLUGIN__RATELIMIT_REDIS__URL": redis_test_url(),
         "LIBERVIA_PLUGIN__RATELIMIT_REDIS__KEY_PREFIX": f"test:{schema}:",
@@ -92,12 +89,8 @@ async def test_300_concurrent_decisions_over_three_gateways_give_one_chain_per_t
         status, _, verify = await gateways[1].request("GET", f"/admin/tenants/{tenant}/audit/verify",
                                                       gateways[1].admin_token)
         assert status == 200 and verify["valid"] is True, verify
-    conn = await asyncpg.connect(postgres_test_dsn())
-    try:
-        rows = await conn.fetch(f'SELECT tenant, count(*) AS n FROM "{schema}".events '
-                                "WHERE line LIKE '%DECISAO_REGISTRADA%' GROUP BY tenant")
-    finally:
-        await conn.close()
+    rows = await fetch_rows(postgres_test_dsn(), f'SELECT tenant, count(*) AS n FROM "{schema}".events '
+                            "WHERE line LIKE '%DECISAO_REGISTRADA%' GROUP BY tenant")
     assert {row["tenant"]: row["n"] for row in rows if row["tenant"] in tenants} == dict.fromkeys(tenants, 100)
 
 
@@ -130,12 +123,7 @@ async def test_kill_9_of_one_gateway_mid_load_loses_no_acknowledged_write(
         stop.set()
         await asyncio.gather(*clients)
     gateways[2].start()  # for the module's later users
-    conn = await asyncpg.connect(postgres_test_dsn())
-    try:
-        rows = await conn.fetch(f'SELECT line FROM "{schema}".events WHERE tenant = $1', "survivor")
-    finally:
-        await conn.close()
-    stored = "\n".join(row["line"] for row in rows)
+    stored = await stored_lines(postgres_test_dsn(), schema, "survivor")
     assert [episode for episode in acknowledged if episode not in stored] == []
     status, _, verify = await gateways[0].request("GET", "/admin/tenants/survivor/audit/verify",
                                                   gateways[0].admin_token)

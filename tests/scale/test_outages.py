@@ -12,14 +12,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import asyncpg
 import pytest
 
 from tests.conftest import postgres_test_dsn, redis_test_url
 from tests.core import bodies
 from tests.gateway_process import GatewayProcess
 from tests.scale.tcp_proxy import CuttableProxy
-from tests.storage_postgres.conftest import drop_schema
+from tests.storage_postgres.conftest import drop_schema, postgres_env, stored_lines
 
 
 async def until(check: Any, patience_s: float = 30.0) -> Any:
@@ -47,9 +46,7 @@ async def test_postgres_going_away_mid_load_gives_503_then_resumes_and_loses_not
         postgres_proxy: tuple[CuttableProxy, str, str], tmp_path: Any) -> None:
     proxy, proxied_dsn, schema = postgres_proxy
     gateway = GatewayProcess(tmp_path / "data", {
-        "LIBERVIA_STORAGE": "storage_postgres",
-        "LIBERVIA_PLUGIN__STORAGE_POSTGRES__DSN": proxied_dsn,
-        "LIBERVIA_PLUGIN__STORAGE_POSTGRES__SCHEMA": schema,
+        **postgres_env(proxied_dsn, schema),
         "LIBERVIA_PLUGIN__STORAGE_POSTGRES__COMMAND_TIMEOUT_S": "2",
         "LIBERVIA_PLUGIN__STORAGE_POSTGRES__CONNECT_TIMEOUT_S": "1",
     })
@@ -100,12 +97,7 @@ async def test_postgres_going_away_mid_load_gives_503_then_resumes_and_loses_not
         assert status == 200 and verify["valid"] is True
     finally:
         await asyncio.to_thread(gateway.stop)
-    conn = await asyncpg.connect(postgres_test_dsn())
-    try:
-        stored = await conn.fetch(f'SELECT line FROM "{schema}".events WHERE tenant = $1', "outage")
-    finally:
-        await conn.close()
-    text = "\n".join(row["line"] for row in stored)
+    text = await stored_lines(postgres_test_dsn(), schema, "outage")
     assert [episode for episode in acknowledged if episode not in text] == []
 
 
