@@ -15,7 +15,6 @@ is flushed before the process exits.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 import signal
@@ -36,7 +35,8 @@ from libervia.jsonlog import access_log
 from libervia.plugin_manager import LoadedPlugins
 from libervia.settings import Settings
 
-_WORKER_LIFECYCLE_SHARE = 0.9  # of the shutdown budget left to in-flight requests; the rest closes logs
+# Of a worker's shutdown budget (after the drain delay), the share in-flight requests get; the rest closes logs.
+_IN_FLIGHT_SHARE = 0.9
 
 
 def worker_count(requested: int) -> int:
@@ -178,7 +178,7 @@ async def _worker_runner(settings: Settings, plugins: LoadedPlugins) -> web.AppR
     except BaseException:
         await stop_gateway(gateway)
         raise
-    budget = max(0.0, float(settings.shutdown_timeout_s) - delay) * _WORKER_LIFECYCLE_SHARE
+    budget = max(0.0, float(settings.shutdown_timeout_s) - delay) * _IN_FLIGHT_SHARE
     logger.bind(pid=os.getpid(), port=settings.port).info(
         f"libervia gateway {__version__} worker {os.getpid()} serving on {settings.host}:{settings.port}")
     return web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=budget)
@@ -222,14 +222,8 @@ def _when_ready(arbiter: Any) -> None:
 
 
 def serve_workers(settings: Settings, plugins: LoadedPlugins, workers: int) -> int:
-    """Run the arbiter until it is told to stop; its exit status (0 after a graceful stop)."""
-    # The arbiter is synchronous and owns the process's signals; it must not run inside an event loop.
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        raise RuntimeError("serve_workers must not run inside an event loop")
+    """Run the arbiter until it is told to stop; its exit status (0 after a graceful stop, 3 when a worker could
+    not start, e.g. its storage was unreachable)."""
     try:
         GatewayApplication(settings, plugins, workers).run()
     except SystemExit as exc:
