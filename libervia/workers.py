@@ -30,10 +30,14 @@ from loguru import logger
 from libervia import __version__
 from libervia.app import create_app, start_gateway, stop_gateway
 from libervia.context import GATEWAY_KEY
+from libervia.errors import StartupError
 from libervia.gateway import Gateway
 from libervia.jsonlog import access_log
 from libervia.plugin_manager import LoadedPlugins
 from libervia.settings import Settings
+from libervia.storage import StorageError
+
+WORKER_BOOT_ERROR = 3  # gunicorn.arbiter.Arbiter.WORKER_BOOT_ERROR
 
 # Of a worker's shutdown budget (after the drain delay), the share in-flight requests get; the rest closes logs.
 _IN_FLIGHT_SHARE = 0.9
@@ -166,7 +170,15 @@ class GatewayApplication(BaseApplication):  # type: ignore[misc]
 
 async def _worker_runner(settings: Settings, plugins: LoadedPlugins) -> web.AppRunner:
     """Start this worker's gateway and its runner; the runner's cleanup stops the gateway."""
-    gateway = await start_gateway(settings, plugins)
+    try:
+        gateway = await start_gateway(settings, plugins)
+    except (StorageError, StartupError) as exc:
+        # One line, as the single-process server says it, instead of gunicorn's traceback; exit code 3 is
+        # gunicorn's "worker failed to boot", on which the arbiter stops rather than respawning forever.
+        problems = exc.problems if isinstance(exc, StartupError) else [f"storage: {exc}"]
+        for problem in problems:
+            logger.bind(pid=os.getpid()).error(f"worker cannot start: {problem}")
+        raise SystemExit(WORKER_BOOT_ERROR) from None
     delay = float(settings.get("shutdown_drain_delay_s") or 0)
     worker = _current_worker
     if worker is not None:

@@ -198,3 +198,16 @@ async def test_a_tenant_created_through_one_worker_is_known_at_once_to_the_other
             status, body = await fresh_request(session, "POST", gateway.url + f"/admin/tenants/at-once-{n}/keys",
                                                gateway.admin_token, {"role": "public"})
             assert status == 201, body
+
+
+def test_a_worker_that_cannot_start_stops_the_master_with_one_clear_line(tmp_path: Path) -> None:
+    gateway = GatewayProcess(tmp_path / "data", {
+        "LIBERVIA_STORAGE": "storage_postgres",
+        "LIBERVIA_PLUGIN__STORAGE_POSTGRES__DSN": "postgresql://libervia:s3cret-pw@127.0.0.1:1/test",
+        "LIBERVIA_PLUGIN__STORAGE_POSTGRES__CONNECT_TIMEOUT_S": "1",
+    }, serve_args=("--workers", "2"))
+    with pytest.raises(RuntimeError, match="exited with 3"):
+        gateway.start()
+    assert any(line["msg"].startswith("worker cannot start: storage: cannot connect to PostgreSQL")
+               for line in gateway.log_lines())
+    assert "Traceback" not in gateway.log_text() and "s3cret-pw" not in gateway.log_text()
