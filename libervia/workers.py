@@ -25,6 +25,8 @@ from aiohttp import web
 from aiohttp.worker import GunicornWebWorker
 from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+from gunicorn.errors import HaltServer
 from loguru import logger
 
 from libervia import __version__
@@ -214,7 +216,9 @@ def _post_fork(arbiter: Any, worker: GatewayWorker) -> None:
 
 def _child_exit(arbiter: Any, worker: Any) -> None:
     # Called in the arbiter for every worker that exited; while the arbiter runs it forks a replacement.
-    stopping = getattr(arbiter, "_libervia_stopping", False)
+    # Stopping: we were told to, or the arbiter itself is halting (it drops its listeners first, e.g. when a
+    # worker failed to boot).
+    stopping = getattr(arbiter, "_libervia_stopping", False) or not arbiter.LISTENERS
     logger.bind(pid=worker.pid, event="worker_exited", replaced=not stopping).log(
         "INFO" if stopping else "WARNING",
         f"worker {worker.pid} exited" + ("" if stopping else "; starting a replacement"))
@@ -236,8 +240,14 @@ def _when_ready(arbiter: Any) -> None:
 def serve_workers(settings: Settings, plugins: LoadedPlugins, workers: int) -> int:
     """Run the arbiter until it is told to stop; its exit status (0 after a graceful stop, 3 when a worker could
     not start, e.g. its storage was unreachable)."""
+    arbiter = Arbiter(GatewayApplication(settings, plugins, workers))
     try:
-        GatewayApplication(settings, plugins, workers).run()
+        arbiter.run()
     except SystemExit as exc:
         return int(exc.code or 0)
+    except HaltServer as exc:
+        # gunicorn raises this out of its own halt when a second worker fails to boot while it is stopping.
+        arbiter.kill_workers(signal.SIGKILL)
+        logger.bind(pid=os.getpid()).error(f"Shutting down: {exc.reason}")
+        return int(exc.exit_status)
     return 0

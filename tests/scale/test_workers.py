@@ -210,4 +210,5 @@ def test_a_worker_that_cannot_start_stops_the_master_with_one_clear_line(tmp_pat
         gateway.start()
     assert any(line["msg"].startswith("worker cannot start: storage: cannot connect to PostgreSQL")
                for line in gateway.log_lines())
-    assert "Traceback" not in gateway.log_text() and "s3cret-pw" not in gateway.log_text()
+    for text in (gateway.log_text(), gateway.stderr()):
+        assert "Traceback" not in text and "s3cret-pw" not in text
