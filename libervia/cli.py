@@ -70,6 +70,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings, plugins = _settings_and_plugins(args)
     configure_logging(settings.log_level)
     from libervia import event_loop
+
+    workers = args.workers if args.workers is not None else int(settings.get("workers", 1))
+    if workers < 0:
+        return _fail([f"workers: must be >= 0 (0 = one per CPU), got {workers}"])
+    if workers != 1:
+        from libervia.workers import serve_workers, worker_count
+
+        return serve_workers(settings, plugins, worker_count(workers))
     from libervia.server import serve
     from libervia.storage import StorageError
 
@@ -140,13 +148,6 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _signer(settings: Settings):  # type: ignore[no-untyped-def]
-    from libervia.app import checkpoint_key
-    from libervia.eventlog.checkpoints import CheckpointSigner
-
-    return CheckpointSigner(checkpoint_key(settings))
-
-
 def _offline_settings(args: argparse.Namespace) -> Settings:
     """Settings for offline tools: BASE_DIR may come from --base-dir, and it is not created."""
     environ = dict(os.environ)
@@ -160,23 +161,57 @@ def _progress(args: argparse.Namespace) -> bool:
     return sys.stderr.isatty() and not args.no_progress
 
 
+def _offline_plugins(settings: Settings) -> LoadedPlugins:
+    plugins, problems = load_plugins(settings)
+    if problems:
+        raise StartupError(problems)
+    return plugins
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
-    from libervia.eventlog.verify import offline_verify
+    from libervia.ops.transfer import signer_for, started_storage, verify_store
+    from libervia.storage import StorageError
 
     settings = _offline_settings(args)
+    plugins = _offline_plugins(settings)
     tenants = None if args.all or not args.tenant else args.tenant
-    return offline_verify(settings.base_dir, tenants, _signer(settings), progress=_progress(args))
+
+    async def verify() -> int:
+        async with started_storage(settings, plugins) as storage:
+            problems = await verify_store(storage, signer_for(settings), tenants, _progress(args))
+        return EXIT_FAILED if problems else EXIT_OK
+
+    try:
+        return asyncio.run(verify())
+    except StorageError as exc:
+        print(f"libervia: verify failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
     from libervia.app import checkpoint_key
     from libervia.ops.backup import BackupError, default_output_dir, run_backup
+    from libervia.ops.transfer import build_storage
+    from libervia.storage import FileArchiving, StorageError
 
     settings = _offline_settings(args)
+    plugins = _offline_plugins(settings)
     output = Path(args.output) if args.output else default_output_dir(settings.base_dir)
+
+    async def backup() -> Path:
+        storage = await build_storage(settings, plugins)
+        if isinstance(storage, FileArchiving):
+            return await run_backup(storage, output, checkpoint_key(settings), _progress(args),
+                                    str(settings.base_dir.resolve()))
+        await storage.start()
+        try:
+            return await run_backup(storage, output, checkpoint_key(settings), _progress(args), repr(storage))
+        finally:
+            await storage.close()
+
     try:
-        path = run_backup(settings.base_dir, output, checkpoint_key(settings), progress=_progress(args))
-    except BackupError as exc:
+        path = asyncio.run(backup())
+    except (BackupError, StorageError) as exc:
         print(f"libervia: backup failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(path)
@@ -186,10 +221,26 @@ def cmd_backup(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     from libervia.app import checkpoint_key
     from libervia.ops.restore import run_restore
+    from libervia.ops.transfer import build_storage
 
     settings = _offline_settings(args)
-    return run_restore(Path(args.archive), settings.base_dir, checkpoint_key(settings), force=args.force,
-                       progress=_progress(args))
+    plugins = _offline_plugins(settings)
+
+    async def restore() -> int:
+        storage = await build_storage(settings, plugins)
+        return await run_restore(Path(args.archive), storage, checkpoint_key(settings), force=args.force,
+                                 progress=_progress(args))
+
+    return asyncio.run(restore())
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from libervia.ops.migrate import run_migrate
+
+    source = _offline_settings(args)
+    environ = dict(os.environ)
+    target = load_settings(environ, settings_file=args.to_settings, check_base_dir=False)
+    return run_migrate(source, _offline_plugins(source), target, _offline_plugins(target), _progress(args))
 
 
 def cmd_openapi(args: argparse.Namespace) -> int:
@@ -228,26 +279,33 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    add("serve", cmd_serve, "start the gateway")
+    p = add("serve", cmd_serve, "start the gateway")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="worker processes on one port (0 = one per CPU; default: the workers setting, 1)")
     add("check", cmd_check, "run the pre-start checklist (settings, disk, BASE_DIR, Python, plugins)")
     add("env-template", cmd_env_template, "print a template of the environment variables")
     p = add("plugins", cmd_plugins, "list loaded plugins, their hooks and validated configs")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     add("openapi", cmd_openapi, "print the OpenAPI document generated from the loaded plugins' routes")
-    p = add("verify", cmd_verify, "verify tenant event logs offline (exit 0 valid, 1 invalid)")
+    p = add("verify", cmd_verify, "verify every tenant log through the configured store (exit 0 valid, 1 invalid)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--tenant", action="append", help="tenant id (repeatable)")
     group.add_argument("--all", action="store_true", help="every tenant (the default)")
     p.add_argument("--base-dir", help="data directory (default: BASE_DIR from settings)")
     p.add_argument("--no-progress", action="store_true")
-    p = add("backup", cmd_backup, "consistent backup of BASE_DIR into a signed tar.gz (works while serving)")
+    p = add("backup", cmd_backup, "consistent, signed tar.gz backup of the configured store (works while serving)")
     p.add_argument("--output", help="directory for the archive (default: BASE_DIR/../backups)")
     p.add_argument("--base-dir")
     p.add_argument("--no-progress", action="store_true")
-    p = add("restore", cmd_restore, "verify and restore a backup archive into BASE_DIR")
+    p = add("restore", cmd_restore, "verify and restore a backup archive into the configured store")
     p.add_argument("archive")
     p.add_argument("--force", action="store_true", help="restore into a non-empty BASE_DIR (old content kept aside)")
     p.add_argument("--base-dir")
+    p.add_argument("--no-progress", action="store_true")
+    p = add("migrate", cmd_migrate, "copy every tenant, key and log into the store of other settings, verified "
+                                    "on both sides (re-runnable; stop the gateways first)")
+    p.add_argument("--to-settings", required=True, metavar="OTHER.toml", help="settings naming the target store")
+    p.add_argument("--base-dir", help="the source's data directory (default: BASE_DIR from settings)")
     p.add_argument("--no-progress", action="store_true")
     p = add("evidence", cmd_evidence, "collect incident evidence (secrets redacted) into a tar.gz")
     p.add_argument("--url", default=f"http://localhost:{os.environ.get('PORT', '3000')}")

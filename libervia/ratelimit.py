@@ -1,9 +1,14 @@
-"""The rate limiter a ``libervia_rate_limiter`` plugin provides, and the decision it returns."""
+"""The rate limiter a ``libervia_rate_limiter`` plugin provides, the decision it returns, and the GCRA both
+built-in limiters decide with (so the embedded and the Redis limiter cannot drift apart)."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+
+PERIOD_S = 60
+NS_PER_S = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,3 +31,60 @@ class RateLimiter(Protocol):
     async def hit(self, key: str, limit_per_minute: int) -> RateDecision: ...
 
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Gcra:
+    """The GCRA of one limit, on integer time stamps (``ticks_per_s`` ticks per second).
+
+    Integer arithmetic keeps decisions exact: float seconds at epoch magnitude lose a few hundred nanoseconds
+    per addition, enough to refuse the last request of a burst. The emission interval is ``60 / limit`` seconds
+    rounded to the nearest tick, and the window is ``limit`` whole intervals (60 s give or take ``limit / 2``
+    ticks), so a burst is exactly ``limit`` for every limit. The rounding moves the long-run rate by at most
+    ``limit / (120 * ticks_per_s)`` relative: nothing in nanoseconds, 0.08 % at 100,000 requests per minute in
+    microseconds (the Redis limiter's unit).
+    """
+
+    limit: int
+    ticks_per_s: int = NS_PER_S
+
+    def __post_init__(self) -> None:
+        # 0 means "unlimited" and is the host's business: it must not call the limiter at all.
+        if self.limit < 1:
+            raise ValueError(f"limit_per_minute must be >= 1 (0 = unlimited is handled by the host), got {self.limit}")
+
+    @functools.cached_property
+    def interval(self) -> int:
+        return max(1, round(PERIOD_S * self.ticks_per_s / self.limit))
+
+    @functools.cached_property
+    def window(self) -> int:
+        """``limit`` intervals: how far ahead of ``now`` the theoretical arrival time may run."""
+        return self.limit * self.interval
+
+    @staticmethod
+    @functools.lru_cache(maxsize=1024)
+    def of(limit: int, ticks_per_s: int = NS_PER_S) -> Gcra:
+        """A shared instance per limit: tenants' limits are few, and ``hit`` runs on every request."""
+        return Gcra(limit, ticks_per_s)
+
+    def admit(self, tat: int | None, now: int) -> tuple[bool, int]:
+        """Decide one request; return ``(allowed, tat after the decision)``. ``tat`` None means a fresh key."""
+        base = now if tat is None or tat < now else tat
+        candidate = base + self.interval
+        if candidate - self.window > now:
+            return False, base
+        return True, candidate
+
+    def decision(self, allowed: bool, tat: int, now: int) -> RateDecision:
+        """The :class:`RateDecision` for a request decided at ``now`` that left the key at ``tat``."""
+        ahead = max(0, tat - now)  # how far the key is "in debt"; 0 = whole quota
+        remaining = (self.window - ahead) // self.interval
+        retry_after = 0 if allowed else max(0, ahead + self.interval - self.window)
+        return RateDecision(
+            allowed=allowed,
+            limit=self.limit,
+            remaining=min(self.limit, max(0, remaining)),
+            reset_s=ahead / self.ticks_per_s,
+            retry_after_s=retry_after / self.ticks_per_s,
+        )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 T = TypeVar("T")
@@ -174,3 +175,88 @@ class Storage(Protocol):
         """Readiness checks (reachable, writable, free space) named for ``/health/ready``."""
 
     async def close(self) -> None: ...
+
+
+# --- moving a store's content: backup, restore, migration (``libervia backup|restore|migrate``) -------------------
+#
+# The archive layout (``libervia.ops.archive``) names what a store holds by relative paths: ``config/tenants.json``
+# (the registry document), ``config/key_usage.json``, ``tenants/<id>/eventlog/events.jsonl`` (the stored entries,
+# one canonical JSON line each) and ``checkpoints/<id>.jsonl``. Every store can be backed up through the protocol
+# above (checkpoints, then each log up to its head, then the registry: consistent while serving). To be restored
+# into, or migrated to, a store implements :class:`LogImporter`; a store that keeps files may also implement
+# :class:`FileArchiving` to back up and restore its files as they are (snapshots and quarantined tails included).
+#
+# A ``RegistryStore`` may also push changes: ``async def wait_for_change(self, timeout_s: float) -> bool`` returns
+# True as soon as any process changed the registry and False after ``timeout_s``, never raising. The tenant
+# registry then follows the store through it (with ``timeout_s`` as a fallback poll) instead of polling every
+# ``registry_refresh_s``.
+
+
+@runtime_checkable
+class LogImporter(Protocol):
+    """A storage that can be loaded with entries another store wrote (``Storage`` implementations add this)."""
+
+    async def import_log(self, tenant_id: str, entries: AsyncIterator[dict[str, Any]],
+                         checkpoints: Sequence[Checkpoint]) -> int:
+        """Store ``entries`` (stored entries, ``hash`` included, in seq order from 1) as the tenant's log, verbatim.
+
+        All or nothing, durably. Re-runnable: when the tenant's log already holds the first ``k`` of these entries
+        (its head is entry ``k``'s seq and hash) only the rest is added; a log that holds anything else raises
+        :class:`CorruptStoreError` and nothing is written. Checkpoints the store already holds are not added
+        twice. Returns how many entries were added.
+        """
+
+    async def set_aside(self) -> str:
+        """Move everything the store holds out of the way (kept, never deleted), leave it empty and started, and
+        say where the old content went. Raise ``StorageError`` if the store cannot."""
+
+
+class ArchiveSink(Protocol):
+    """Where :meth:`FileArchiving.backup_files` writes: one archive member per call, ``relpath`` in the layout."""
+
+    def add(self, relpath: str, source: Any, size: int) -> None:
+        """Copy ``size`` bytes read from the binary stream ``source``."""
+
+    def add_bytes(self, relpath: str, content: bytes) -> None: ...
+
+
+@runtime_checkable
+class FileArchiving(Protocol):
+    """Optional, for a store whose content is files in the archive layout: back them up and restore them as they
+    are. Called on a storage that was built but not started."""
+
+    def occupied(self) -> list[str]:
+        """What the store's location holds now (entries that a restore would have to move aside)."""
+
+    def staging_parent(self) -> Path:
+        """A directory on the same file system as the store, to extract an archive into (the caller makes it if
+        it is missing)."""
+
+    def backup_files(self, sink: ArchiveSink) -> dict[str, dict[str, Any]]:
+        """Write the store's files, consistent while other processes serve; return ``{tenant: {seq, hash}}``."""
+
+    def restore_files(self, staged: Path) -> Path | None:
+        """Move the extracted tree ``staged`` into place, the current content aside first; return where that
+        went, or None if there was nothing."""
+
+
+async def entries_past_head(tenant_id: str, entries: AsyncIterator[dict[str, Any]], head_seq: int,
+                            head_hash: str | None) -> AsyncIterator[dict[str, Any]]:
+    """The entries an ``import_log`` must still add to a log whose head is ``(head_seq, head_hash)``.
+
+    Skips the entries up to the head and checks that the one at ``head_seq`` is the held head; raises
+    :class:`CorruptStoreError` (before yielding anything) when the log holds something else.
+    """
+    matched = head_seq == 0
+    async for entry in entries:
+        seq = entry.get("seq")
+        if isinstance(seq, int) and seq <= head_seq:
+            if seq == head_seq:
+                matched = entry.get("hash") == head_hash
+            continue
+        if not matched:
+            break
+        yield entry
+    if not matched:
+        raise CorruptStoreError(f"tenant {tenant_id}: the target already holds a different log (its head is seq "
+                                f"{head_seq}); nothing more was imported")

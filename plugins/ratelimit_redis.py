@@ -1,4 +1,4 @@
-"""Rate limiter shared by every gateway process: the GCRA of ``ratelimit_memory``, kept in Redis.
+"""Rate limiter shared by every gateway process: the GCRA of :mod:`libervia.ratelimit`, kept in Redis.
 
 Each key holds its theoretical arrival time (microseconds) and is read, decided and written by one Lua script,
 so concurrent requests from any number of processes or machines are serialised by Redis itself. Time comes from
@@ -26,10 +26,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from libervia import hookimpl
-from libervia.ratelimit import RateDecision
+from libervia.ratelimit import Gcra, RateDecision
 from libervia.schemas import load_schema
 from libervia.storage import CheckResult
-from libervia_plugins.ratelimit_memory import Gcra
 
 if TYPE_CHECKING:
     from libervia.gateway import Gateway

@@ -50,12 +50,14 @@ def base_env(base_dir: Path, port: int) -> dict[str, str]:
 
 class GatewayProcess:
     def __init__(self, base_dir: Path, extra_env: dict[str, str] | None = None, port: int | None = None,
-                 args: tuple[str, ...] = (), launcher: tuple[str, ...] = ()) -> None:
+                 args: tuple[str, ...] = (), launcher: tuple[str, ...] = (),
+                 serve_args: tuple[str, ...] = ()) -> None:
         self.base_dir = base_dir
         self.port = port or free_port()
         self.env = base_env(base_dir, self.port)
         self.env.update(extra_env or {})
         self.args = args
+        self.serve_args = serve_args  # after "serve", e.g. ("--workers", "2")
         self.launcher = launcher  # e.g. ("taskset", "-c", "1") for benchmarks
         self.admin_token = self.env.get("ADMIN_TOKEN", ADMIN_TOKEN)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -68,7 +70,7 @@ class GatewayProcess:
 
     def start(self, timeout: float = 20.0) -> GatewayProcess:
         with open(self.log_path, "ab") as out, open(self.err_path, "ab") as err:
-            command = [*self.launcher, sys.executable, "-m", "libervia", *self.args, "serve"]
+            command = [*self.launcher, sys.executable, "-m", "libervia", *self.args, "serve", *self.serve_args]
             self.proc = subprocess.Popen(command, env=self.env, stdout=out, stderr=err, cwd=self.base_dir.parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

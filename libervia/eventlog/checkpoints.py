@@ -10,6 +10,8 @@ import hashlib
 import hmac
 from typing import Any
 
+import orjson
+
 from libervia.clock import now_iso
 from libervia.eventlog.chain import canonical_json
 from libervia.storage import Checkpoint
@@ -70,3 +72,16 @@ def checkpoint_from_dict(data: Any) -> Checkpoint | None:
             and isinstance(hash_, str) and isinstance(ts, str) and isinstance(signature, str)):
         return None
     return Checkpoint(tenant=tenant, seq=seq, hash=hash_, ts=ts, signature=signature)
+
+
+def checkpoints_from_lines(data: bytes) -> list[Checkpoint]:
+    """The checkpoints of a JSON-lines record (a checkpoints file, a backup's), in order; other lines skipped."""
+    result = []
+    for line in data.splitlines():
+        try:
+            checkpoint = checkpoint_from_dict(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            checkpoint = None
+        if checkpoint is not None:
+            result.append(checkpoint)
+    return result

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from pathlib import PurePosixPath
-from typing import IO
+from typing import IO, Protocol
 
 from tqdm import tqdm
 
@@ -99,7 +99,11 @@ class CountingReader:
         return chunk
 
 
-def drain(stream: IO[bytes]) -> None:
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def drain(stream: Readable) -> None:
     """Read ``stream`` to its end, so a gzip reader checks its CRC and length trailer."""
     while stream.read(_CHUNK):
         pass

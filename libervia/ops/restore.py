@@ -1,16 +1,18 @@
-"""``libervia restore``: put a backup made by :mod:`libervia.ops.backup` back into ``BASE_DIR``, verified.
+"""``libervia restore``: load a backup made by :mod:`libervia.ops.backup` into the configured store, verified.
 
 Order of work, so that a bad archive never costs the operator the data they still have:
 
-1. refuse a non-empty target unless forced;
-2. read the whole archive once: signature of the manifest, then every file's size and SHA-256 against it;
-3. extract into a staging directory inside the target (same file system, so moving it in is a rename),
-   hashing again in case the archive changed since step 2;
-4. move whatever the target held aside into ``.pre-restore-<time>/`` (never deleted), then move the staging
-   content in;
-5. check every restored log's head against the manifest and verify every chain and its checkpoints.
+1. read the whole archive once: signature of the manifest, then every file's size and SHA-256 against it
+   (nothing is touched, not even created, before this passes);
+2. refuse a store that holds data unless forced;
+3. extract into a staging directory, hashing again in case the archive changed since step 1;
+4. a store that keeps files (:class:`~libervia.storage.FileArchiving`, the embedded store) moves its current
+   content aside (never deleted) and the staged files in, every move a rename; any other store sets its content
+   aside if forced, then loads every log and the registry through the storage protocol;
+5. check every restored log's head against the manifest and verify every chain and its checkpoints, through
+   the store.
 
-The gateway must be stopped while a restore runs: it would keep serving from the files being replaced.
+The gateways must be stopped while a restore runs: they would keep serving from the data being replaced.
 """
 
 from __future__ import annotations
@@ -24,13 +26,13 @@ import tempfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import orjson
 
 from libervia.durable import fsync_dir
+from libervia.eventlog.checkpoints import CheckpointSigner
 from libervia.ops.archive import (
     DATA_PREFIX,
     FORMAT,
@@ -43,7 +45,8 @@ from libervia.ops.archive import (
     drain,
     signature_matches,
 )
-from libervia_plugins.storage_files.eventlog import LogFile, parse_entry
+from libervia.ops.transfer import import_tree, is_empty, verdict, verify_store
+from libervia.storage import FileArchiving, Storage, StorageError
 
 EXIT_OK = 0
 EXIT_VERIFY_FAILED = 1      # restored, but a chain or a head does not check out
@@ -51,9 +54,6 @@ EXIT_ARCHIVE_REFUSED = 3    # unreadable, unsigned, tampered or not ours; the ta
 EXIT_TARGET_NOT_EMPTY = 4   # the target holds data and --force was not given; nothing was touched
 EXIT_WRITE_FAILED = 5       # the target could not be written; its previous content was left in place
 
-# Entries a target may hold and still count as empty: earlier restores' leftovers and a file system's own.
-_IGNORED_PREFIXES = (".pre-restore-", ".restore-")
-_IGNORED_NAMES = frozenset({"lost+found"})
 _MAX_MANIFEST_BYTES = 256 * 1024 * 1024
 _COPY_CHUNK = 1024 * 1024
 
@@ -76,57 +76,95 @@ class _TargetWriteError(Exception):
     """Writing into the staging directory failed: a problem of the target, not of the archive."""
 
 
-def run_restore(archive: Path, base_dir: Path, key: bytes, force: bool, progress: bool) -> int:
-    """Restore ``archive`` into ``base_dir``; return one of the ``EXIT_*`` codes, explaining it on stderr."""
-    base_dir = base_dir.absolute()
-    if base_dir.exists() and not base_dir.is_dir():
-        _say(f"refused: {base_dir} exists and is not a directory", error=True)
-        return EXIT_TARGET_NOT_EMPTY
-    occupied = _occupying_entries(base_dir)
-    if occupied and not force:
-        _say(f"refused: {base_dir} is not empty ({len(occupied)} entries); stop the gateway and use --force to "
-             "restore over it (the current content is moved aside, not deleted)", error=True)
-        return EXIT_TARGET_NOT_EMPTY
+async def run_restore(archive: Path, storage: Storage, key: bytes, force: bool, progress: bool) -> int:
+    """Restore ``archive`` into ``storage`` (built, not started; closed on return); return an ``EXIT_*`` code,
+    explaining it on stderr."""
     try:
         manifest = read_verified_manifest(archive, key, progress)
     except ArchiveError as exc:
-        _say(f"refused: {archive}: {exc}; {base_dir} was not touched", error=True)
+        _say(f"refused: {archive}: {exc}; the store was not touched", error=True)
         return EXIT_ARCHIVE_REFUSED
-
-    created_target = not base_dir.exists()
     try:
-        base_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".restore-", dir=base_dir))
-    except OSError as exc:
-        _say(f"restore aborted: cannot write into {base_dir}: {exc}", error=True)
+        if isinstance(storage, FileArchiving):
+            code = _restore_files(archive, manifest, storage, force, progress)
+            if code != EXIT_OK:
+                return code
+            await storage.start()
+        else:
+            await storage.start()
+            code = await _restore_through_protocol(archive, manifest, storage, force, progress)
+            if code != EXIT_OK:
+                return code
+        total = sum(record.size for record in manifest.files.values())
+        _say(f"restored {len(manifest.files)} files ({total} bytes) from the backup of {manifest.created_at} "
+             f"(version {manifest.version})")
+        problems = await verify_store(storage, CheckpointSigner(key), sorted(manifest.chains), progress,
+                                      expected=manifest.chains)
+    except StorageError as exc:
+        _say(f"restore failed: {exc}", error=True)
+        return EXIT_WRITE_FAILED
+    finally:
+        await storage.close()
+    return verdict(problems, len(manifest.chains), _say)
+
+
+def _restore_files(archive: Path, manifest: Manifest, storage: FileArchiving, force: bool, progress: bool) -> int:
+    occupied = storage.occupied()
+    if occupied and not force:
+        _say(f"refused: the store holds data ({len(occupied)} entries); stop the gateway and use --force to "
+             "restore over it (the current content is moved aside, not deleted)", error=True)
+        return EXIT_TARGET_NOT_EMPTY
+    try:
+        parent = storage.staging_parent()
+        created_target = not parent.exists()
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".restore-", dir=parent))
+    except (OSError, StorageError) as exc:
+        _say(f"restore aborted: cannot write into the store: {exc}", error=True)
         return EXIT_WRITE_FAILED
     try:
         _extract(archive, manifest, staging, progress)
     except (ArchiveError, _TargetWriteError) as exc:
         shutil.rmtree(staging, ignore_errors=True)  # our own half-written copy, nothing of the operator's
         if created_target:
-            base_dir.rmdir()
-        _say(f"restore aborted: {exc}; {base_dir} was left as it was", error=True)
+            parent.rmdir()
+        _say(f"restore aborted: {exc}; the store was left as it was", error=True)
         return EXIT_ARCHIVE_REFUSED if isinstance(exc, ArchiveError) else EXIT_WRITE_FAILED
     try:
-        aside = _swap_in(staging, base_dir)
+        aside = storage.restore_files(staging)
     except OSError as exc:
         # Renames inside one directory do not fail in practice; if one did, say where everything is.
         _say(f"restore interrupted while swapping content: {exc}; the verified backup is in {staging}, the "
-             f"previous content in {base_dir} and its .pre-restore-* directory", error=True)
+             f"previous content in {parent} and its .pre-restore-* directory", error=True)
         return EXIT_WRITE_FAILED
-
-    total = sum(record.size for record in manifest.files.values())
-    _say(f"restored {len(manifest.files)} files ({total} bytes) from the backup of {manifest.created_at} "
-         f"(version {manifest.version}) into {base_dir}")
     if aside is not None:
-        _say(f"previous content of {base_dir} moved to {aside}")
-    problems = _check_heads(base_dir, manifest) + _verify_chains(base_dir, manifest, key, progress)
-    if problems:
-        for problem in problems:
-            _say(f"verify: {problem}", error=True)
-        return EXIT_VERIFY_FAILED
-    _say(f"verified {len(manifest.chains)} tenant chains")
+        _say(f"previous content moved to {aside}")
+    return EXIT_OK
+
+
+async def _restore_through_protocol(archive: Path, manifest: Manifest, storage: Storage, force: bool,
+                                    progress: bool) -> int:
+    try:
+        if not await is_empty(storage):
+            if not force:
+                _say("refused: the store holds data; stop the gateways and use --force to restore over it (the "
+                     "current content is set aside, not deleted)", error=True)
+                return EXIT_TARGET_NOT_EMPTY
+            set_aside = getattr(storage, "set_aside", None)
+            if set_aside is None:
+                _say(f"refused: storage {storage.name!r} cannot set its content aside; empty it first", error=True)
+                return EXIT_TARGET_NOT_EMPTY
+            _say(f"previous content moved to {await set_aside()}")
+        with tempfile.TemporaryDirectory(prefix="libervia-restore-") as staging:
+            try:
+                _extract(archive, manifest, Path(staging), progress)
+            except (ArchiveError, _TargetWriteError) as exc:
+                _say(f"restore aborted: {exc}; nothing was loaded", error=True)
+                return EXIT_ARCHIVE_REFUSED if isinstance(exc, ArchiveError) else EXIT_WRITE_FAILED
+            await import_tree(storage, Path(staging), progress)
+    except StorageError as exc:
+        _say(f"restore failed: {exc}", error=True)
+        return EXIT_WRITE_FAILED
     return EXIT_OK
 
 
@@ -232,59 +270,14 @@ def _extract(archive: Path, manifest: Manifest, staging: Path, progress: bool) -
         raise _TargetWriteError(f"cannot sync {staging}: {exc}") from exc
 
 
-def _swap_in(staging: Path, base_dir: Path) -> Path | None:
-    """Move the target's current entries aside, then the staged ones in; every move is a rename."""
-    aside = None
-    occupied = _occupying_entries(base_dir)  # again: the staging directory is not among them
-    if occupied:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        aside = Path(tempfile.mkdtemp(prefix=f".pre-restore-{stamp}-", dir=base_dir))
-        for entry in occupied:
-            entry.rename(aside / entry.name)
-        fsync_dir(aside)
-    for entry in staging.iterdir():
-        entry.rename(base_dir / entry.name)
-    staging.rmdir()
-    fsync_dir(base_dir)
-    return aside
-
-
-def _check_heads(base_dir: Path, manifest: Manifest) -> list[str]:
-    problems = []
-    for tenant, expected in sorted(manifest.chains.items()):
-        log = base_dir / "tenants" / tenant / "eventlog" / "events.jsonl"
-        try:
-            with LogFile.open_readonly(log) as view:
-                last = view.last_line(view.size())
-        except OSError as exc:
-            problems.append(f"tenant {tenant}: cannot read the restored log: {exc}")
-            continue
-        entry = parse_entry(last[1]) if last is not None and last[2] else None
-        head = {"seq": entry["seq"], "hash": entry["hash"]} if entry else {"seq": 0 if last is None else None,
-                                                                         "hash": None}
-        if head != {"seq": expected.get("seq"), "hash": expected.get("hash")}:
-            problems.append(f"tenant {tenant}: restored head {head} differs from the backup's {expected}")
-    return problems
-
-
-def _verify_chains(base_dir: Path, manifest: Manifest, key: bytes, progress: bool) -> list[str]:
-    if not manifest.chains:
-        return []
-    # Imported here: the event-log verifier pulls in the storage layer, which backup and evidence never need.
-    from libervia.eventlog.checkpoints import CheckpointSigner
-    from libervia.eventlog.verify import offline_verify
-
-    failed = offline_verify(base_dir, sorted(manifest.chains), CheckpointSigner(key), progress)
-    return ["a chain or checkpoint does not verify (see the tenant lines above)"] if failed else []
-
-
 def _scan(archive: Path, desc: str, progress: bool,
           handle: Callable[[tarfile.TarInfo, IO[bytes] | None], None]) -> None:
     """Feed every member of ``archive`` to ``handle`` in order, then read the gzip stream to its end so its CRC
     is checked too. Any damage surfaces as :class:`ArchiveError`."""
     try:
         with archive.open("rb") as raw, byte_progress(desc, archive.stat().st_size, progress) as bar:
-            with gzip.GzipFile(fileobj=CountingReader(raw, bar), mode="rb") as unzipped:
+            counted = cast(IO[bytes], CountingReader(raw, bar))  # a reader is all GzipFile needs of it
+            with gzip.GzipFile(fileobj=counted, mode="rb") as unzipped:
                 with tarfile.open(fileobj=unzipped, mode="r|") as tar:
                     for info in tar:
                         handle(info, tar.extractfile(info) if info.isreg() else None)
@@ -300,15 +293,6 @@ def _data_relpath(info: tarfile.TarInfo, stream: IO[bytes] | None) -> str:
     if stream is None or not info.isreg():
         raise ArchiveError(f"{info.name} is not a regular file")
     return checked_relpath(info.name[len(DATA_PREFIX):])
-
-
-def _occupying_entries(base_dir: Path) -> list[Path]:
-    if not base_dir.is_dir():
-        if base_dir.exists():
-            return [base_dir]
-        return []
-    return sorted(entry for entry in base_dir.iterdir()
-                  if entry.name not in _IGNORED_NAMES and not entry.name.startswith(_IGNORED_PREFIXES))
 
 
 def _owner_to_adopt(base_dir: Path) -> tuple[int, int] | None:

@@ -72,6 +72,8 @@ class RouteSteps:
                 gateway.count(AUTH_FAILURE, reason=exc.reason, tenant_id=self.tenant_label(tenant_id))
                 raise
             if tenant_id is not None:
+                if gateway.registry.status_of(tenant_id) is None:
+                    await gateway.registry.refresh()  # created through another worker or gateway a moment ago
                 tenant_key = who.role is not Role.GLOBAL_ADMIN
                 require_known(gateway.registry, tenant_id,
                               must_be_active=tenant_key and route.access in NEEDS_ACTIVE_TENANT)

@@ -29,6 +29,8 @@ REGISTRY_FORMAT = 1
 DEFAULT_QUOTAS = {"rateLimitRpm": 1000, "maxEvents": None, "maxStorageMB": None}
 STATUSES = ("active", "suspended", "deleted")
 KEY_USAGE_FLUSH_S = 5.0
+# With a store that pushes changes, how often the registry is still polled in case a notification was lost.
+PUSH_FALLBACK_POLL_S = 1.0
 
 
 def empty_document() -> dict[str, Any]:
@@ -98,8 +100,14 @@ class TenantRegistry:
         await self.flush_key_usage()
 
     async def _follow_store(self) -> None:
+        # A store that pushes changes (``wait_for_change``, e.g. PostgreSQL LISTEN/NOTIFY) wakes us at once; its
+        # timeout keeps a slow poll as the fallback for a lost notification channel.
+        wait_for_change = getattr(self._store, "wait_for_change", None)
         while True:
-            await asyncio.sleep(self._refresh_s)
+            if wait_for_change is None:
+                await asyncio.sleep(self._refresh_s)
+            else:
+                await wait_for_change(PUSH_FALLBACK_POLL_S)
             try:
                 await self.refresh()
             except Exception:

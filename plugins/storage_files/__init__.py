@@ -7,6 +7,8 @@ guarded by ``flock`` and re-read under the lock, so processes never overwrite or
 from __future__ import annotations
 
 import asyncio
+import tempfile
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,9 @@ from libervia.eventlog.checkpoints import CheckpointSigner
 from libervia.gateway import Gateway
 from libervia.schemas import load_schema
 from libervia.settings import ensure_writable_dir, free_disk_mb
-from libervia.storage import CheckResult
+from libervia.storage import Checkpoint, CheckResult
+from libervia_plugins.storage_files import importing
+from libervia_plugins.storage_files.archiving import FileArchiver
 from libervia_plugins.storage_files.eventlog import FileEventStore
 from libervia_plugins.storage_files.registry import FileRegistryStore
 
@@ -28,6 +32,24 @@ class FilesStorage:
         self.min_free_disk_mb = min_free_disk_mb
         self.registry = FileRegistryStore(base_dir)
         self.events = FileEventStore(base_dir, signer, checkpoint_every=checkpoint_every)
+        # Backup, restore and migration (libervia.storage.LogImporter and FileArchiving).
+        self.archiver = FileArchiver(base_dir)
+        self.occupied = self.archiver.occupied
+        self.staging_parent = self.archiver.staging_parent
+        self.backup_files = self.archiver.backup_files
+        self.restore_files = self.archiver.restore_files
+
+    async def import_log(self, tenant_id: str, entries: AsyncIterator[dict[str, Any]],
+                         checkpoints: Sequence[Checkpoint]) -> int:
+        return await importing.import_log(self.events, tenant_id, entries, checkpoints)
+
+    async def set_aside(self) -> str:
+        await self.events.close()
+        self.events = FileEventStore(self.base_dir, self.events.signer, checkpoint_every=self.events.checkpoint_every)
+        staged = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix=".restore-", dir=self.base_dir))
+        aside = await asyncio.to_thread(self.restore_files, staged)
+        await self.start()
+        return str(aside or self.base_dir)
 
     async def start(self) -> None:
         await asyncio.to_thread(self.registry.prepare)

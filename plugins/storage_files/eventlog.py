@@ -47,7 +47,7 @@ from loguru import logger
 
 from libervia.durable import fsync_dir, replace_durably
 from libervia.eventlog.chain import build_entries, canonical_json, encode_line, has_entry_shape
-from libervia.eventlog.checkpoints import CheckpointSigner, checkpoint_from_dict
+from libervia.eventlog.checkpoints import CheckpointSigner, checkpoint_from_dict, checkpoints_from_lines
 from libervia.eventlog.group_commit import GroupCommitQueue, LogHealth, PendingAppend
 from libervia.storage import (
     AppendConflictError,
@@ -349,15 +349,7 @@ def read_checkpoint_file(path: Path) -> list[Checkpoint]:
         data = path.read_bytes()
     except FileNotFoundError:
         return []
-    result = []
-    for line in data.splitlines():
-        try:
-            checkpoint = checkpoint_from_dict(orjson.loads(line))
-        except orjson.JSONDecodeError:
-            checkpoint = None
-        if checkpoint is not None:
-            result.append(checkpoint)
-    return result
+    return checkpoints_from_lines(data)
 
 
 def append_checkpoint_file(path: Path, checkpoint: Checkpoint) -> None:

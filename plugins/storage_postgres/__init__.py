@@ -12,6 +12,7 @@ never lives in the database.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from libervia import hookimpl
@@ -19,7 +20,8 @@ from libervia.errors import StartupError
 from libervia.eventlog.checkpoints import CheckpointSigner
 from libervia.gateway import Gateway
 from libervia.schemas import load_schema
-from libervia.storage import CheckResult, StorageError
+from libervia.storage import Checkpoint, CheckResult, StorageError
+from libervia_plugins.storage_postgres import importing
 from libervia_plugins.storage_postgres.database import Database
 from libervia_plugins.storage_postgres.eventlog import PostgresEventStore, PostgresTenantEventLog
 from libervia_plugins.storage_postgres.registry import PostgresRegistryStore
@@ -55,6 +57,15 @@ class PostgresStorage:
             return {"storage": CheckResult(False, str(exc), {"schema": schema})}
         return {"storage": CheckResult(True, f"PostgreSQL reachable (schema {schema})",
                                        {"schema": schema, "pool": self.db.pool_stats()})}
+
+    async def import_log(self, tenant_id: str, entries: AsyncIterator[dict[str, Any]],
+                         checkpoints: Sequence[Checkpoint]) -> int:
+        """``libervia.storage.LogImporter``: restore and migration load entries through this."""
+        return await importing.import_log(self.db, tenant_id, entries, checkpoints)
+
+    async def set_aside(self) -> str:
+        await self.events.close()
+        return await importing.set_aside(self.db)
 
     async def close(self) -> None:
         try:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -149,6 +149,7 @@ class Database:
         self._command_timeout_s = command_timeout_s
         self._connect_timeout_s = connect_timeout_s
         self._pool: asyncpg.Pool | None = None
+        self._listeners: list[asyncpg.Connection] = []
 
     def __repr__(self) -> str:  # never show the DSN: it may carry a password
         return f"Database(schema={self.tables.schema_name!r})"
@@ -187,7 +188,28 @@ class Database:
             async with asyncio.timeout(timeout_s), self.pool.acquire() as conn:
                 await conn.fetchval("SELECT 1")
 
+    async def listen(self, channel: str, on_notify: Callable[[], None],
+                     on_lost: Callable[[], None]) -> asyncpg.Connection:
+        """A connection of its own (outside the pool: it stays LISTENing) that calls ``on_notify`` for each
+        NOTIFY on ``channel`` and ``on_lost`` if the connection ends. ``StorageError`` if PostgreSQL is down."""
+        with self.errors(f"listen on {channel}"):
+            conn = await asyncpg.connect(self._dsn, timeout=self._connect_timeout_s,
+                                         server_settings={"application_name": "libervia-gateway-listen"})
+        try:
+            with self.errors(f"listen on {channel}"):
+                await conn.add_listener(channel, lambda *_: on_notify())
+        except BaseException:
+            await conn.close()
+            raise
+        conn.add_termination_listener(lambda *_: on_lost())
+        self._listeners.append(conn)
+        return conn
+
     async def close(self) -> None:
+        listeners, self._listeners = self._listeners, []
+        for conn in listeners:
+            with contextlib.suppress(*DB_ERRORS):
+                await asyncio.wait_for(conn.close(), self._command_timeout_s)
         pool, self._pool = self._pool, None
         if pool is not None:
             try:

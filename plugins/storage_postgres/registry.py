@@ -5,16 +5,24 @@ and bumps the version, all in one transaction: two gateway processes updating at
 lock and never lose each other's changes, and a mutation that raises rolls everything back. The version is the
 counter, so another process notices any change with one cheap ``SELECT``. Key usage lives in its own table and
 never touches the registry row, so recording it never makes every process reload the registry.
+
+Changes are also pushed: ``update`` sends a ``NOTIFY`` in its transaction (delivered when it commits), and
+:meth:`PostgresRegistryStore.wait_for_change` returns as soon as one arrives on a connection of its own that
+``LISTEN``s, so a key revoked through one gateway is refused by the others within milliseconds. If that connection
+is lost, waiting falls back to the caller's timeout (a slow poll) and reconnects on the next wait.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+import asyncpg
 import orjson
 
-from libervia.storage import CorruptStoreError
+from libervia.storage import CorruptStoreError, StorageError
 from libervia_plugins.storage_postgres.database import Database
 
 T = TypeVar("T")
@@ -34,6 +42,10 @@ class PostgresRegistryStore:
             "SELECT * FROM unnest($1::text[], $2::text[]) "
             "ON CONFLICT (key_id) DO UPDATE SET last_used_at = GREATEST(u.last_used_at, EXCLUDED.last_used_at)")
         self._sql_usage = f"SELECT key_id, last_used_at FROM {t.key_usage}"  # noqa: S608
+        # One channel per schema (channel names are identifiers: at most 63 bytes, hence the digest).
+        self.channel = "libervia_registry_" + hashlib.sha256(t.schema_name.encode()).hexdigest()[:24]
+        self._changed = asyncio.Event()
+        self._listener: asyncpg.Connection | None = None
 
     def _document(self, row: Any) -> tuple[str, dict[str, Any]]:
         where = f"the tenant registry in PostgreSQL schema {self._db.tables.schema_name!r}"
@@ -69,6 +81,7 @@ class PostgresRegistryStore:
                 value = mutate(doc)
                 new_version = row["version"] + 1
                 await conn.execute(self._sql_write, new_version, orjson.dumps(doc).decode())
+                await conn.execute("SELECT pg_notify($1, $2)", self.channel, str(new_version))
         return value, str(new_version), doc
 
     async def purge_tenant_data(self, tenant_id: str, stamp: str) -> str | None:
@@ -81,6 +94,28 @@ class PostgresRegistryStore:
                     status = await conn.execute(f"DELETE FROM {table} WHERE tenant = $1", tenant_id)  # noqa: S608
                     removed += int(status.split()[-1])
         return f"{removed} rows deleted from schema {t.schema_name!r}" if removed else None
+
+    async def wait_for_change(self, timeout_s: float) -> bool:
+        """Return True as soon as any process changed the registry (a NOTIFY), False after ``timeout_s``.
+
+        Never raises: with PostgreSQL unreachable it just waits, and the caller's poll notices the rest.
+        """
+        if self._listener is None or self._listener.is_closed():
+            try:
+                self._listener = await self._db.listen(self.channel, self._changed.set, self._lost)
+            except StorageError:
+                self._listener = None
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        self._changed.clear()
+        return True
+
+    def _lost(self) -> None:
+        self._listener = None
+        # Changes made while nobody listened went unannounced: have the caller look now.
+        self._changed.set()
 
     async def record_key_usage(self, usage: Mapping[str, str]) -> None:
         if not usage:

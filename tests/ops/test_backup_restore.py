@@ -17,16 +17,15 @@ import pytest
 from libervia.eventlog.chain import build_entries, encode_line
 from libervia.eventlog.checkpoints import CheckpointSigner
 from libervia.ops.archive import MANIFEST_NAME, SIGNATURE_NAME, sign_manifest
-from libervia.ops.backup import run_backup
 from libervia.ops.restore import (
     EXIT_ARCHIVE_REFUSED,
     EXIT_OK,
     EXIT_TARGET_NOT_EMPTY,
     EXIT_VERIFY_FAILED,
-    run_restore,
 )
 from libervia.storage import EventDraft, LogHead, Snapshot
 from libervia_plugins.storage_files.eventlog import PENDING_WRITE, FileEventStore
+from tests.ops.offline import run_backup, run_restore
 
 KEY = b"k" * 32
 OTHER_KEY = b"o" * 32

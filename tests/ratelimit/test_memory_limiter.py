@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from libervia.ratelimit import RateLimiter
-from libervia_plugins.ratelimit_memory import NS_PER_S, Gcra, MemoryRateLimiter
+from libervia.ratelimit import NS_PER_S, Gcra, RateLimiter
+from libervia_plugins.ratelimit_memory import MemoryRateLimiter
 from libervia_plugins.ratelimit_redis import US_PER_S
 from tests.contracts.ratelimit_contract import FakeClock, MakeLimiter, RateLimiterContract
 

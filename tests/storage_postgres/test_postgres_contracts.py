@@ -185,3 +185,16 @@ async def test_appends_fail_with_a_storage_error_when_the_database_is_gone(open_
     with pytest.raises(StorageError):
         await log.append([draft(2)])
     assert log.status()["degraded"] is True and log.status()["errorCount"] == 1
+
+
+async def test_a_registry_change_is_pushed_to_other_processes_stores(open_storage: OpenStorage) -> None:
+    """Two stores on one schema (two gateways): an update through one wakes a waiter on the other (LISTEN/NOTIFY)
+    instead of leaving it to its poll."""
+    writer, follower = (await open_storage()).registry, (await open_storage()).registry
+    assert await follower.wait_for_change(0.2) is False  # listening now; nothing changed
+    waiting = asyncio.ensure_future(follower.wait_for_change(30))
+    await asyncio.sleep(0.1)
+    await writer.update(lambda doc: doc["tenants"].setdefault("pushed", {"id": "pushed"}))
+    assert await asyncio.wait_for(waiting, 10) is True
+    _version, doc = await follower.read()
+    assert "pushed" in doc["tenants"]

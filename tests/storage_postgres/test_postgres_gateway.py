@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import postgres_test_dsn
 from tests.gateway_process import GatewayProcess
-from tests.storage_postgres.conftest import drop_schema
+from tests.storage_postgres.conftest import drop_schema, postgres_env
 
 pytestmark = pytest.mark.postgres
 
@@ -29,11 +29,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProc
     """Two gateways on one schema of this module's own (tests use distinct tenant ids), dropped at the end."""
     dsn = postgres_test_dsn()
     schema = f"test_{secrets.token_hex(6)}"
-    env = {
-        "LIBERVIA_STORAGE": "storage_postgres",
-        "LIBERVIA_PLUGIN__STORAGE_POSTGRES__DSN": dsn,
-        "LIBERVIA_PLUGIN__STORAGE_POSTGRES__SCHEMA": schema,
-    }
+    env = postgres_env(dsn, schema)
     gateways = [GatewayProcess(tmp_path_factory.mktemp(machine) / "data", env) for machine in ("a", "b")]
     try:
         for gateway in gateways:
