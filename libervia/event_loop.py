@@ -40,3 +40,15 @@ def run(main: Coroutine[Any, Any, T], choice: str = "auto") -> T:
     with asyncio.Runner(loop_factory=factory) as runner:
         logger.info("event loop: {}", "uvloop" if factory is not None else "asyncio")
         return runner.run(main)
+
+
+def install_policy(choice: str) -> str:
+    """Make the chosen loop this process's default (for servers that create their own loop, such as a gunicorn
+    worker after the fork); the name of the loop in use."""
+    factory = loop_factory(choice)
+    if factory is None:
+        return "asyncio"
+    import uvloop
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return "uvloop"

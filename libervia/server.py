@@ -21,18 +21,27 @@ from libervia.plugin_manager import LoadedPlugins
 from libervia.settings import SECRET_SETTINGS, Settings
 
 
-async def serve(settings: Settings, plugins: LoadedPlugins) -> None:
+def register_secrets(settings: Settings) -> None:
+    """Teach the JSON log the configured secrets, so no output of this process can carry them."""
     for secret in SECRET_SETTINGS:
         register_secret(settings.get(secret))
+
+
+def make_runner(app: web.Application, settings: Settings, shutdown_timeout_s: float) -> EdgeRunner:
+    """The runner every serving path uses (single process or a worker): the edge protocol with its timeouts."""
+    http = settings.section("http")
+    return EdgeRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout_s,
+                      keepalive_timeout=http["keepalive_timeout_s"],
+                      edge_kwargs={"scope": app[SCOPE_KEY], "header_timeout_s": http["header_timeout_s"],
+                                   "body_timeout_s": http["body_timeout_s"],
+                                   "body_min_bytes_per_s": http["body_min_bytes_per_s"]})
+
+
+async def serve(settings: Settings, plugins: LoadedPlugins) -> None:
+    register_secrets(settings)
     gateway = await start_gateway(settings, plugins)
     try:
-        app = create_app(gateway)
-        http = settings.section("http")
-        runner = EdgeRunner(app, access_log=None, handle_signals=False, shutdown_timeout=settings.shutdown_timeout_s,
-                            keepalive_timeout=http["keepalive_timeout_s"],
-                            edge_kwargs={"scope": app[SCOPE_KEY], "header_timeout_s": http["header_timeout_s"],
-                                         "body_timeout_s": http["body_timeout_s"],
-                                         "body_min_bytes_per_s": http["body_min_bytes_per_s"]})
+        runner = make_runner(create_app(gateway), settings, settings.shutdown_timeout_s)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port, backlog=1024, reuse_address=True)
         await site.start()

@@ -29,13 +29,14 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.errors import HaltServer
 from loguru import logger
 
-from libervia import __version__
+from libervia import __version__, event_loop
 from libervia.app import create_app, start_gateway, stop_gateway
 from libervia.context import GATEWAY_KEY
 from libervia.errors import StartupError
 from libervia.gateway import Gateway
 from libervia.jsonlog import access_log
 from libervia.plugin_manager import LoadedPlugins
+from libervia.server import make_runner, register_secrets
 from libervia.settings import Settings
 from libervia.storage import StorageError
 
@@ -106,6 +107,11 @@ class GatewayWorker(GunicornWebWorker):  # type: ignore[misc]
     gateway: Gateway | None = None
     drain_delay_s: float = 0.0
 
+    def init_process(self) -> None:
+        # The event_loop setting holds for workers too; aiohttp's worker creates its loop from the policy.
+        event_loop.install_policy(str(self.app.settings.get("event_loop", "auto")))
+        super().init_process()
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._begin_drain()
 
@@ -172,6 +178,7 @@ class GatewayApplication(BaseApplication):  # type: ignore[misc]
 
 async def _worker_runner(settings: Settings, plugins: LoadedPlugins) -> web.AppRunner:
     """Start this worker's gateway and its runner; the runner's cleanup stops the gateway."""
+    register_secrets(settings)
     try:
         gateway = await start_gateway(settings, plugins)
     except (StorageError, StartupError) as exc:
@@ -195,7 +202,7 @@ async def _worker_runner(settings: Settings, plugins: LoadedPlugins) -> web.AppR
     budget = max(0.0, float(settings.shutdown_timeout_s) - delay) * _IN_FLIGHT_SHARE
     logger.bind(pid=os.getpid(), port=settings.port).info(
         f"libervia gateway {__version__} worker {os.getpid()} serving on {settings.host}:{settings.port}")
-    return web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=budget)
+    return make_runner(app, settings, budget)
 
 
 async def _stop_gateway_on_cleanup(app: web.Application) -> None:
