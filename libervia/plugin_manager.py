@@ -22,7 +22,7 @@ from typing import Any
 import pluggy
 from loguru import logger
 
-from libervia import PROJECT_NAME, hookspecs
+from libervia import PROJECT_NAME, hookspecs, plugin_trace
 from libervia.schemas import problems as schema_problems
 from libervia.settings import Settings, mask_secrets
 
@@ -82,6 +82,7 @@ class LoadedPlugins:
 def new_plugin_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager(PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
+    plugin_trace.install_if_wanted(pm)
     return pm
 
 

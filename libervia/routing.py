@@ -7,13 +7,81 @@ does its own job and reads what the pipeline established through :mod:`libervia.
 
 from __future__ import annotations
 
+import copy
 import enum
-from collections.abc import Awaitable, Callable
+import hashlib
+import json
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
+from typing import Any
 
 from aiohttp import web
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from libervia.errors import StartupError
+from libervia.schemas import load_schema
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# What a route may declare as a schema: the name of a built-in schema (``requests/tenant_create``), a JSON Schema
+# document, or a package resource holding one (``importlib.resources.files("my_plugin") / "body.schema.json"``).
+SchemaSource = str | Mapping[str, Any] | Traversable
+# What validation consumes once a route is built: a built-in name, or a checked document of the plugin's own.
+RouteSchema = str | dict[str, Any]
+
+
+def schema_resource(package: str, name: str) -> dict[str, Any]:
+    """Load ``name`` from ``package``'s data (a plugin's own ``*.schema.json``) as a checked schema document."""
+    return normalise_schema(resources.files(package).joinpath(name))
+
+
+def normalise_schema(source: SchemaSource) -> RouteSchema:
+    """One form for validation whatever the route declared; a bad schema raises ``ValueError`` naming why.
+
+    Built-in names stay names (validation caches by name); documents and resources become a private copy of the
+    document, checked against the JSON Schema meta-schema (draft 2020-12) once, here, instead of on a request.
+    """
+    if isinstance(source, str):
+        try:
+            load_schema(source)
+        except FileNotFoundError:
+            raise ValueError(f"there is no built-in schema {source!r}") from None
+        return source
+    if isinstance(source, Mapping):
+        document = copy.deepcopy(dict(source))
+    elif isinstance(source, Traversable):
+        try:
+            document = json.loads(source.read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"schema resource {source.name!r} cannot be read: {exc}") from None
+        if not isinstance(document, dict):
+            raise ValueError(f"schema resource {source.name!r} does not hold a JSON object")
+    else:
+        raise ValueError(f"a schema must be a built-in name, a dict or a package resource, not {type(source).__name__}")
+    try:
+        Draft202012Validator.check_schema(document)
+    except SchemaError as exc:
+        raise ValueError(f"invalid JSON Schema: {exc.message}") from None
+    return document
+
+
+def schema_document(schema: RouteSchema) -> dict[str, Any]:
+    """The JSON Schema document behind a normalised route schema."""
+    return load_schema(schema) if isinstance(schema, str) else schema
+
+
+def schema_label(schema: RouteSchema) -> str:
+    """A stable name for a normalised route schema (OpenAPI component names, logs)."""
+    if isinstance(schema, str):
+        return schema
+    named = schema.get("title") or schema.get("$id")
+    if isinstance(named, str) and named:
+        return named
+    digest = hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest()[:12]
+    return f"schema_{digest}"
 
 
 class Role(enum.StrEnum):
@@ -39,8 +107,14 @@ class Route:
     ``path`` uses aiohttp's ``{name}`` syntax. For ``TENANT_READ`` and ``TENANT_MANAGE`` routes,
     ``tenant_param`` names the path parameter that holds the tenant id. ``TENANT_API`` routes are also served
     under ``/api/v1/tenants/{tenant}/...`` (the path form of tenant resolution) without declaring it twice.
-    ``body_schema`` / ``query_schema`` name files under ``schemas/requests/`` (without ``.schema.json``); the
-    pipeline validates against them and puts the parsed result in the request context.
+    ``body_schema`` / ``query_schema`` are each a :data:`SchemaSource`: the name of a built-in schema under
+    ``schemas/`` (``"requests/tenant_create"``), a JSON Schema dict, or a package resource
+    (``importlib.resources.files("my_plugin") / "body.schema.json"``, or :func:`schema_resource`). Every form is
+    validated the same way: the same 400 ``VALIDATION_ERROR`` details, schema ``default`` values filled in, query
+    values coerced to the declared types, the same body size and nesting limits. The pipeline puts the result in
+    the request context (:func:`libervia.context.body`, :func:`libervia.context.query`). A schema that is not
+    valid JSON Schema raises :class:`libervia.errors.StartupError` when the route is built: start-up stops
+    with one line naming the route.
     """
 
     method: str
@@ -49,5 +123,16 @@ class Route:
     access: Access
     name: str | None = None
     tenant_param: str | None = None
-    body_schema: str | None = None
-    query_schema: str | None = None
+    body_schema: RouteSchema | None = None
+    query_schema: RouteSchema | None = None
+
+    def __post_init__(self) -> None:
+        for field_name in ("body_schema", "query_schema"):
+            declared = getattr(self, field_name)
+            if declared is None:
+                continue
+            try:
+                normalised = normalise_schema(declared)
+            except ValueError as exc:
+                raise StartupError([f"plugins: route {self.method} {self.path}: {field_name}: {exc}"]) from None
+            object.__setattr__(self, field_name, normalised)

@@ -75,7 +75,7 @@ def problems(instance: Any, schema: Mapping[str, Any] | str, *, fill_defaults: b
     return [_describe(error) for error in found]
 
 
-def validate_request(instance: Any, schema_name: str) -> Any:
+def validate_request(instance: Any, schema_name: Mapping[str, Any] | str) -> Any:
     """Validate a request body or query (filling defaults); raise 400 ``VALIDATION_ERROR`` naming each path."""
     found = problems(instance, schema_name, fill_defaults=True)
     if found:
@@ -83,12 +83,12 @@ def validate_request(instance: Any, schema_name: str) -> Any:
     return instance
 
 
-def coerce_query(params: Iterable[tuple[str, str]], schema_name: str) -> dict[str, Any]:
+def coerce_query(params: Iterable[tuple[str, str]], schema_name: Mapping[str, Any] | str) -> dict[str, Any]:
     """Turn query-string values into the types the schema declares (integer, number, boolean), then validate.
 
     Values that cannot be converted are left as strings so that validation names them.
     """
-    schema = load_schema(schema_name)
+    schema = load_schema(schema_name) if isinstance(schema_name, str) else schema_name
     props = schema.get("properties", {})
     result: dict[str, Any] = {}
     for key, raw in params:
