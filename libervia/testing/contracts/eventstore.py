@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from libervia.eventlog.chain import ENTRY_FIELDS, entry_hash
 from libervia.eventlog.checkpoints import CheckpointSigner
@@ -74,7 +75,9 @@ def assert_one_chain(entries: list[dict[str, Any]]) -> None:
 
 
 class EventStoreContract:
-    @pytest.fixture
+    pytestmark = pytest.mark.asyncio
+
+    @pytest_asyncio.fixture
     async def store(self, make_store: MakeStore) -> EventStore:
         return await make_store(SIGNER, 1000)
 
