@@ -58,7 +58,7 @@ async def _run(hook: HookCaller, kwargs: dict[str, Any], *, firstresult: bool) -
     try:
         for impl in ordered:
             if impl.wrapper or impl.hookwrapper:
-                generator = impl.function(*_arguments(impl, kwargs))
+                generator: Generator[Any, Any, Any] = impl.function(*_arguments(impl, kwargs))  # type: ignore[assignment]
                 called.append(impl)
                 next(generator)   # the wrapper's code before its ``yield``
                 teardowns.append((impl, generator))

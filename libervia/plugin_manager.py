@@ -19,7 +19,7 @@ import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import Any, cast
 
 import pluggy
 from loguru import logger
@@ -216,7 +216,7 @@ def _validate_configs(loaded: LoadedPlugins, settings: Settings) -> list[str]:
         name = impl.plugin_name
         declared.add(name)
         try:
-            schema = impl.function()
+            schema = cast("dict[str, Any] | None", impl.function())
         except Exception as exc:
             found.append(f"plugin.{name}: its config schema cannot be loaded ({type(exc).__name__}: {exc})")
             continue

@@ -35,7 +35,7 @@ RouteSchema = str | dict[str, Any]
 
 def schema_resource(package: str, name: str) -> dict[str, Any]:
     """Load ``name`` from ``package``'s data (a plugin's own ``*.schema.json``) as a checked schema document."""
-    return normalise_schema(resources.files(package).joinpath(name))
+    return schema_document(normalise_schema(resources.files(package).joinpath(name)))
 
 
 def normalise_schema(source: SchemaSource) -> RouteSchema:

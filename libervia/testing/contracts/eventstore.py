@@ -253,7 +253,8 @@ class EventStoreContract:
             log.append([draft(6)], expected_seq=9),              # ahead of the head: refused too
             log.append([draft(7)], expected_seq=7),              # 8
             return_exceptions=True)
-        seqs = [[e["seq"] for e in r] if isinstance(r, list) else (r.expected_seq, r.head_seq) for r in results]
+        seqs = [[e["seq"] for e in r] if isinstance(r, list)
+                else (r.expected_seq, r.head_seq) if isinstance(r, AppendConflictError) else r for r in results]
         assert seqs == [[2, 3], [4], (1, 4), [5], [6, 7], (9, 7), [8]]
         assert all(isinstance(results[i], AppendConflictError) for i in (2, 5))
         entries = await all_entries(log)

@@ -43,7 +43,7 @@ class TelemetryContract(GatewayContract):
             for impl in getattr(contract_gateway.gateway.pm.hook, hook).get_hookimpls():
                 if impl.plugin_name == slot:
                     assert not inspect.iscoroutinefunction(impl.function), hook
-        assert contract_gateway.gateway.count(AUTH_FAILURE, reason="contract", tenant_id="unknown") is None
+        contract_gateway.gateway.count(AUTH_FAILURE, reason="contract", tenant_id="unknown")  # must not raise
 
     async def test_renders_what_the_requests_did(self, contract_gateway: GatewayHarness) -> None:
         tenant = await contract_gateway.create_tenant()
