@@ -87,32 +87,24 @@ def _teardown(teardowns: list[tuple[HookImpl, Generator[Any, Any, Any]]], result
               error: BaseException | None) -> tuple[Any, BaseException | None]:
     """Resume each wrapper after its ``yield``, innermost first, the way pluggy's ``_multicall`` does."""
     for impl, generator in reversed(teardowns):
-        if impl.hookwrapper:
-            outcome: Result[Any] = Result(result, error)
-            try:
-                generator.send(outcome)
-            except StopIteration:
-                result, error = outcome._result, outcome._exception
-                continue
-            except BaseException as exc:
-                result, error = None, exc
-                continue
-            generator.close()
-            error = RuntimeError(f"hook wrapper {impl.plugin_name!r} of {impl.function.__name__} did not stop "
-                                 "after its only yield")
-            continue
+        outcome: Result[Any] | None = Result(result, error) if impl.hookwrapper else None
         try:
-            if error is not None:
+            if outcome is not None:
+                generator.send(outcome)      # old style: the wrapper reads (or forces) the outcome
+            elif error is not None:
                 generator.throw(error)
             else:
                 generator.send(result)
         except StopIteration as stop:
-            result, error = stop.value, None
+            if outcome is not None:
+                result, error = outcome._result, outcome._exception
+            else:
+                result, error = stop.value, None
             continue
         except BaseException as exc:
             result, error = None, exc
             continue
         generator.close()
-        error = RuntimeError(f"hook wrapper {impl.plugin_name!r} of {impl.function.__name__} did not stop "
-                             "after its only yield")
+        result, error = None, RuntimeError(f"hook wrapper {impl.plugin_name!r} of {impl.function.__name__} did "
+                                           "not stop after its only yield")
     return result, error
