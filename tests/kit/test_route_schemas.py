@@ -115,3 +115,16 @@ async def test_a_bad_route_schema_stops_startup_naming_the_route(tmp_path: Any) 
         "plugins: route GET /api/v1/kit/bad: query_schema: invalid JSON Schema: "
         + refused.value.problems[0].split("invalid JSON Schema: ", 1)[1]]
     assert json.dumps(refused.value.problems)  # one plain line, printable as is
+
+
+async def test_openapi_documents_dict_and_resource_schemas(libervia_gateway: GatewayHarness) -> None:
+    from libervia.app import collect_routes
+    from libervia.openapi import build_openapi
+
+    document = build_openapi(libervia_gateway.gateway, collect_routes(libervia_gateway.gateway))
+    for form in ("builtin", "dict", "resource"):
+        names = [p["name"] for p in document["paths"][f"/api/v1/kit/{form}"]["get"]["parameters"]]
+        assert {"limit", "offset"} <= set(names), form
+    body = document["paths"]["/api/v1/kit/body"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    component = body["$ref"].rsplit("/", 1)[1]
+    assert document["components"]["schemas"][component]["properties"]["name"] == {"type": "string", "maxLength": 5}
