@@ -1,0 +1,5 @@
+"""The contract suites of every hook family: subclass one in a ``test_*.py`` module and provide its fixture.
+
+``registry``, ``eventstore``, ``ratelimit`` (the storage and rate-limiter protocols), ``authenticate`` (the
+tri-state rule), ``telemetry``, and ``policies`` (closed-layer rules, autonomy policy, consequence policy).
+"""
