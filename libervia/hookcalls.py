@@ -48,24 +48,24 @@ def _arguments(impl: HookImpl, kwargs: dict[str, Any]) -> list[Any]:
 
 
 async def _run(hook: HookCaller, kwargs: dict[str, Any], *, firstresult: bool) -> Any:
-    ordered = list(reversed(hook.get_hookimpls()))   # pluggy's call order: wrappers first, then the others
     tracer = plugin_trace.tracer_of(hook)
-    started = time.perf_counter()
+    started = time.perf_counter() if tracer is not None else 0.0
+    wrappers: list[HookImpl] = []
+    plain: list[HookImpl] = []
+    for impl in reversed(hook.get_hookimpls()):   # pluggy's call order: wrappers first, then the others
+        (wrappers if impl.wrapper or impl.hookwrapper else plain).append(impl)
     called: list[HookImpl] = []
     teardowns: list[tuple[HookImpl, Generator[Any, Any, Any]]] = []
     result: Any = None
     error: BaseException | None = None
     try:
-        for impl in ordered:
-            if impl.wrapper or impl.hookwrapper:
-                generator: Generator[Any, Any, Any] = impl.function(*_arguments(impl, kwargs))  # type: ignore[assignment]
-                called.append(impl)
-                next(generator)   # the wrapper's code before its ``yield``
-                teardowns.append((impl, generator))
+        for impl in wrappers:
+            generator: Generator[Any, Any, Any] = impl.function(*_arguments(impl, kwargs))  # type: ignore[assignment]
+            called.append(impl)
+            next(generator)   # the wrapper's code before its ``yield``
+            teardowns.append((impl, generator))
         results: list[Any] = []
-        for impl in ordered:
-            if impl.wrapper or impl.hookwrapper:
-                continue
+        for impl in plain:
             called.append(impl)
             value = await await_me_maybe(impl.function(*_arguments(impl, kwargs)))
             if value is not None:
@@ -75,7 +75,8 @@ async def _run(hook: HookCaller, kwargs: dict[str, Any], *, firstresult: bool) -
         result = (results[0] if results else None) if firstresult else results
     except BaseException as exc:
         error = exc
-    result, error = _teardown(teardowns, result, error)
+    if teardowns:
+        result, error = _teardown(teardowns, result, error)
     if tracer is not None:
         tracer.record(hook.name, called, kwargs, result, error, time.perf_counter() - started)
     if error is not None:

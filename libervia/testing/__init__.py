@@ -8,12 +8,15 @@
   fixture to prove a third-party implementation keeps the same promises as the built-in one.
 """
 
-import pytest
+import contextlib
 
-# The contract suites are test code imported from an installed package: let pytest rewrite their asserts.
-pytest.register_assert_rewrite("libervia.testing.contracts")
+with contextlib.suppress(ImportError):   # the harness alone also works without pytest
+    import pytest
 
-from libervia.testing.gateway import (  # noqa: E402
+    # The contract suites are test code imported from an installed package: let pytest rewrite their asserts.
+    pytest.register_assert_rewrite("libervia.testing.contracts")
+
+from libervia.testing.gateway import (
     ADMIN_TOKEN,
     GatewayHarness,
     RoleClient,
