@@ -47,3 +47,31 @@ def test_policy_hooks_are_typed_without_any(name: str) -> None:
 
 def test_awaitable_hooks_exist() -> None:
     assert hookspecs.MAY_BE_AWAITABLE <= {function.__name__ for function in HOOKS}
+
+
+def _hook_calls() -> tuple[set[str], set[str]]:
+    """Hooks the host and built-ins run through libervia.hookcalls, and hooks they call through pluggy directly."""
+    import ast
+
+    root = REFERENCE.parents[2]
+    awaited, direct = set(), set()
+    for path in [*(root / "libervia").rglob("*.py"), *(root / "plugins").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            if isinstance(func, ast.Name) and func.id in ("call_first", "call_all") and node.args:
+                target = node.args[0]
+                if isinstance(target, ast.Attribute) and target.attr.startswith("libervia_"):
+                    awaited.add(target.attr)
+            elif isinstance(func, ast.Attribute) and func.attr.startswith("libervia_") \
+                    and isinstance(func.value, ast.Attribute) and func.value.attr == "hook":
+                direct.add(func.attr)
+    return awaited, direct
+
+
+def test_awaitable_hooks_are_the_ones_the_host_awaits() -> None:
+    awaited, direct = _hook_calls()
+    assert awaited == hookspecs.MAY_BE_AWAITABLE
+    # a hook documented as synchronous is called by pluggy itself, and never also awaited
+    assert not direct & hookspecs.MAY_BE_AWAITABLE
