@@ -11,7 +11,8 @@ from typing import Any
 
 from libervia import __version__
 from libervia.gateway import Gateway
-from libervia.routing import Access, Route, schema_document, schema_label
+from libervia.routing import Access, Route
+from libervia.schemas import load_schema
 
 API_PREFIX = "/api/v1"
 API_TENANT_PREFIX = "/api/v1/tenants/{tenant}"
@@ -80,15 +81,15 @@ def _operation(route: Route, path: str, components: dict[str, Any]) -> dict[str,
     if route.access is Access.TENANT_API:
         parameters.append({"name": "X-Tenant-Id", "in": "header", "required": False, "schema": {"type": "string"}})
     if route.query_schema:
-        query = schema_document(route.query_schema)
+        query = load_schema(route.query_schema)
         for name, prop in query.get("properties", {}).items():
             parameters.append({"name": name, "in": "query", "required": name in query.get("required", []),
                                "schema": prop})
     if parameters:
         operation["parameters"] = parameters
     if route.body_schema:
-        component = _component_name(schema_label(route.body_schema))
-        components[component] = _without_meta(schema_document(route.body_schema))
+        component = _component_name(route.body_schema)
+        components[component] = _without_meta(load_schema(route.body_schema))
         operation["requestBody"] = {"required": True, "content": {
             "application/json": {"schema": {"$ref": f"#/components/schemas/{component}"}}}}
     return operation

@@ -11,6 +11,7 @@ import copy
 import enum
 import hashlib
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -22,34 +23,45 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from libervia.errors import StartupError
-from libervia.schemas import load_schema
+from libervia.schemas import REGISTERED_PREFIX, load_schema, register_schema
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # What a route may declare as a schema: the name of a built-in schema (``requests/tenant_create``), a JSON Schema
 # document, or a package resource holding one (``importlib.resources.files("my_plugin") / "body.schema.json"``).
 SchemaSource = str | Mapping[str, Any] | Traversable
-# What validation consumes once a route is built: a built-in name, or a checked document of the plugin's own.
-RouteSchema = str | dict[str, Any]
+_NOT_WORD = re.compile(r"[^A-Za-z0-9]+")
 
 
 def schema_resource(package: str, name: str) -> dict[str, Any]:
     """Load ``name`` from ``package``'s data (a plugin's own ``*.schema.json``) as a checked schema document."""
-    return schema_document(normalise_schema(resources.files(package).joinpath(name)))
+    return _checked_document(resources.files(package).joinpath(name))
 
 
-def normalise_schema(source: SchemaSource) -> RouteSchema:
-    """One form for validation whatever the route declared; a bad schema raises ``ValueError`` naming why.
+def route_schema(source: SchemaSource) -> str:
+    """The name validation knows a route schema by, whatever form the route declared it in.
 
-    Built-in names stay names (validation caches by name); documents and resources become a private copy of the
-    document, checked against the JSON Schema meta-schema (draft 2020-12) once, here, instead of on a request.
+    A built-in name is checked and kept. A dict or a package resource is checked against the JSON Schema
+    meta-schema (draft 2020-12) once, here, and registered with :mod:`libervia.schemas` under a name derived from
+    its title and content: from then on it is loaded, cached and validated exactly like a built-in schema. A bad
+    schema raises ``ValueError`` naming why.
     """
     if isinstance(source, str):
         try:
             load_schema(source)
-        except FileNotFoundError:
+        except (FileNotFoundError, KeyError):
             raise ValueError(f"there is no built-in schema {source!r}") from None
         return source
+    document = _checked_document(source)
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    title = document.get("title")
+    label = _NOT_WORD.sub("_", title).strip("_")[:40] if isinstance(title, str) else ""
+    name = f"{REGISTERED_PREFIX}{label or 'schema'}_{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"
+    register_schema(name, json.loads(canonical))   # a private copy: later edits of the caller's dict change nothing
+    return name
+
+
+def _checked_document(source: Mapping[str, Any] | Traversable) -> dict[str, Any]:
     if isinstance(source, Mapping):
         document = copy.deepcopy(dict(source))
     elif isinstance(source, Traversable):
@@ -66,22 +78,6 @@ def normalise_schema(source: SchemaSource) -> RouteSchema:
     except SchemaError as exc:
         raise ValueError(f"invalid JSON Schema: {exc.message}") from None
     return document
-
-
-def schema_document(schema: RouteSchema) -> dict[str, Any]:
-    """The JSON Schema document behind a normalised route schema."""
-    return load_schema(schema) if isinstance(schema, str) else schema
-
-
-def schema_label(schema: RouteSchema) -> str:
-    """A stable name for a normalised route schema (OpenAPI component names, logs)."""
-    if isinstance(schema, str):
-        return schema
-    named = schema.get("title") or schema.get("$id")
-    if isinstance(named, str) and named:
-        return named
-    digest = hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest()[:12]
-    return f"schema_{digest}"
 
 
 class Role(enum.StrEnum):
@@ -109,12 +105,13 @@ class Route:
     under ``/api/v1/tenants/{tenant}/...`` (the path form of tenant resolution) without declaring it twice.
     ``body_schema`` / ``query_schema`` are each a :data:`SchemaSource`: the name of a built-in schema under
     ``schemas/`` (``"requests/tenant_create"``), a JSON Schema dict, or a package resource
-    (``importlib.resources.files("my_plugin") / "body.schema.json"``, or :func:`schema_resource`). Every form is
-    validated the same way: the same 400 ``VALIDATION_ERROR`` details, schema ``default`` values filled in, query
-    values coerced to the declared types, the same body size and nesting limits. The pipeline puts the result in
-    the request context (:func:`libervia.context.body`, :func:`libervia.context.query`). A schema that is not
-    valid JSON Schema raises :class:`libervia.errors.StartupError` when the route is built: start-up stops
-    with one line naming the route.
+    (``importlib.resources.files("my_plugin") / "body.schema.json"``). :func:`route_schema` turns a dict or a
+    resource into a name (the fields are typed ``str`` for that; passing the dict or resource itself works too).
+    Every form is validated the same way: the same 400 ``VALIDATION_ERROR`` details, schema ``default`` values
+    filled in, query values coerced to the declared types, the same body size and nesting limits. The pipeline puts
+    the result in the request context (:func:`libervia.context.body`, :func:`libervia.context.query`). A schema
+    that is not valid JSON Schema raises :class:`libervia.errors.StartupError` when the route is built: start-up
+    stops with one line naming the route.
     """
 
     method: str
@@ -123,8 +120,8 @@ class Route:
     access: Access
     name: str | None = None
     tenant_param: str | None = None
-    body_schema: RouteSchema | None = None
-    query_schema: RouteSchema | None = None
+    body_schema: str | None = None
+    query_schema: str | None = None
 
     def __post_init__(self) -> None:
         for field_name in ("body_schema", "query_schema"):
@@ -132,7 +129,7 @@ class Route:
             if declared is None:
                 continue
             try:
-                normalised = normalise_schema(declared)
+                normalised = route_schema(declared)
             except ValueError as exc:
                 raise StartupError([f"plugins: route {self.method} {self.path}: {field_name}: {exc}"]) from None
             object.__setattr__(self, field_name, normalised)

@@ -47,9 +47,22 @@ def _describe(error: ValidationError) -> dict[str, Any]:
     return {"path": json_path(error), "message": error.message}
 
 
+# Schemas that plugins declare as dicts or ship as package data (``libervia.routing.route_schema``), kept under
+# names of their own so that they are loaded, cached and validated exactly like the files under ``schemas/``.
+REGISTERED_PREFIX = "registered/"
+_registered: dict[str, dict[str, Any]] = {}
+
+
+def register_schema(name: str, document: dict[str, Any]) -> None:
+    """Make ``load_schema(name)`` answer ``document``; ``name`` starts with :data:`REGISTERED_PREFIX`."""
+    _registered[name] = document
+
+
 @functools.cache
 def load_schema(name: str) -> dict[str, Any]:
     """``name`` is relative to ``schemas/`` without the suffix: ``requests/create_tenant``, ``settings``."""
+    if name.startswith(REGISTERED_PREFIX):
+        return _registered[name]
     text = resources.files("libervia_schemas").joinpath(f"{name}.schema.json").read_text("utf-8")
     schema = json.loads(text)
     Draft202012Validator.check_schema(schema)
@@ -75,7 +88,7 @@ def problems(instance: Any, schema: Mapping[str, Any] | str, *, fill_defaults: b
     return [_describe(error) for error in found]
 
 
-def validate_request(instance: Any, schema_name: Mapping[str, Any] | str) -> Any:
+def validate_request(instance: Any, schema_name: str) -> Any:
     """Validate a request body or query (filling defaults); raise 400 ``VALIDATION_ERROR`` naming each path."""
     found = problems(instance, schema_name, fill_defaults=True)
     if found:
@@ -83,12 +96,12 @@ def validate_request(instance: Any, schema_name: Mapping[str, Any] | str) -> Any
     return instance
 
 
-def coerce_query(params: Iterable[tuple[str, str]], schema_name: Mapping[str, Any] | str) -> dict[str, Any]:
+def coerce_query(params: Iterable[tuple[str, str]], schema_name: str) -> dict[str, Any]:
     """Turn query-string values into the types the schema declares (integer, number, boolean), then validate.
 
     Values that cannot be converted are left as strings so that validation names them.
     """
-    schema = load_schema(schema_name) if isinstance(schema_name, str) else schema_name
+    schema = load_schema(schema_name)
     props = schema.get("properties", {})
     result: dict[str, Any] = {}
     for key, raw in params:

@@ -8,7 +8,6 @@ import orjson
 from aiohttp import web
 
 from libervia.errors import ApiError, bad_request, validation_error
-from libervia.routing import RouteSchema
 from libervia.schemas import coerce_query, validate_request
 
 MAX_JSON_DEPTH = 64
@@ -55,9 +54,9 @@ async def read_json_body(request: web.Request) -> Any:
     return parsed
 
 
-async def validated_body(request: web.Request, schema_name: RouteSchema) -> Any:
+async def validated_body(request: web.Request, schema_name: str) -> Any:
     return validate_request(await read_json_body(request), schema_name)
 
 
-def validated_query(request: web.Request, schema_name: RouteSchema) -> dict[str, Any]:
+def validated_query(request: web.Request, schema_name: str) -> dict[str, Any]:
     return coerce_query(request.query.items(), schema_name)

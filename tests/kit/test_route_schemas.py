@@ -15,7 +15,7 @@ from aiohttp import web
 from libervia import context, hookimpl
 from libervia.errors import StartupError
 from libervia.responses import json_response
-from libervia.routing import Access, Route, normalise_schema, schema_resource
+from libervia.routing import Access, Route, route_schema, schema_resource
 from libervia.schemas import load_schema
 from libervia.testing import GatewayHarness
 
@@ -40,9 +40,9 @@ class SchemaRoutes:
         resource = resources.files("libervia_schemas").joinpath(f"{BUILTIN_QUERY}.schema.json")
         return [
             Route("GET", "/api/v1/kit/builtin", echo, Access.TENANT_API, query_schema=BUILTIN_QUERY),
-            Route("GET", "/api/v1/kit/dict", echo, Access.TENANT_API, query_schema=DICT_QUERY),
+            Route("GET", "/api/v1/kit/dict", echo, Access.TENANT_API, query_schema=route_schema(DICT_QUERY)),
             Route("GET", "/api/v1/kit/resource", echo, Access.TENANT_API, query_schema=resource),  # type: ignore[arg-type]
-            Route("POST", "/api/v1/kit/body", echo, Access.TENANT_API, body_schema=DICT_BODY),
+            Route("POST", "/api/v1/kit/body", echo, Access.TENANT_API, body_schema=DICT_BODY),  # type: ignore[arg-type]
         ]
 
 
@@ -89,9 +89,12 @@ async def test_dict_body_schema_errors_and_defaults(libervia_tenant: Any) -> Non
 
 def test_resource_helper_and_bad_schemas_are_refused_at_route_construction(tmp_path: Any) -> None:
     assert schema_resource("libervia_schemas", f"{BUILTIN_QUERY}.schema.json") == DICT_QUERY
-    assert normalise_schema(BUILTIN_QUERY) == BUILTIN_QUERY
+    assert route_schema(BUILTIN_QUERY) == BUILTIN_QUERY
+    registered = route_schema(DICT_BODY)
+    assert registered == route_schema(dict(DICT_BODY)) and load_schema(registered) == DICT_BODY
+    assert registered != route_schema({**DICT_BODY, "title": "other"})
     with pytest.raises(StartupError, match="query_schema: invalid JSON Schema"):
-        Route("GET", "/x", echo, Access.OPEN, query_schema={"type": "nonsense"})
+        Route("GET", "/x", echo, Access.OPEN, query_schema={"type": "nonsense"})  # type: ignore[arg-type]
     with pytest.raises(StartupError, match="no built-in schema"):
         Route("GET", "/x", echo, Access.OPEN, body_schema="requests/does_not_exist")
     broken = tmp_path / "broken.schema.json"
@@ -106,7 +109,8 @@ async def test_a_bad_route_schema_stops_startup_naming_the_route(tmp_path: Any) 
 
         @hookimpl
         def libervia_routes(self) -> list[Route]:
-            return [Route("GET", "/api/v1/kit/bad", echo, Access.TENANT_API, query_schema={"type": 3})]
+            return [Route("GET", "/api/v1/kit/bad", echo, Access.TENANT_API,
+                          query_schema={"type": 3})]  # type: ignore[arg-type]
 
     harness = GatewayHarness(tmp_path / "data", plugins=[BadRoutes()])
     with pytest.raises(StartupError) as refused:
