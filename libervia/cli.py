@@ -311,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", default=f"http://localhost:{os.environ.get('PORT', '3000')}")
     p.add_argument("--output", default=tempfile.gettempdir())
     p.add_argument("--log-file")
+    from libervia import scaffold
+    scaffold.add_command(add)
     return parser
 
 

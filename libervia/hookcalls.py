@@ -1,16 +1,29 @@
 """Calling hooks whose implementations may return awaitables (datasette's ``await_me_maybe``).
 
-pluggy itself is synchronous. For ``firstresult`` hooks :func:`call_first` asks each implementation in pluggy's
-call order and awaits its answer before deciding whether to ask the next, so an ``async def`` implementation
-that returns ``None`` still means "not mine".
+pluggy itself is synchronous: called directly, a ``firstresult`` hook would stop at the first coroutine object
+(never ``None``), and a wrapper would see coroutines instead of answers. The host therefore runs the hooks that
+may be awaitable itself, with pluggy's own semantics:
+
+* implementations in pluggy's call order (``tryfirst`` first, ``trylast`` last, otherwise last registered
+  first), each answer awaited before deciding whether to ask the next, so an ``async def`` implementation that
+  returns ``None`` still means "not mine";
+* wrappers (``@hookimpl(wrapper=True)`` and old-style ``hookwrapper=True``) run around the whole call: the code
+  before their ``yield`` runs before any implementation, the ``yield`` returns the *awaited* result (or raises
+  the exception), and what a new-style wrapper returns becomes the result;
+* every such call is reported to the plugin manager's tracer (:mod:`libervia.plugin_trace`), like the hooks
+  pluggy calls itself.
 """
 
 from __future__ import annotations
 
 import inspect
+import time
+from collections.abc import Generator
 from typing import Any
 
-from pluggy import HookCaller
+from pluggy import HookCaller, HookImpl, Result
+
+from libervia import plugin_trace
 
 
 async def await_me_maybe(value: Any) -> Any:
@@ -21,20 +34,78 @@ async def await_me_maybe(value: Any) -> Any:
 
 async def call_all(hook: HookCaller, **kwargs: Any) -> list[Any]:
     """Every implementation's result (awaited), in pluggy's call order, ``None`` results dropped."""
-    results = []
-    for value in hook(**kwargs):
-        resolved = await await_me_maybe(value)
-        if resolved is not None:
-            results.append(resolved)
-    return results
+    result = await _run(hook, kwargs, firstresult=False)
+    return list(result or [])
 
 
 async def call_first(hook: HookCaller, **kwargs: Any) -> Any:
-    """The first non-None result, asking implementations one at a time (last registered first)."""
-    for impl in reversed(hook.get_hookimpls()):
-        args = [kwargs[name] for name in impl.argnames]
-        result = await await_me_maybe(impl.function(*args))
-        if result is not None:
-            return result
-    return None
+    """The first non-None result, asking implementations one at a time in pluggy's call order."""
+    return await _run(hook, kwargs, firstresult=True)
 
+
+def _arguments(impl: HookImpl, kwargs: dict[str, Any]) -> list[Any]:
+    return [kwargs[name] for name in impl.argnames]
+
+
+async def _run(hook: HookCaller, kwargs: dict[str, Any], *, firstresult: bool) -> Any:
+    tracer = plugin_trace.tracer_of(hook)
+    started = time.perf_counter() if tracer is not None else 0.0
+    wrappers: list[HookImpl] = []
+    plain: list[HookImpl] = []
+    for impl in reversed(hook.get_hookimpls()):   # pluggy's call order: wrappers first, then the others
+        (wrappers if impl.wrapper or impl.hookwrapper else plain).append(impl)
+    called: list[HookImpl] = []
+    teardowns: list[tuple[HookImpl, Generator[Any, Any, Any]]] = []
+    result: Any = None
+    error: BaseException | None = None
+    try:
+        for impl in wrappers:
+            generator: Generator[Any, Any, Any] = impl.function(*_arguments(impl, kwargs))  # type: ignore[assignment]
+            called.append(impl)
+            next(generator)   # the wrapper's code before its ``yield``
+            teardowns.append((impl, generator))
+        results: list[Any] = []
+        for impl in plain:
+            called.append(impl)
+            value = await await_me_maybe(impl.function(*_arguments(impl, kwargs)))
+            if value is not None:
+                results.append(value)
+                if firstresult:
+                    break
+        result = (results[0] if results else None) if firstresult else results
+    except BaseException as exc:
+        error = exc
+    if teardowns:
+        result, error = _teardown(teardowns, result, error)
+    if tracer is not None:
+        tracer.record(hook.name, called, kwargs, result, error, time.perf_counter() - started)
+    if error is not None:
+        raise error
+    return result
+
+
+def _teardown(teardowns: list[tuple[HookImpl, Generator[Any, Any, Any]]], result: Any,
+              error: BaseException | None) -> tuple[Any, BaseException | None]:
+    """Resume each wrapper after its ``yield``, innermost first, the way pluggy's ``_multicall`` does."""
+    for impl, generator in reversed(teardowns):
+        outcome: Result[Any] | None = Result(result, error) if impl.hookwrapper else None
+        try:
+            if outcome is not None:
+                generator.send(outcome)      # old style: the wrapper reads (or forces) the outcome
+            elif error is not None:
+                generator.throw(error)
+            else:
+                generator.send(result)
+        except StopIteration as stop:
+            if outcome is not None:
+                result, error = outcome._result, outcome._exception
+            else:
+                result, error = stop.value, None
+            continue
+        except BaseException as exc:
+            result, error = None, exc
+            continue
+        generator.close()
+        result, error = None, RuntimeError(f"hook wrapper {impl.plugin_name!r} of {impl.function.__name__} did "
+                                           "not stop after its only yield")
+    return result, error

@@ -1,22 +1,36 @@
-"""Every hook a Libervia plugin can implement. This module is the plugin author's manual.
+"""Every hook a Libervia plugin can implement. This module is the plugin author's manual; the reference
+``docs/plugins/hooks.md`` is generated from it (``python -m libervia.hookdocs``) and a test keeps the two equal.
 
 A plugin is a module (or any object) with functions named after these specs and marked with
-``libervia.hookimpl``. It is found in one of three ways:
+``libervia.hookimpl``. It is found in one of four ways:
 
 * built in: the modules of ``libervia_plugins`` (the ``plugins/`` folder) that the host registers itself;
 * installed: a distribution that declares an entry point in the ``libervia`` group
   (``[project.entry-points.libervia] myplugin = "my_package.plugin"``);
-* listed: a dotted module path in the ``plugins.load`` setting.
+* listed: a dotted module path in the ``plugins.load`` setting;
+* handed over by code: ``libervia.testing`` registers a test's plugin objects this way.
 
 Plugins are registered in that order. pluggy calls implementations last-registered-first, so a plugin you
-install or list runs before the built-ins and can override any ``firstresult`` hook. A plugin can be kept out with
+install or list runs before the built-ins and can override any first-result hook. A plugin can be kept out with
 ``plugins.block = ["name"]``. A function whose name starts with ``libervia_`` but matches no spec below stops
 start-up (a typo never silently does nothing).
 
 Every hook receives keyword arguments only, and a plugin may accept any subset of them. Hooks marked *may be
-awaitable* can return a coroutine instead of a value; the host awaits it. For ``firstresult`` hooks the host
-resolves each implementation's result before deciding whether to try the next one, so an ``async def``
-implementation that returns ``None`` correctly means "not mine".
+awaitable* can return a coroutine instead of a value (write them ``async def``); the host awaits it. For
+first-result hooks the host resolves each implementation's result before deciding whether to try the next one,
+so an ``async def`` implementation that returns ``None`` correctly means "not mine". The other hooks are
+synchronous: a coroutine returned from one would never run.
+
+Ordering and wrappers, on every hook: ``@hookimpl(tryfirst=True)`` runs before the others, ``trylast=True``
+after them. ``@hookimpl(wrapper=True)`` (a generator with one ``yield``) runs around the whole call: its code
+before the ``yield`` runs before any implementation, the ``yield`` returns the result (for awaitable hooks the
+*awaited* result: a principal, never a coroutine) or raises the implementations' exception, and what the wrapper
+returns becomes the result. Old-style ``hookwrapper=True`` wrappers receive pluggy's ``Result`` and work too.
+A wrapper itself is always synchronous (a generator, not an ``async def``); pluggy refuses anything else when the
+plugin is registered.
+
+``LIBERVIA_TRACE_PLUGINS=1`` logs every hook call as one JSON line (hook, implementations in call order, result
+kind, time taken, arguments with secrets masked).
 
 The :class:`libervia.gateway.Gateway` passed as ``gateway`` gives access to the validated settings
 (``gateway.settings``), your plugin's own validated configuration (``gateway.plugin_config("name")``), the
@@ -25,8 +39,8 @@ storage, the tenant registry, the tenant runtimes and the telemetry helpers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import pluggy
 
@@ -36,6 +50,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from libervia.context import Principal
+    from libervia.core.policy import AutonomyPolicy, ClosedLayerRule, ConsequencePolicy, RuleSet
     from libervia.gateway import Gateway
     from libervia.ratelimit import RateLimiter
     from libervia.routing import Route
@@ -44,51 +59,84 @@ if TYPE_CHECKING:
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
+# Hooks whose implementations may return an awaitable: the host runs them through libervia.hookcalls.
+MAY_BE_AWAITABLE = frozenset({
+    "libervia_startup", "libervia_shutdown", "libervia_readiness_checks", "libervia_authenticate",
+    "libervia_rate_limiter", "libervia_storage", "libervia_render_metrics", "libervia_closed_layer_rules",
+    "libervia_autonomy_policy", "libervia_consequence_policy",
+})
+
 
 # --- configuration ---------------------------------------------------------------------------------------------
 
 @hookspec
 def libervia_config_schema() -> dict[str, Any] | None:
-    """Return the JSON Schema (draft 2020-12) of this plugin's settings section, or None if it has none.
+    """Declare the JSON Schema (draft 2020-12) of this plugin's settings section.
 
-    Called once per plugin at start-up, before anything else. The plugin's section is the ``plugin.<name>`` table
-    of the settings (``[default.plugin.ratelimit_redis]`` in ``settings.toml``, or environment variables such as
-    ``LIBERVIA_PLUGIN__RATELIMIT_REDIS__URL``). The host validates that section against the schema, fills in the
-    schema's ``default`` values, and refuses to start with one line per violation naming the plugin and the JSON
-    path. Read the result with ``gateway.plugin_config("<name>")``.
+    Called: once per plugin at start-up, before anything else.
 
-    Built-in plugins keep their schema in ``schemas/plugins/<name>.schema.json``; third-party plugins may return a
-    dict built in code or loaded from their own package data.
+    Returns:
+        The schema as a dict, or None if the plugin has no settings.
+
+    The plugin's section is the ``plugin.<name>`` table of the settings (``[default.plugin.ratelimit_redis]`` in
+    ``settings.toml``, or environment variables such as ``LIBERVIA_PLUGIN__RATELIMIT_REDIS__URL``). The host
+    validates that section against the schema, fills in the schema's ``default`` values, and refuses to start
+    with one line per violation naming the plugin and the JSON path. Read the result with
+    ``gateway.plugin_config("<name>")``. Built-in plugins keep their schema in
+    ``schemas/plugins/<name>.schema.json``; third-party plugins return a dict built in code or loaded from their
+    own package data.
     """
 
 
 # --- lifecycle -------------------------------------------------------------------------------------------------
 
 @hookspec
-def libervia_startup(gateway: Gateway) -> Any:
-    """Called once after settings and plugin configs are validated and storage is open, before serving.
+def libervia_startup(gateway: Gateway) -> Awaitable[None] | None:
+    """Open connections, start background tasks, warm caches.
 
-    Open connections, start background tasks, warm caches. May be awaitable. Raising
-    :class:`libervia.errors.StartupError` refuses start-up with its lines printed and exit code 2.
+    Called: once, after settings and plugin configs are validated and storage, registry, runtimes and the rate
+    limiter are up, before the first request is served. Every plugin's implementation is called.
+
+    Args:
+        gateway: the gateway being started; every service attribute is set.
+
+    Returns:
+        Nothing (or an awaitable that the host awaits). Raising :class:`libervia.errors.StartupError` refuses
+        start-up with its lines printed and exit code 2.
     """
 
 
 @hookspec
-def libervia_shutdown(gateway: Gateway) -> Any:
-    """Called once on graceful shutdown, after in-flight requests finished (or timed out).
+def libervia_shutdown(gateway: Gateway) -> Awaitable[None] | None:
+    """Flush buffers and close what ``libervia_startup`` opened.
 
-    Flush buffers and close what ``libervia_startup`` opened. May be awaitable. Called in reverse registration
-    order, so built-ins (storage) close after the plugins that may still write to them. Exceptions are logged,
-    never stop the other plugins' shutdown.
+    Called: once on graceful shutdown, after in-flight requests finished (or timed out), before tenant logs, the
+    registry, the limiter and storage close. Every plugin's implementation is called; an exception is logged
+    and never stops the others.
+
+    Args:
+        gateway: the gateway being stopped; storage is still open.
+
+    Returns:
+        Nothing (or an awaitable that the host awaits).
     """
 
 
 @hookspec
-def libervia_readiness_checks(gateway: Gateway) -> dict[str, CheckResult] | Any:
-    """Return named readiness checks for ``GET /health/ready``: ``{"redis": CheckResult(ok=True)}``.
+def libervia_readiness_checks(
+    gateway: Gateway,
+) -> dict[str, CheckResult] | Awaitable[dict[str, CheckResult]] | None:
+    """Contribute named checks to ``GET /health/ready``.
 
-    May be awaitable. Any failed check turns readiness into 503 naming it. Keep them cheap: load balancers call
-    readiness often.
+    Called: on every readiness request; every plugin's implementation is called. Keep them cheap: load balancers
+    call readiness often.
+
+    Args:
+        gateway: the running gateway.
+
+    Returns:
+        ``{"redis": CheckResult(ok=True)}`` (a :class:`libervia.storage.CheckResult` per name), or None. Any failed
+        check turns readiness into 503 naming it.
     """
 
 
@@ -96,46 +144,76 @@ def libervia_readiness_checks(gateway: Gateway) -> dict[str, CheckResult] | Any:
 
 @hookspec
 def libervia_routes(gateway: Gateway) -> list[Route]:
-    """Return the :class:`libervia.routing.Route` objects this plugin serves.
+    """Declare the HTTP routes this plugin serves.
 
-    Each route names its access group; the host applies authentication, tenant resolution, authorisation, rate
-    limiting and schema validation before your handler runs, and renders any :class:`libervia.errors.ApiError`
-    you raise as the JSON error body. Return responses built with :func:`libervia.responses.json_response`; a
-    handler that streams must build its response with :func:`libervia.responses.stream_response`, which gives it
-    the gateway's common headers (request id, security, CORS, rate limit) before anything is sent. Two plugins
-    declaring the same method and path stop start-up.
+    Called: once, when the aiohttp application is built (after ``libervia_startup``); every plugin's
+    implementation is called and the routes are added in call order. Two plugins declaring the same method and
+    path stop start-up.
+
+    Args:
+        gateway: the started gateway.
+
+    Returns:
+        A list of :class:`libervia.routing.Route`. Each names its access group; the host applies authentication,
+        tenant resolution, authorisation, rate limiting and schema validation (a built-in schema name, a dict or a
+        package resource) before the handler runs, and renders any :class:`libervia.errors.ApiError` raised as the
+        JSON error body. Build responses with :func:`libervia.responses.json_response`; a streaming handler uses
+        :func:`libervia.responses.stream_response`, which sets the gateway's common headers before anything is
+        sent.
     """
+    return []   # a spec's body never runs; this keeps the declared type honest for type checkers
 
 
 @hookspec(firstresult=True)
 def libervia_authenticate(gateway: Gateway, request: web.Request, token: str) -> Principal | None:
-    """Decide who presents ``token`` (the part after ``Authorization: Bearer``). Tri-state:
+    """Decide who presents a bearer token. Tri-state.
 
-    * return ``None``: not mine, the next plugin is asked;
-    * return a :class:`libervia.context.Principal`: accepted, no further plugin is asked;
-    * raise :class:`libervia.errors.AuthError`: rejected outright (for example a revoked key).
+    Called: on every request to a route that is not open, in call order until one implementation answers
+    something other than None.
 
-    If every plugin returns ``None`` the request fails with 401 ``INVALID_TOKEN``. May be awaitable. Compare
-    secrets in constant time (``hmac.compare_digest``) and never log the token.
+    Args:
+        gateway: the running gateway.
+        request: the aiohttp request (headers, remote address); the body is not read yet.
+        token: the part after ``Authorization: Bearer``. A secret: compare it in constant time
+            (``hmac.compare_digest``) and never log it.
+
+    Returns:
+        None when the token is not yours (the next plugin is asked), or a :class:`libervia.context.Principal`
+        (accepted, no further plugin is asked). Raise :class:`libervia.errors.AuthError` to reject it outright
+        (a revoked key, an expired signature). If every plugin returns None the request fails with 401
+        ``INVALID_TOKEN``.
     """
 
 
 @hookspec(firstresult=True)
 def libervia_rate_limiter(gateway: Gateway) -> RateLimiter | None:
-    """Return the :class:`libervia.ratelimit.RateLimiter` used for per-tenant quotas, or None.
+    """Provide the per-tenant rate limiter.
 
-    Called once at start-up; the first non-None result wins. With no limiter, requests are not rate limited.
-    The limiter must be smooth, must not charge rejected requests, and, if the deployment runs several gateway
-    processes, must share its state between them.
+    Called: once at start-up; the first non-None answer wins. The ``rate_limiter`` setting names the plugin.
+
+    Args:
+        gateway: the gateway being started (storage and registry are open).
+
+    Returns:
+        A :class:`libervia.ratelimit.RateLimiter`, or None. With no limiter, requests are not rate limited. The
+        limiter must be smooth, must not charge rejected requests, and, if the deployment runs several gateway
+        processes, must share its state between them (``libervia.testing.contracts.ratelimit``).
     """
 
 
 @hookspec(firstresult=True)
 def libervia_storage(gateway: Gateway) -> Storage | None:
-    """Return the :class:`libervia.storage.Storage` holding the tenant registry and the event logs.
+    """Provide the storage holding the tenant registry and the event logs.
 
-    Called once at start-up; the first non-None result wins and its ``start()`` is awaited. Exactly one storage
-    plugin should be active: the ``storage`` setting names it, and the built-ins not named are not loaded.
+    Called: once at start-up, first of the service hooks; the first non-None answer wins and its ``start()`` is
+    awaited. Exactly one storage plugin is active: the ``storage`` setting names it.
+
+    Args:
+        gateway: the gateway being started (only ``settings`` and ``pm`` are set).
+
+    Returns:
+        A :class:`libervia.storage.Storage`, or None (``libervia.testing.contracts.registry`` and
+        ``libervia.testing.contracts.eventstore`` say what it must keep).
     """
 
 
@@ -143,60 +221,116 @@ def libervia_storage(gateway: Gateway) -> Storage | None:
 
 @hookspec
 def libervia_observe_requests(gateway: Gateway, observations: Sequence[RequestObservation]) -> None:
-    """Called with the requests that finished, each with its route template, status, duration and (registered)
-    tenant: once per turn of the event loop, with every request that finished during that turn.
+    """Record finished requests.
 
-    Batching keeps the per-request cost of telemetry to appending to a list; the call itself comes right after
-    the responses, before the loop waits for anything else. Keep it synchronous and cheap (update in-memory
-    counters).
+    Called: once per turn of the event loop, with every request that finished during that turn, right after the
+    responses, before the loop waits for anything else; every plugin's implementation is called. Synchronous:
+    keep it cheap (update in-memory counters).
+
+    Args:
+        gateway: the running gateway.
+        observations: the finished requests, each a :class:`libervia.telemetry.RequestObservation` with method,
+            route template (never a raw path), status, duration in ms and registered tenant id (or None).
+
+    Returns:
+        Nothing.
     """
 
 
 @hookspec
 def libervia_count_event(gateway: Gateway, name: str, labels: dict[str, str], value: float) -> None:
-    """Count a named event. The host emits the names in :mod:`libervia.telemetry`.
+    """Count a named event.
 
-    ``auth_failure`` (labels ``reason``, ``tenant_id``), ``tenant_conflict`` (``tenant_id``), ``rate_limited``
-    (``tenant_id``) and ``eventlog_append`` (``tenant_id``; ``value`` is the number of events). A ``tenant_id``
-    label is always a registered tenant's id or ``unknown``. Synchronous and cheap, like
+    Called: synchronously, where the event happens; every plugin's implementation is called. Cheap, like
     ``libervia_observe_requests``.
+
+    Args:
+        gateway: the running gateway.
+        name: one of the names in :mod:`libervia.telemetry`: ``auth_failure`` (labels ``reason``,
+            ``tenant_id``), ``tenant_conflict`` (``tenant_id``), ``rate_limited`` (``tenant_id``),
+            ``eventlog_append`` (``tenant_id``).
+        labels: label values; a ``tenant_id`` label is always a registered tenant's id or ``unknown``.
+        value: how much to add (1, or the number of events appended).
+
+    Returns:
+        Nothing.
     """
 
 
 @hookspec(firstresult=True)
-def libervia_render_metrics(gateway: Gateway, fmt: str, tenant_id: str | None) -> tuple[str, bytes] | None:
-    """Render the metrics as ``(content_type, body)``; ``fmt`` is ``"prometheus"`` or ``"json"``.
+def libervia_render_metrics(
+    gateway: Gateway, fmt: Literal["prometheus", "json"], tenant_id: str | None
+) -> tuple[str, bytes] | Awaitable[tuple[str, bytes] | None] | None:
+    """Render the metrics.
 
-    ``tenant_id`` restricts the output to that tenant's series (``/internal/tenants/{id}/metrics``). Return None
-    when you do not render metrics; with no renderer at all the metrics routes answer 404 ``NOT_FOUND``.
-    May be awaitable.
+    Called: on each request to a metrics route; the first non-None answer wins.
+
+    Args:
+        gateway: the running gateway.
+        fmt: ``"prometheus"`` (text exposition format) or ``"json"``.
+        tenant_id: restrict the output to this tenant's series (``/internal/tenants/{id}/metrics``), or None
+            for every series.
+
+    Returns:
+        ``(content_type, body)``, or None when you do not render metrics (or not this format). With no renderer
+        at all the metrics routes answer 404 ``NOT_FOUND``.
     """
 
 
 # --- tenant policies -------------------------------------------------------------------------------------------
 
 @hookspec
-def libervia_closed_layer_rules(gateway: Gateway, tenant_id: str) -> Any:
-    """Return closed-layer rules for ``tenant_id`` (a list of :class:`libervia.core.policy.ClosedLayerRule`).
+def libervia_closed_layer_rules(
+    gateway: Gateway, tenant_id: str
+) -> Sequence[ClosedLayerRule] | RuleSet | Awaitable[Sequence[ClosedLayerRule] | RuleSet | None] | None:
+    """Contribute closed-layer rules for a tenant.
 
-    Every plugin's rules are collected; rules run in order and the first that blocks wins. Return a
-    :class:`libervia.core.policy.RuleSet` with ``replace=True`` to replace the built-in set for that tenant
-    instead of adding to it. Called when a tenant's Core starts, not per request.
+    Called: when a tenant's Core starts (not per request); every plugin's implementation is called and the
+    answers are merged in registration order.
+
+    Args:
+        gateway: the running gateway.
+        tenant_id: the tenant whose Core is starting.
+
+    Returns:
+        A list of :class:`libervia.core.policy.ClosedLayerRule` added after the rules before it, a
+        :class:`libervia.core.policy.RuleSet` with ``replace=True`` to replace the set for that tenant, or None.
+        Rules run in order and the first that blocks wins.
     """
 
 
 @hookspec(firstresult=True)
-def libervia_autonomy_policy(gateway: Gateway, tenant_id: str) -> Any:
-    """Return the :class:`libervia.core.policy.AutonomyPolicy` evaluating agent requests for ``tenant_id``.
+def libervia_autonomy_policy(
+    gateway: Gateway, tenant_id: str
+) -> AutonomyPolicy | Awaitable[AutonomyPolicy | None] | None:
+    """Provide the policy evaluating agent autonomy requests for a tenant.
 
-    First non-None result wins; the built-in policy follows DOMAIN.md. Called when a tenant's Core starts.
+    Called: when a tenant's Core starts; the first non-None answer wins (the built-in policy follows DOMAIN.md).
+
+    Args:
+        gateway: the running gateway.
+        tenant_id: the tenant whose Core is starting.
+
+    Returns:
+        A :class:`libervia.core.policy.AutonomyPolicy`, or None (not this tenant, or not this plugin).
     """
 
 
 @hookspec(firstresult=True)
-def libervia_consequence_policy(gateway: Gateway, tenant_id: str) -> Any:
-    """Return the :class:`libervia.core.policy.ConsequencePolicy` mapping a recorded consequence to an action
-    on the agent's mandate (revoke, suspend, degrade, open a review, nothing) for ``tenant_id``.
+def libervia_consequence_policy(
+    gateway: Gateway, tenant_id: str
+) -> ConsequencePolicy | Awaitable[ConsequencePolicy | None] | None:
+    """Provide the policy mapping a recorded consequence to an action on the agent's mandate (revoke, suspend,
+    degrade, open a review, nothing) for a tenant.
+
+    Called: when a tenant's Core starts.
+
+    Args:
+        gateway: the running gateway.
+        tenant_id: the tenant whose Core is starting.
+
+    Returns:
+        A :class:`libervia.core.policy.ConsequencePolicy`, or None.
 
     First non-None result wins. Called when a tenant's Core starts.
     """

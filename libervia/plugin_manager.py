@@ -5,7 +5,8 @@ Order of registration (pluggy calls the last registered first, so later ones can
 1. built-ins from ``libervia_plugins``: the ones every gateway runs, plus the one named by each slot setting
    (``storage``, ``rate_limiter``, ``telemetry``);
 2. installed distributions' ``libervia`` entry points;
-3. dotted module paths listed in ``plugins.load``.
+3. dotted module paths listed in ``plugins.load``;
+4. plugin objects handed to :func:`load_plugins` by code (``libervia.testing`` registers a test's plugins so).
 
 Names in ``plugins.block`` are never registered. Then every hook implementation must match a spec
 (``check_pending``), every slot must be filled by a registered plugin, and each plugin's settings section must
@@ -15,14 +16,15 @@ validate against the schema it declares. Every problem is collected and reported
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import Any, cast
 
 import pluggy
 from loguru import logger
 
-from libervia import PROJECT_NAME, hookspecs
+from libervia import PROJECT_NAME, hookspecs, plugin_trace
 from libervia.schemas import problems as schema_problems
 from libervia.settings import Settings, mask_secrets
 
@@ -83,11 +85,15 @@ class LoadedPlugins:
 def new_plugin_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager(PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
+    plugin_trace.install_if_wanted(pm)
     return pm
 
 
-def load_plugins(settings: Settings) -> tuple[LoadedPlugins, list[str]]:
-    """Register every plugin the settings ask for; return them and the list of problems (empty when fine)."""
+def load_plugins(settings: Settings, extra: Sequence[object] = ()) -> tuple[LoadedPlugins, list[str]]:
+    """Register every plugin the settings ask for, then ``extra``; return them and the problems (empty when fine).
+
+    An extra plugin is named by its ``PLUGIN_NAME`` attribute, else its module or class name.
+    """
     pm = new_plugin_manager()
     loaded = LoadedPlugins(pm)
     found: list[str] = []
@@ -107,6 +113,11 @@ def load_plugins(settings: Settings) -> tuple[LoadedPlugins, list[str]]:
         if dotted in blocked:
             continue
         _register(loaded, dotted, dotted, "settings", found)
+
+    for plugin in extra:
+        name = getattr(plugin, "PLUGIN_NAME", None) or getattr(plugin, "__name__", None) or type(plugin).__name__
+        if name not in blocked:
+            _register_object(loaded, plugin, str(name), "code", found)
 
     try:
         pm.check_pending()
@@ -206,7 +217,7 @@ def _validate_configs(loaded: LoadedPlugins, settings: Settings) -> list[str]:
         name = impl.plugin_name
         declared.add(name)
         try:
-            schema = impl.function()
+            schema = cast("dict[str, Any] | None", impl.function())
         except Exception as exc:
             found.append(f"plugin.{name}: its config schema cannot be loaded ({type(exc).__name__}: {exc})")
             continue

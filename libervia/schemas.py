@@ -290,9 +290,22 @@ class CompiledSchema:
 SchemaRef = str | Mapping[str, Any] | CompiledSchema
 
 
+# Schemas that plugins declare as dicts or ship as package data (``libervia.routing.route_schema``), kept under
+# names of their own so that they are loaded, cached and validated exactly like the files under ``schemas/``.
+REGISTERED_PREFIX = "registered/"
+_registered: dict[str, dict[str, Any]] = {}
+
+
+def register_schema(name: str, document: dict[str, Any]) -> None:
+    """Make ``load_schema(name)`` answer ``document``; ``name`` starts with :data:`REGISTERED_PREFIX`."""
+    _registered[name] = document
+
+
 @functools.cache
 def load_schema(name: str) -> dict[str, Any]:
     """``name`` is relative to ``schemas/`` without the suffix: ``requests/create_tenant``, ``settings``."""
+    if name.startswith(REGISTERED_PREFIX):
+        return _registered[name]
     text = resources.files("libervia_schemas").joinpath(f"{name}.schema.json").read_text("utf-8")
     schema = json.loads(text)
     Draft202012Validator.check_schema(schema)

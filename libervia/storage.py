@@ -1,8 +1,8 @@
 """What a storage plugin provides: the tenant registry and the per-tenant event logs.
 
 The ``libervia_storage`` hook returns one :class:`Storage`. Two built-in plugins implement it (``storage_files``
-on ``BASE_DIR``, the default; ``storage_postgres``); both pass the contract suites in ``tests/contracts/``, and a
-third-party storage must pass them too.
+on ``BASE_DIR``, the default; ``storage_postgres``); both pass the contract suites in
+``libervia.testing.contracts``, and a third-party storage must pass them too.
 
 Promises every implementation keeps:
 

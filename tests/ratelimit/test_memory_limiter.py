@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from libervia.ratelimit import NS_PER_S, Gcra, RateLimiter
+from libervia.testing.contracts.ratelimit import FakeClock, MakeLimiter, RateLimiterContract
 from libervia_plugins.ratelimit_memory import MemoryRateLimiter
 from libervia_plugins.ratelimit_redis import US_PER_S
-from tests.contracts.ratelimit_contract import FakeClock, MakeLimiter, RateLimiterContract
 
 
 class TestMemoryLimiterContract(RateLimiterContract):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from libervia.ratelimit_headers import rate_limit_headers, retry_after_seconds
+from libervia.testing.contracts.ratelimit import FakeClock
 from libervia_plugins.ratelimit_memory import MemoryRateLimiter
-from tests.contracts.ratelimit_contract import FakeClock
 
 
 async def test_headers_of_an_allowed_request() -> None:

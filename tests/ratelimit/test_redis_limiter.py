@@ -17,8 +17,8 @@ from redis.asyncio import Redis
 
 from libervia.ratelimit import RateLimiter
 from libervia.schemas import problems
+from libervia.testing.contracts.ratelimit import FakeClock, MakeLimiter, RateLimiterContract
 from libervia_plugins.ratelimit_redis import RedisRateLimiter
-from tests.contracts.ratelimit_contract import FakeClock, MakeLimiter, RateLimiterContract
 
 pytestmark = pytest.mark.redis
 

@@ -20,10 +20,10 @@ from libervia.eventlog.checkpoints import CheckpointSigner
 from libervia.eventlog.verify import verify_full
 from libervia.schemas import problems
 from libervia.storage import EventStore, RegistryStore, Snapshot, StorageError
+from libervia.testing.contracts.eventstore import SIGNER, EventStoreContract, MakeStore, all_entries, draft
+from libervia.testing.contracts.registry import MakeRegistry, RegistryStoreContract, add_tenant
 from libervia_plugins.storage_postgres import PostgresStorage
 from libervia_plugins.storage_postgres.database import SCHEMA_VERSION, quote_ident
-from tests.contracts.eventstore_contract import SIGNER, EventStoreContract, MakeStore, all_entries, draft
-from tests.contracts.registry_contract import MakeRegistry, RegistryStoreContract, add_tenant
 
 pytestmark = pytest.mark.postgres
 

@@ -23,10 +23,10 @@ from libervia.hookcalls import call_first
 from libervia.plugin_manager import new_plugin_manager
 from libervia.schemas import problems
 from libervia.telemetry import AUTH_FAILURE, EVENTLOG_APPEND, RATE_LIMITED, TENANT_CONFLICT, RequestObservation
+from libervia.testing.contracts.ratelimit import FakeClock
 from libervia_plugins import telemetry_prometheus as plugin
 from libervia_plugins.telemetry_prometheus import PrometheusTelemetry, telemetry_of
 from libervia_plugins.telemetry_prometheus.metrics import MAX_REASONS
-from tests.contracts.ratelimit_contract import FakeClock
 
 FAMILIES = [
     ("libervia_http_requests_total", "counter"),

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from libervia.testing.contracts.registry import MakeRegistry, RegistryStoreContract
 from libervia_plugins.storage_files.registry import FileRegistryStore
-from tests.contracts.registry_contract import MakeRegistry, RegistryStoreContract
 
 
 @pytest.fixture

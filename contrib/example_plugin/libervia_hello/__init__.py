@@ -12,8 +12,6 @@ Settings (``settings.toml``)::
 
 from __future__ import annotations
 
-import json
-from importlib import resources
 from typing import Any
 
 from aiohttp import web
@@ -21,14 +19,14 @@ from aiohttp import web
 from libervia import context, hookimpl
 from libervia.gateway import Gateway
 from libervia.responses import json_response
-from libervia.routing import Access, Route
+from libervia.routing import Access, Route, schema_resource
 
 PLUGIN_NAME = "hello"
 
 
 @hookimpl
 def libervia_config_schema() -> dict[str, Any]:
-    return json.loads(resources.files(__name__).joinpath("hello.schema.json").read_text("utf-8"))
+    return schema_resource(__name__, "hello.schema.json")
 
 
 async def hello(request: web.Request) -> web.Response:

@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from libervia.eventlog.chain import ENTRY_FIELDS, entry_hash
 from libervia.eventlog.checkpoints import CheckpointSigner
@@ -74,7 +75,9 @@ def assert_one_chain(entries: list[dict[str, Any]]) -> None:
 
 
 class EventStoreContract:
-    @pytest.fixture
+    pytestmark = pytest.mark.asyncio
+
+    @pytest_asyncio.fixture
     async def store(self, make_store: MakeStore) -> EventStore:
         return await make_store(SIGNER, 1000)
 
@@ -250,7 +253,8 @@ class EventStoreContract:
             log.append([draft(6)], expected_seq=9),              # ahead of the head: refused too
             log.append([draft(7)], expected_seq=7),              # 8
             return_exceptions=True)
-        seqs = [[e["seq"] for e in r] if isinstance(r, list) else (r.expected_seq, r.head_seq) for r in results]
+        seqs = [[e["seq"] for e in r] if isinstance(r, list)
+                else (r.expected_seq, r.head_seq) if isinstance(r, AppendConflictError) else r for r in results]
         assert seqs == [[2, 3], [4], (1, 4), [5], [6, 7], (9, 7), [8]]
         assert all(isinstance(results[i], AppendConflictError) for i in (2, 5))
         entries = await all_entries(log)

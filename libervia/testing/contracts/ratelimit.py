@@ -27,6 +27,7 @@ import random
 from collections.abc import Awaitable, Callable
 
 import pytest
+import pytest_asyncio
 
 from libervia.ratelimit import RateDecision, RateLimiter
 
@@ -65,12 +66,14 @@ def accepted(decisions: list[RateDecision]) -> int:
 
 class RateLimiterContract:
     """Subclass in a test module and provide the ``make_limiter`` fixture."""
+    pytestmark = pytest.mark.asyncio
+
 
     @pytest.fixture
     def clock(self) -> FakeClock:
         return FakeClock()
 
-    @pytest.fixture
+    @pytest_asyncio.fixture
     async def limiter(self, make_limiter: MakeLimiter, clock: FakeClock) -> RateLimiter:
         return await make_limiter(clock)
 
@@ -153,7 +156,7 @@ class RateLimiterContract:
     async def test_every_window_respects_burst_plus_rate(self, limiter: RateLimiter, clock: FakeClock) -> None:
         limit = 30
         key = "tenant:windows"
-        rng = random.Random(20251129)
+        rng = random.Random(20251129)  # noqa: S311 (seeded traffic, reproducible)
         times: list[float] = []
         start = clock.now
         # Bursty random traffic well above the limit for five simulated minutes.
@@ -174,7 +177,7 @@ class RateLimiterContract:
                                                      pattern: str) -> None:
         limit, minutes = 60, 10
         key = f"tenant:accuracy-{pattern}"
-        rng = random.Random(7)
+        rng = random.Random(7)  # noqa: S311 (seeded traffic, reproducible)
         start = clock.now
         per_minute = [0] * minutes
         while clock.now - start < minutes * 60:

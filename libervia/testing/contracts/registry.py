@@ -27,6 +27,8 @@ def add_tenant(tenant_id: str) -> Callable[[dict[str, Any]], str]:
 
 
 class RegistryStoreContract:
+    pytestmark = pytest.mark.asyncio
+
     async def test_starts_empty(self, make_registry: MakeRegistry) -> None:
         store = await make_registry()
         _, doc = await store.read()
