@@ -85,10 +85,12 @@ def test_an_unknown_setting_names_the_closest_known_one(tmp_path: Path) -> None:
            "LIBERVIA_AUTH__MAX_FAILURES?)" in output
 
 
-def _imported_top_level_modules() -> set[str]:
+def _imported_top_level_modules(folders: tuple[str, ...], exclude: Path | None = None) -> set[str]:
     found: set[str] = set()
-    for folder in ("libervia", "plugins"):
+    for folder in folders:
         for path in (REPO_ROOT / folder).rglob("*.py"):
+            if exclude is not None and path.is_relative_to(exclude):
+                continue
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.Import):
                     found |= {alias.name.split(".")[0] for alias in node.names}
@@ -97,14 +99,28 @@ def _imported_top_level_modules() -> set[str]:
     return found
 
 
-def test_every_imported_distribution_is_declared() -> None:
-    declared = {re.split(r"[<>=!~\[; ]", dep, maxsplit=1)[0].lower().replace("_", "-")
-                for dep in tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+def _names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[<>=!~\[; ]", dep, maxsplit=1)[0].lower().replace("_", "-") for dep in requirements}
+
+
+def _undeclared(modules: set[str], declared: set[str]) -> list[str]:
     distributions = packages_distributions()
     ours = {"libervia", "libervia_plugins", "libervia_schemas"}
     missing = []
-    for module in sorted(_imported_top_level_modules() - ours - set(sys.stdlib_module_names)):
+    for module in sorted(modules - ours - set(sys.stdlib_module_names)):
         dists = {d.lower().replace("_", "-") for d in distributions.get(module, [module])}
         if not dists & declared:
             missing.append(f"{module} ({', '.join(sorted(dists))})")
+    return missing
+
+
+def test_every_imported_distribution_is_declared() -> None:
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    runtime = _names(project["dependencies"])
+    kit = REPO_ROOT / "libervia" / "testing"
+    missing = _undeclared(_imported_top_level_modules(("libervia", "plugins"), exclude=kit), runtime)
     assert missing == [], f"imported but not declared in pyproject.toml: {missing}"
+    # The plugin authors' kit runs inside their pytest: its own needs are the `testing` extra.
+    testing = runtime | _names(project["optional-dependencies"]["testing"])
+    missing = _undeclared(_imported_top_level_modules(("libervia/testing",)), testing)
+    assert missing == [], f"imported by libervia.testing but not in the testing extra: {missing}"
