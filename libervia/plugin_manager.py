@@ -38,6 +38,7 @@ BUILTIN_CORE = (
     "core_api",
     "query_api",
     "policy_default",
+    "openapi_docs",
 )
 
 # Settings that name the plugin filling a slot, and the hook a plugin must implement to fill it.
