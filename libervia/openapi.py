@@ -17,6 +17,7 @@ from libervia import __version__
 from libervia.gateway import Gateway
 from libervia.routing import Access, Route
 from libervia.schemas import load_schema
+from libervia.tenants.ids import MAX_LENGTH, MIN_LENGTH, RESERVED_IDS
 
 API_PREFIX = "/api/v1"
 API_TENANT_PREFIX = "/api/v1/tenants/{tenant}"
@@ -62,6 +63,17 @@ ERROR_BODY = {
         "details": {},
     },
 }
+
+# A valid tenant id (API.md §3), in a pattern generators understand; the request schemas keep accepting any
+# string for ``POST /admin/tenants`` so that a bad id answers INVALID_TENANT_ID rather than VALIDATION_ERROR.
+TENANT_ID = {"type": "string", "minLength": MIN_LENGTH, "maxLength": MAX_LENGTH, "pattern": "^[a-z0-9]+(-[a-z0-9]+)*$",
+             "description": "A tenant id; reserved, never valid: " + ", ".join(sorted(RESERVED_IDS))}
+# An empty (or blank) X-Tenant-Id counts as absent: the tenant then comes from the path or the key.
+BLANK = {"type": "string", "pattern": "^\\s*$"}
+# Marks the parameters that name the tenant, for tools that narrow the document to one credential's tenant.
+TENANT_PARAMETER = "x-libervia-tenant"
+# Body properties documented more precisely than the request schema checks them.
+BODY_REFINEMENTS = {"requests/tenant_create": {"id": TENANT_ID}}
 
 _HEADER = {"schema": {"type": "string"}}
 _INT_HEADER = {"schema": {"type": "integer"}}
@@ -206,10 +218,18 @@ def _operation(route: Route, path: str, components: dict[str, Any],
     }
     if route.access is not Access.OPEN:
         operation["security"] = [{"bearer": []}]
-    parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
-                  for name in re.findall(r"{(\w+)}", path)]
+    tenant_params = {route.tenant_param, "tenant" if path.startswith(API_TENANT_PREFIX) else None}
+    parameters: list[dict[str, Any]] = []
+    for name in re.findall(r"{(\w+)}", path):
+        if name in tenant_params:
+            parameters.append({"name": name, "in": "path", "required": True, "schema": TENANT_ID,
+                               TENANT_PARAMETER: True})
+        else:
+            parameters.append({"name": name, "in": "path", "required": True,
+                               "schema": {"type": "string", "minLength": 1}})
     if route.access is Access.TENANT_API:
-        parameters.append({"name": "X-Tenant-Id", "in": "header", "required": False, "schema": {"type": "string"}})
+        parameters.append({"name": "X-Tenant-Id", "in": "header", "required": False, TENANT_PARAMETER: True,
+                           "schema": {"anyOf": [TENANT_ID, BLANK]}})
     if route.query_schema:
         query = _inline_defs(load_schema(route.query_schema))
         for name, prop in query.get("properties", {}).items():
@@ -220,6 +240,8 @@ def _operation(route: Route, path: str, components: dict[str, Any],
     if route.body_schema:
         component = _component_name(route.body_schema)
         body = _inline_defs(load_schema(route.body_schema))
+        for name, refined in BODY_REFINEMENTS.get(route.body_schema, {}).items():
+            body["properties"][name] = refined
         components[component] = body
         operation["requestBody"] = {"required": bool(body.get("required")), "content": {
             "application/json": {"schema": {"$ref": f"#/components/schemas/{component}"}}}}

@@ -25,8 +25,7 @@ from libervia.routing import Access, Route
 
 OWN_STATIC = Path(__file__).parent / "static"
 # The Swagger UI files the page loads, by the name it asks for; nothing else under the package is served.
-SWAGGER_ASSETS = ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js",
-                  "favicon-32x32.png", "favicon-16x16.png")
+SWAGGER_ASSETS = ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js")
 OWN_ASSETS = ("libervia-init.js",)
 CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                            "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; "
