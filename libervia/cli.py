@@ -248,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", default=f"http://localhost:{os.environ.get('PORT', '3000')}")
     p.add_argument("--output", default=tempfile.gettempdir())
     p.add_argument("--log-file")
+    from libervia.admin_cli import add_admin_commands  # tenants, keys, audit: the admin API over HTTP
+
+    add_admin_commands(sub)
     return parser
 
 
