@@ -2,32 +2,12 @@
 
 Both cover the whole HTTP API (health, tenants, keys, audit, mandates, reviews, the query panel, runtime
 administration and the tenant Core routes), return the parsed JSON typed with :mod:`libervia.client.types`, raise
-:class:`ApiError` subclasses carrying ``status``, ``code``, ``message`` and ``request_id``, retry 429 answers after
+:class:`ApiError` carrying ``status``, ``code``, ``message`` and ``request_id``, retry 429 answers after
 their ``Retry-After``, and time out.
 """
 
 from libervia.client.aio import AsyncClient
-from libervia.client.errors import (
-    ApiError,
-    BadRequest,
-    Conflict,
-    Forbidden,
-    LiberviaError,
-    MethodNotAllowed,
-    NotFound,
-    PayloadTooLarge,
-    QuotaExceeded,
-    RateLimited,
-    RequestTimeout,
-    ServiceUnavailable,
-    TransportError,
-    Unauthorized,
-    UnprocessableEntity,
-)
+from libervia.client.errors import ApiError, LiberviaError, RateLimited, RequestTimeout, TransportError
 from libervia.client.sync import Client
 
-__all__ = [
-    "ApiError", "AsyncClient", "BadRequest", "Client", "Conflict", "Forbidden", "LiberviaError",
-    "MethodNotAllowed", "NotFound", "PayloadTooLarge", "QuotaExceeded", "RateLimited", "RequestTimeout",
-    "ServiceUnavailable", "TransportError", "Unauthorized", "UnprocessableEntity",
-]
+__all__ = ["ApiError", "AsyncClient", "Client", "LiberviaError", "RateLimited", "RequestTimeout", "TransportError"]

@@ -57,14 +57,9 @@ class AsyncClient:
     def __init__(self, base_url: str, token: str | None = None, *, tenant: str | None = None,
                  timeout: float = 30.0, max_retries: int = 3, max_retry_wait: float = 60.0,
                  session: aiohttp.ClientSession | None = None) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.token = token
-        self.tenant = tenant
-        self.timeout = timeout
-        self.max_retries = max_retries
-        self.max_retry_wait = max_retry_wait
-        self._session = session
-        self._own_session = session is None
+        self.base_url, self.token, self.tenant = base_url.rstrip("/"), token, tenant
+        self.timeout, self.max_retries, self.max_retry_wait = timeout, max_retries, max_retry_wait
+        self._session, self._own_session = session, session is None
 
     async def __aenter__(self) -> AsyncClient:
         return self

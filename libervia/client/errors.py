@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -17,78 +18,36 @@ class RequestTimeout(TransportError):
     """No complete answer within the client's timeout."""
 
 
+@dataclass(eq=False)
 class ApiError(LiberviaError):
-    """The gateway's error body (API.md §1): ``status``, ``code``, ``message``, ``request_id``, ``details``."""
+    """The gateway's error body (API.md §1): ``status``, ``code``, ``message``, ``request_id``, ``details``.
 
-    status_code: int | None = None
+    Branch on ``status`` and ``code``; :class:`RateLimited` is the one subclass, for its ``retry_after``.
+    """
 
-    def __init__(self, status: int, code: str, message: str, request_id: str | None, details: Any = None,
-                 body: Any = None, headers: dict[str, str] | None = None) -> None:
-        super().__init__(f"{status} {code}: {message}" + (f" (request {request_id})" if request_id else ""))
-        self.status = status
-        self.code = code
-        self.message = message
-        self.request_id = request_id
-        self.details = details
-        self.body = body
-        self.headers = headers or {}
+    status: int
+    code: str
+    message: str
+    request_id: str | None
+    details: Any = None
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        suffix = f" (request {self.request_id})" if self.request_id else ""
+        super().__init__(f"{self.status} {self.code}: {self.message}{suffix}")
 
-class BadRequest(ApiError):
-    status_code = 400
-
-
-class Unauthorized(ApiError):
-    status_code = 401
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
-class Forbidden(ApiError):
-    status_code = 403
-
-
-class NotFound(ApiError):
-    status_code = 404
-
-
-class MethodNotAllowed(ApiError):
-    status_code = 405
-
-
-class Conflict(ApiError):
-    status_code = 409
-
-
-class PayloadTooLarge(ApiError):
-    status_code = 413
-
-
-class UnprocessableEntity(ApiError):
-    status_code = 422
-
-
+@dataclass(eq=False)
 class RateLimited(ApiError):
     """429 after the client's retries ran out; ``retry_after`` is the gateway's last advice, in seconds."""
-
-    status_code = 429
 
     @property
     def retry_after(self) -> float | None:
         return retry_after_seconds(self.headers, self.body)
-
-
-class ServiceUnavailable(ApiError):
-    status_code = 503
-
-
-class QuotaExceeded(ApiError):
-    status_code = 507
-
-
-_BY_STATUS: dict[int, type[ApiError]] = {
-    cls.status_code: cls for cls in (BadRequest, Unauthorized, Forbidden, NotFound, MethodNotAllowed, Conflict,
-                                     PayloadTooLarge, UnprocessableEntity, RateLimited, ServiceUnavailable,
-                                     QuotaExceeded) if cls.status_code is not None
-}
 
 
 def retry_after_seconds(headers: dict[str, str], body: Any) -> float | None:
@@ -105,7 +64,7 @@ def retry_after_seconds(headers: dict[str, str], body: Any) -> float | None:
 
 def error_from_response(status: int, body: Any, headers: dict[str, str]) -> ApiError:
     """The typed error for a non-2xx answer; a body that is not the gateway's error JSON still gives one."""
-    cls = _BY_STATUS.get(status, ApiError)
+    cls = RateLimited if status == 429 else ApiError
     if isinstance(body, dict) and isinstance(body.get("code"), str):
         return cls(status, body["code"], str(body.get("message", "")), body.get("request_id"), body.get("details"),
                    body, headers)

@@ -98,16 +98,13 @@ class EventPage(TypedDict):
     total: int
 
 
-class Contract(TypedDict):
+class Contract(TypedDict, total=False):
+    """The decision contract; the fields a client acts on (the rest is in the OpenAPI document)."""
+
     id: str
     episodio_id: str
-    decisao_id: str
     alternativa_autorizada: str
-    limites_execucao: list[Any]
-    condicoes_obrigatorias: list[Any]
     observacao_minima_requerida: list[str]
-    data_emissao: str
-    emitido_para: str | None
 
 
 class Decision(TypedDict):
