@@ -108,7 +108,7 @@ def _audit_verify(client: Client, args: argparse.Namespace) -> Any:
 
 
 def _audit_export(client: Client, args: argparse.Namespace) -> Any:
-    """NDJSON (each entry as stored, then the manifest) to ``--output`` or stdout, with a progress bar when a
+    """NDJSON (one entry per line, then the manifest) to ``--output`` or stdout, with a progress bar when a
     person watches a terminal and the entries go to a file."""
     bounds = {"from_seq": args.from_seq, "to_seq": args.to_seq, "from_ts": args.from_ts, "to_ts": args.to_ts}
     show_progress = args.output is not None and sys.stderr.isatty() and not args.no_progress
