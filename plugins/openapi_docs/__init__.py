@@ -27,9 +27,11 @@ OWN_STATIC = Path(__file__).parent / "static"
 # The Swagger UI files the page loads, by the name it asks for; nothing else under the package is served.
 SWAGGER_ASSETS = ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js")
 OWN_ASSETS = ("libervia-init.js",)
-CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                           "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; "
-                           "frame-ancestors 'none'")
+# Swagger UI's bundle inserts one fixed <style> element; it is allowed by its hash, not by 'unsafe-inline'.
+SWAGGER_STYLE_HASH = "'sha256-RL3ie0nH+Lzz2YNqQN83mnU0J1ot4QL7b99vMdIX99w='"
+CONTENT_SECURITY_POLICY = (f"default-src 'none'; script-src 'self'; style-src 'self' {SWAGGER_STYLE_HASH}; "
+                           "img-src 'self' data:; connect-src 'self'; font-src 'self'; base-uri 'none'; "
+                           "form-action 'none'; frame-ancestors 'none'")
 PAGE_HEADERS = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "X-Frame-Options": "DENY",
                 "Referrer-Policy": "no-referrer"}
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
@@ -152,3 +156,15 @@ async def test_real_responses_match_their_response_schemas(gateway_server: Gatew
                 if "application/json" in next(r for s, r in op["responses"].items() if s.startswith("2"))
                 .get("content", {}) and not op["operationId"].endswith("_by_path")}
     assert declared == call.checked, sorted(declared ^ call.checked)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs a chromium binary")
+def test_docs_page_renders_in_a_browser_without_csp_violations(gateway_server: GatewayProcess,
+                                                               tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
+         "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000", "--dump-dom",
+         f"{gateway_server.url}/docs"], capture_output=True, text=True, timeout=120)
+    assert "Content Security Policy" not in result.stderr, result.stderr[-3000:]
+    assert 'class="title">Libervia Gateway' in result.stdout
+    assert result.stdout.count("opblock-summary-path") >= 60  # every operation is listed
