@@ -103,10 +103,12 @@ def test_schemathesis_finds_nothing(live_gateway: tuple[GatewayProcess, dict[str
     schema_file = tmp_path / "openapi.json"
     schema_file.write_text(json.dumps(narrowed(document, TENANTS[role], key_role=role != "global_admin")))
     config = tmp_path / "schemathesis.toml"
-    config.write_text(CONFIG)
+    # The credential goes in the config file, never on the command line (where `ps` would show it).
+    config.touch(mode=0o600)
+    config.write_text(f'headers = {{ Authorization = "Bearer {tokens[role]}" }}\n' + CONFIG)
     st = Path(sys.executable).with_name("st")
     command = [str(st), "--config-file", str(config), "run", str(schema_file), "--url", gateway.url,
-               "-H", f"Authorization: Bearer {tokens[role]}", "--max-examples", str(MAX_EXAMPLES),
+               "--max-examples", str(MAX_EXAMPLES),
                "--generation-deterministic", "--workers", "2", "--no-color", "--continue-on-failure",
                "--report", "junit", "--report-dir", str(tmp_path / "report")]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEMATHESIS_")}
