@@ -24,12 +24,19 @@ from libervia.openapi import TENANT_PARAMETER
 from tests.gateway_process import GatewayProcess
 
 MAX_EXAMPLES = 8
+# One worker: with several, hypothesis parses lambda sources from threads, and CPython 3.11's ast.parse is not
+# thread-safe ("SystemError: AST constructor recursion depth mismatch", seen here with two workers).
 TENANTS = {"global_admin": "st-admin", "tenant_admin": "st-owner", "public": "st-public"}
 
 CONFIG = """
 [checks]
 # every check (schemathesis' default), including response-schema and status-code conformance
 enabled = true
+
+[checks.not_a_server_error]
+# The fuzzer PATCHes quotas too (maxEvents: 1), after which writes answer 507 QUOTA_EXCEEDED: the gateway's documented
+# answer to a quota, in the error body, not a failure. Every other 5xx fails the run.
+expected-statuses = ["2xx", "3xx", "4xx", "507"]
 
 [checks.positive_data_acceptance]
 # A schema-valid request may still break a domain rule (422), exceed a quota (507) or meet a missing or changed
@@ -109,7 +116,7 @@ def test_schemathesis_finds_nothing(live_gateway: tuple[GatewayProcess, dict[str
     st = Path(sys.executable).with_name("st")
     command = [str(st), "--config-file", str(config), "run", str(schema_file), "--url", gateway.url,
                "--max-examples", str(MAX_EXAMPLES),
-               "--generation-deterministic", "--workers", "2", "--no-color", "--continue-on-failure",
+               "--generation-deterministic", "--workers", "1", "--no-color", "--continue-on-failure",
                "--report", "junit", "--report-dir", str(tmp_path / "report")]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEMATHESIS_")}
     result = subprocess.run(command, capture_output=True, text=True, timeout=540, cwd=tmp_path, env=env)
