@@ -313,6 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-file")
     from libervia import scaffold
     scaffold.add_command(add)
+
+    from libervia.admin_cli import add_admin_commands  # tenants, keys, audit: the admin API over HTTP
+
+    add_admin_commands(sub)
     return parser
 
 

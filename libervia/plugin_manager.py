@@ -41,6 +41,7 @@ BUILTIN_CORE = (
     "query_api",
     "policy_default",
     "admin_ui",
+    "openapi_docs",
 )
 
 # Settings that name the plugin filling a slot, and the hook a plugin must implement to fill it.

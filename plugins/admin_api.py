@@ -21,7 +21,7 @@ from libervia.routing import Access, Route
 from libervia.storage import EventDraft, TenantEventLog
 
 TOTAL_HEADER = "X-Total-Count"
-KEY_WARNING = "Store this token now: it is shown only once and cannot be recovered."
+KEY_WARNING = "Save this token now: it is shown only once and cannot be recovered."
 
 
 async def _open_log(request: web.Request, tenant_id: str) -> TenantEventLog:

@@ -62,7 +62,9 @@ async def tenant_events(request: web.Request) -> web.Response:
     limit, offset = query["limit"], query["offset"]
     log = await _tenant_log(request)
     total = (await log.head()).seq
-    events = [entry async for entry in log.entries(offset + 1, offset + limit)] if offset < total else []
+    # v1 clients read ``timestamp``; the stored field is ``ts``: both are given.
+    events = [{**entry, "timestamp": entry["ts"]} async for entry in log.entries(offset + 1, offset + limit)
+              ] if offset < total else []
     return json_response({"events": events, "count": len(events), "total": total})
 
 
@@ -138,8 +140,9 @@ async def _write_export(response: web.StreamResponse, entries: AsyncIterator[dic
     async for entry in entries:
         if not ndjson and manifest.count:
             buffer += b","
-        # orjson keeps the stored key order, so each exported entry is byte-for-byte its stored line.
-        buffer += orjson.dumps(entry)
+        # orjson keeps the stored key order, so each NDJSON line is byte-for-byte its stored line; the JSON form
+        # (v1's) adds v1's ``timestamp`` after the stored fields (drop it before recomputing a hash).
+        buffer += orjson.dumps(entry if ndjson else {**entry, "timestamp": entry["ts"]})
         if ndjson:
             buffer += b"\n"
         manifest.add(entry)

@@ -23,6 +23,7 @@ from loguru import logger
 from libervia import context, hookimpl
 from libervia.core import TenantCore
 from libervia.gateway import Gateway
+from libervia.panel import instances_view, metrics_view
 from libervia.responses import json_response
 from libervia.routing import Access, Route
 
@@ -55,11 +56,13 @@ async def _episode(core: TenantCore, request: web.Request) -> dict[str, Any]:
 
 
 async def _observe(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.observe(context.body(request)["episodio_id"], **_actor(request))
+    result = await core.observe(context.body(request)["episodio_id"], **_actor(request))
+    return {"success": True, "message": f"Episode {result['episodio_id']} is under observation.", **result}
 
 
 async def _close_episode(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.close_episode(request.match_info["id"], **_actor(request))
+    result = await core.close_episode(request.match_info["id"], **_actor(request))
+    return {"success": True, "message": f"Episode {result['episodio_id']} closed.", **result}
 
 
 async def _consequence(core: TenantCore, request: web.Request) -> dict[str, Any]:
@@ -120,18 +123,8 @@ async def _notes(core: TenantCore, request: web.Request) -> dict[str, Any]:
 
 # --- runtime administration ---------------------------------------------------------------------------------------
 
-async def list_instances(request: web.Request) -> web.Response:
-    runtime = context.gateway(request).runtime
-    instances = runtime.instances()
-    return json_response({"instances": instances, "count": len(instances), **runtime.stats()})
-
-
 async def runtime_health(request: web.Request) -> web.Response:
     return json_response(context.gateway(request).runtime.health())
-
-
-async def runtime_metrics(request: web.Request) -> web.Response:
-    return json_response(context.gateway(request).runtime.metrics())
 
 
 async def tenant_metrics(request: web.Request) -> web.Response:
@@ -194,9 +187,9 @@ def libervia_routes(gateway: Gateway) -> list[Route]:
         Route("POST", f"{tenant}/reviews/{{rid}}/notes", _core_route(_notes), name="review.notes",
               body_schema="requests/review_notes", **manage),
 
-        Route("GET", "/admin/instances", list_instances, Access.GLOBAL_ADMIN, "runtime.instances"),
+        Route("GET", "/admin/instances", instances_view, Access.GLOBAL_ADMIN, "runtime.instances"),
         Route("GET", "/admin/health", runtime_health, Access.GLOBAL_ADMIN, "runtime.health"),
-        Route("GET", "/admin/metrics", runtime_metrics, Access.GLOBAL_ADMIN, "runtime.metrics"),
+        Route("GET", "/admin/metrics", metrics_view, Access.GLOBAL_ADMIN, "runtime.metrics"),
         Route("GET", f"{tenant}/metrics", tenant_metrics, Access.TENANT_READ, "runtime.tenant_metrics",
               tenant_param="id"),
         Route("POST", f"{tenant}/shutdown", shutdown_tenant, Access.GLOBAL_ADMIN, "runtime.shutdown_tenant",

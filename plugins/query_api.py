@@ -19,13 +19,14 @@ from aiohttp import web
 from loguru import logger
 
 from libervia import context, hookimpl
+from libervia.clock import now_iso
 from libervia.core import TenantCore
 from libervia.errors import not_found
 from libervia.gateway import Gateway
+from libervia.panel import instances_view, metrics_view
 from libervia.responses import json_response
 from libervia.routing import Access, Route
 from libervia.storage import StorageError
-from libervia_plugins.core_api import list_instances, runtime_metrics  # the panel shows the same views
 
 
 def _page(items: list[dict[str, Any]], query: dict[str, Any], key: str) -> dict[str, Any]:
@@ -42,35 +43,56 @@ def _tenant_view(read: Callable[[TenantCore, web.Request], Awaitable[Any]]
     return handler
 
 
+def _v1_mandate(mandate: dict[str, Any]) -> dict[str, Any]:
+    return {**mandate, "createdAt": mandate["grantedAt"]}
+
+
+def _v1_review(review: dict[str, Any]) -> dict[str, Any]:
+    return {**review, "createdAt": review["opened_at"]}
+
+
 async def _mandates(core: TenantCore, request: web.Request) -> dict[str, Any]:
     query = context.query(request)
     mandates = await core.mandates(status=query.get("status"), agent_id=query.get("agentId"))
-    return _page(mandates, query, "mandates")
+    return _page([_v1_mandate(m) for m in mandates], query, "mandates")
 
 
 async def _mandate(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.mandate(request.match_info["mandateId"])
+    # v1 answered {mandate, history}; the mandate's own fields stay at the top level beside them.
+    mandate = _v1_mandate(await core.mandate(request.match_info["mandateId"]))
+    return {**mandate, "mandate": mandate, "history": mandate.get("history", [])}
 
 
 async def _reviews(core: TenantCore, request: web.Request) -> dict[str, Any]:
     query = context.query(request)
-    return _page(await core.reviews(status=query.get("status")), query, "reviews")
+    return _page([_v1_review(r) for r in await core.reviews(status=query.get("status"))], query, "reviews")
 
 
 async def _review(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.review(request.match_info["reviewId"])
+    review = _v1_review(await core.review(request.match_info["reviewId"]))
+    return {**review, "reviewCase": review}
 
 
 async def _consequences(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return _page(await core.consequences(), context.query(request), "consequences")
+    query = context.query(request)
+    contrato_id = query.get("contratoId")
+    found = [c for c in await core.consequences() if contrato_id is None or c["contrato_id"] == contrato_id]
+    return _page(found, query, "consequences")
 
 
 async def _consequence(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.consequence(request.match_info["consequenceId"])
+    observacao = await core.consequence(request.match_info["consequenceId"])
+    return {**observacao, "observacao": observacao}
 
 
 async def _dashboard(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.dashboard()
+    dashboard = await core.dashboard()
+    tenant = context.gateway(request).registry.get(core.tenant_id) or {}
+    # v1's ``tenant`` is an object; the id it replaced is ``tenantId``. v1 read ``ts`` on recent events.
+    return {**dashboard, "tenantId": core.tenant_id,
+            "tenant": {"id": core.tenant_id, "name": tenant.get("name"), "status": tenant.get("status")},
+            "recentEvents": [{**event, "ts": event["timestamp"]} for event in dashboard["recentEvents"]],
+            "timestamp": now_iso()}
 
 
 async def query_tenants(request: web.Request) -> web.Response:
@@ -88,30 +110,48 @@ async def query_tenants(request: web.Request) -> web.Response:
     return json_response(rows)
 
 
+async def _log_entries(gateway: Gateway, tenant_id: str, query: dict[str, Any]) -> list[dict[str, Any]]:
+    event_type, entity_type = query.get("eventType"), query.get("entityType")
+    log = await gateway.runtime.event_log(tenant_id)
+    return [{**entry, "timestamp": entry["ts"]} async for entry in log.entries()
+            if (event_type is None or entry["evento"] == event_type)
+            and (entity_type is None or entry["entidade"] == entity_type)]
+
+
 async def query_eventlog(request: web.Request) -> web.Response:
-    """One tenant's log status (``?tenantId=``), or every registered tenant's, opening no log that is closed."""
+    """The panel's event log: v1's ``{events (oldest first), total, limit, offset}`` of one tenant (``tenantId``)
+    or of every tenant, beside each log's status (``eventlogs``, opening for that no log that is closed)."""
     gateway = context.gateway(request)
-    tenant_id = context.query(request).get("tenantId")
+    query = context.query(request)
+    tenant_id = query.get("tenantId")
     if tenant_id is not None:
         if gateway.registry.get(tenant_id) is None:
             raise not_found("TENANT_NOT_FOUND", f"Tenant {tenant_id} does not exist.")
         log = await gateway.runtime.event_log(tenant_id)
-        return json_response({"tenantId": tenant_id, "open": True, **log.status()})
-    rows = []
+        events = await _log_entries(gateway, tenant_id, query)
+        status = log.status()
+        # ``events`` is v1's list here; the log's own event count moves to ``eventCount``.
+        return json_response({"tenantId": tenant_id, "open": True, **status, "eventCount": status.get("events"),
+                              **_page(events, query, "events")})
+    rows, events = [], []
+    with_logs = set(await gateway.storage.events.tenant_ids())
     for tenant in gateway.registry.all():
         log_status = gateway.runtime.open_log_status(tenant["id"])
         rows.append({"tenantId": tenant["id"], "open": log_status is not None, **(log_status or {})})
-    return json_response({"eventlogs": rows, "count": len(rows)})
+        if tenant["id"] in with_logs:
+            events.extend(await _log_entries(gateway, tenant["id"], query))
+    events.sort(key=lambda entry: (entry["ts"], entry["tenant"], entry["seq"]))
+    return json_response({"eventlogs": rows, "count": len(rows), **_page(events, query, "events")})
 
 
 @hookimpl
 def libervia_routes(gateway: Gateway) -> list[Route]:
     tenant = "/admin/query/{tenantId}"
-    read = {"access": Access.TENANT_READ, "tenant_param": "tenantId"}
+    read: dict[str, Any] = {"access": Access.TENANT_READ, "tenant_param": "tenantId"}
     return [
         Route("GET", "/admin/query/tenants", query_tenants, Access.GLOBAL_ADMIN, "query.tenants"),
-        Route("GET", "/admin/query/instances", list_instances, Access.GLOBAL_ADMIN, "query.instances"),
-        Route("GET", "/admin/query/metrics", runtime_metrics, Access.GLOBAL_ADMIN, "query.metrics"),
+        Route("GET", "/admin/query/instances", instances_view, Access.GLOBAL_ADMIN, "query.instances"),
+        Route("GET", "/admin/query/metrics", metrics_view, Access.GLOBAL_ADMIN, "query.metrics"),
         Route("GET", "/admin/query/eventlog", query_eventlog, Access.GLOBAL_ADMIN, "query.eventlog",
               query_schema="requests/query_eventlog"),
         Route("GET", f"{tenant}/mandates", _tenant_view(_mandates), name="query.mandates",
@@ -121,7 +161,7 @@ def libervia_routes(gateway: Gateway) -> list[Route]:
               query_schema="requests/query_reviews", **read),
         Route("GET", f"{tenant}/reviews/{{reviewId}}", _tenant_view(_review), name="query.review", **read),
         Route("GET", f"{tenant}/consequences", _tenant_view(_consequences), name="query.consequences",
-              query_schema="requests/query_page", **read),
+              query_schema="requests/query_consequences", **read),
         Route("GET", f"{tenant}/consequences/{{consequenceId}}", _tenant_view(_consequence),
               name="query.consequence", **read),
         Route("GET", f"{tenant}/dashboard", _tenant_view(_dashboard), name="query.dashboard", **read),

@@ -73,12 +73,13 @@ async def test_events_are_paginated(gateway_server: GatewayProcess, tenant: str,
     base = f"/admin/tenants/{tenant}/events"
     status, page = await get(gateway_server, f"{base}?limit=5&offset=10")
     assert status == 200
-    assert page == {"events": stored[10:15], "count": 5, "total": 30}
+    assert page == {"events": [{**entry, "timestamp": entry["ts"]} for entry in stored[10:15]], "count": 5,
+                    "total": 30}
     status, page = await get(gateway_server, base)
     assert status == 200 and page["count"] == 30 and page["total"] == 30
     status, page = await get(gateway_server, f"{base}?offset=40")
     assert status == 200 and page == {"events": [], "count": 0, "total": 30}
-    for bad in ("limit=0", "limit=201", "offset=-1", "limit=abc", "color=red"):
+    for bad in ("limit=0", "limit=201", "offset=-1", "limit=abc"):
         status, body = await get(gateway_server, f"{base}?{bad}")
         assert (status, body["code"]) == (400, "VALIDATION_ERROR"), bad
 
@@ -89,7 +90,7 @@ async def test_export_by_seq_and_time_as_json(gateway_server: GatewayProcess, te
     base = f"/admin/tenants/{tenant}/audit/export"
     status, body = await get(gateway_server, f"{base}?fromSeq=5&toSeq=9")
     assert status == 200
-    assert body["entries"] == stored[4:9]
+    assert body["entries"] == [{**entry, "timestamp": entry["ts"]} for entry in stored[4:9]]
     assert body["manifest"] == {"count": 5, "firstSeq": 5, "lastSeq": 9, "firstHash": stored[4]["hash"],
                                 "lastHash": stored[8]["hash"], "chainValidWithinExport": True}
     status, body = await get(gateway_server, f"{base}?fromTs=2999-01-01T00:00:00Z")

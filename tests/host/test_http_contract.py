@@ -212,7 +212,8 @@ async def test_health_shape(gateway_server: GatewayProcess) -> None:
     from libervia import __version__
 
     status, _, first = await gateway_server.request("GET", "/health")
-    assert status == 200 and first == {"status": "ok", "version": __version__, "uptime_s": first["uptime_s"]}
+    assert status == 200 and first == {"status": "ok", "version": __version__, "uptime_s": first["uptime_s"],
+                                       "uptime": first["uptime_s"], "timestamp": first["timestamp"]}
     await asyncio.sleep(0.01)
     _, _, second = await gateway_server.request("GET", "/health")
     assert 0 <= first["uptime_s"] < second["uptime_s"]
