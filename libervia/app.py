@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from aiohttp import web
 from loguru import logger
 
@@ -52,7 +55,7 @@ async def stop_gateway(gateway: Gateway) -> None:
 
     Each step runs even if an earlier one failed: a failure here must not leave a tenant log unflushed.
     """
-    steps = [
+    steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
         ("plugin shutdown hooks", lambda: call_all(gateway.pm.hook.libervia_shutdown, gateway=gateway)),
         ("tenant runtimes", gateway.runtime.close),
         ("tenant registry", gateway.registry.close),

@@ -9,6 +9,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -17,6 +18,9 @@ from libervia.errors import StartupError
 from libervia.jsonlog import configure_logging
 from libervia.plugin_manager import LoadedPlugins, load_plugins
 from libervia.settings import Settings, ensure_writable_dir, free_disk_mb, load_settings
+
+if TYPE_CHECKING:
+    from libervia.eventlog.checkpoints import CheckpointSigner
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -135,7 +139,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _signer(settings: Settings):  # type: ignore[no-untyped-def]
+def _signer(settings: Settings) -> CheckpointSigner:
     from libervia.app import checkpoint_key
     from libervia.eventlog.checkpoints import CheckpointSigner
 

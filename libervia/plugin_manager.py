@@ -205,7 +205,7 @@ def _validate_configs(loaded: LoadedPlugins, settings: Settings) -> list[str]:
         name = impl.plugin_name
         declared.add(name)
         try:
-            schema = impl.function()
+            schema: Any = impl.function()
         except Exception as exc:
             found.append(f"plugin.{name}: its config schema cannot be loaded ({type(exc).__name__}: {exc})")
             continue

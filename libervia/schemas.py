@@ -19,7 +19,7 @@ from jsonschema.exceptions import ValidationError
 from libervia.errors import validation_error
 
 
-def _with_defaults(validator_class: type) -> type:
+def _with_defaults(validator_class: Any) -> Any:
     """A validator that also fills in ``default`` values of object properties while it validates."""
     validate_properties = validator_class.VALIDATORS["properties"]
 
@@ -30,7 +30,7 @@ def _with_defaults(validator_class: type) -> type:
                     instance[name] = copy.deepcopy(subschema["default"])
         yield from validate_properties(validator, properties, instance, schema)
 
-    return validators.extend(validator_class, {"properties": set_defaults})
+    return validators.extend(validator_class, {"properties": set_defaults})  # type: ignore[no-untyped-call]  # unannotated in types-jsonschema
 
 
 _FillingValidator = _with_defaults(Draft202012Validator)

@@ -6,6 +6,7 @@ tenant's own event log (TENANT_SUSPENDED, TENANT_RESUMED, KEY_CREATED, KEY_REVOK
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -80,7 +81,8 @@ async def purge_tenant(request: web.Request) -> web.Response:
     return json_response({"success": True, "message": f"Tenant {tenant_id} purged; its id can be reused."})
 
 
-def _status_change(new_status: str, allowed_from: tuple[str, ...], evento: str, verb: str):  # type: ignore[no-untyped-def]
+def _status_change(new_status: str, allowed_from: tuple[str, ...], evento: str,
+                   verb: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def change(request: web.Request) -> web.Response:
         tenant_id = context.tenant_id(request)
         reason = context.body(request).get("reason")

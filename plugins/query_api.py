@@ -107,7 +107,7 @@ async def query_eventlog(request: web.Request) -> web.Response:
 @hookimpl
 def libervia_routes(gateway: Gateway) -> list[Route]:
     tenant = "/admin/query/{tenantId}"
-    read = {"access": Access.TENANT_READ, "tenant_param": "tenantId"}
+    read: dict[str, Any] = {"access": Access.TENANT_READ, "tenant_param": "tenantId"}
     return [
         Route("GET", "/admin/query/tenants", query_tenants, Access.GLOBAL_ADMIN, "query.tenants"),
         Route("GET", "/admin/query/instances", list_instances, Access.GLOBAL_ADMIN, "query.instances"),

@@ -57,6 +57,17 @@ from libervia.storage import EventDraft
 
 Respond = Callable[[CoreState], dict[str, Any]]
 E = TypeVar("E", bound=enum.Enum)
+CommandMethod = Callable[..., "Outcome"]
+
+# Every command, by name: the one list that ``TenantCore`` runs commands from (``core.decide(...)``) and that
+# routes name commands by (``Commands.decide``). A command is a method of :class:`Commands` marked ``@command``,
+# taking its inputs and then ``actor``, ``request_id`` and ``now`` by keyword.
+COMMANDS: dict[str, CommandMethod] = {}
+
+
+def command(method: CommandMethod) -> CommandMethod:
+    COMMANDS[method.__name__] = method
+    return method
 
 
 @dataclass(slots=True)
@@ -103,6 +114,7 @@ class Commands:
 
     # --- the decision flow ---------------------------------------------------------------------------------------
 
+    @command
     def decide(self, body: dict[str, Any], *, actor: str | None, request_id: str | None,
                now: datetime) -> Outcome:
         situacao_raw = body.get("situacao")
@@ -213,6 +225,7 @@ class Commands:
         if problems:
             raise domain_error("DOMAIN_RULE_VIOLATION", "The situation does not meet its requirements.",
                                details=problems)
+        assert isinstance(caso, int)
         return SituacaoInput(dominio=raw["dominio"], contexto=raw["contexto"], objetivo=raw["objetivo"],
                              incertezas=raw["incertezas"], alternativas=raw["alternativas"], riscos=raw["riscos"],
                              consequencia_relevante=raw["consequencia_relevante"], caso_uso_declarado=caso,
@@ -273,10 +286,12 @@ class Commands:
 
     # --- episodes ------------------------------------------------------------------------------------------------
 
+    @command
     def observe(self, episodio_id: str, *, actor: str | None, request_id: str | None, now: datetime) -> Outcome:
         return self._advance_episode(episodio_id, EpisodioEstado.DECIDIDO, EpisodioEstado.EM_OBSERVACAO,
                                      SituacaoStatus.EM_OBSERVACAO, actor, request_id, now)
 
+    @command
     def close_episode(self, episodio_id: str, *, actor: str | None, request_id: str | None,
                       now: datetime) -> Outcome:
         return self._advance_episode(episodio_id, EpisodioEstado.EM_OBSERVACAO, EpisodioEstado.ENCERRADO,
@@ -304,6 +319,7 @@ class Commands:
 
     # --- consequences --------------------------------------------------------------------------------------------
 
+    @command
     def record_consequence(self, body: dict[str, Any], *, actor: str | None, request_id: str | None,
                            now: datetime) -> Outcome:
         contrato = self.state.contratos.get(body.get("contrato_id") or "")
@@ -322,6 +338,7 @@ class Commands:
             problems.append({"path": "$.percebida.sinal", "message": "percebida.sinal is required"})
         if problems:
             raise domain_error("DOMAIN_RULE_VIOLATION", "The consequence lacks required fields.", details=problems)
+        assert isinstance(observada, dict) and isinstance(percebida, dict)
         evidencias = [e for e in _list(body.get("evidencias_minimas")) or [] if isinstance(e, str)]
         given = {_normalise(e) for e in evidencias}
         missing = [req for req in contrato.observacao_minima_requerida if _normalise(req) not in given]
@@ -429,6 +446,7 @@ class Commands:
             raise not_found("MANDATE_NOT_FOUND", f"Mandate {mandate_id} does not exist.")
         return mandate
 
+    @command
     def evaluate_autonomy(self, body: dict[str, Any], *, actor: str | None, request_id: str | None,
                           now: datetime) -> Outcome:
         modo = _enum_or_none(Modo, body.get("modo"))
@@ -492,6 +510,7 @@ class Commands:
 
     # --- mandates ------------------------------------------------------------------------------------------------
 
+    @command
     def grant_mandate(self, body: dict[str, Any], *, actor: str | None, request_id: str | None,
                       now: datetime) -> Outcome:
         modo = _enum_or_none(Modo, body.get("modo"))
@@ -540,26 +559,26 @@ class Commands:
         batch.add(EventType.AUTONOMY_GRANTED, Entity.MANDATO, mdt_id, {"mandate_id": mdt_id, "mandate": mandate})
         return Outcome(batch.drafts, lambda state: state.mandates[mdt_id].to_api())
 
+    @command
     def revoke_mandate(self, mandate_id: str, motivo: str | None, *, actor: str | None, request_id: str | None,
                        now: datetime) -> Outcome:
-        batch = _Batch(actor, request_id)
-        error = _MandateOps(batch, format_iso(now)).revoke(self.mandate(mandate_id), motivo)
-        if error:
-            raise error
-        return Outcome(batch.drafts, lambda state: state.mandates[mandate_id].to_api())
+        return self._mandate_transition(_MandateOps.revoke, mandate_id, motivo, actor, request_id, now)
 
+    @command
     def suspend_mandate(self, mandate_id: str, motivo: str | None, *, actor: str | None,
                         request_id: str | None, now: datetime) -> Outcome:
-        batch = _Batch(actor, request_id)
-        error = _MandateOps(batch, format_iso(now)).suspend(self.mandate(mandate_id), motivo)
-        if error:
-            raise error
-        return Outcome(batch.drafts, lambda state: state.mandates[mandate_id].to_api())
+        return self._mandate_transition(_MandateOps.suspend, mandate_id, motivo, actor, request_id, now)
 
+    @command
     def resume_mandate(self, mandate_id: str, motivo: str | None, *, actor: str | None, request_id: str | None,
                        now: datetime) -> Outcome:
+        return self._mandate_transition(_MandateOps.resume, mandate_id, motivo, actor, request_id, now)
+
+    def _mandate_transition(self, transition: Callable[[_MandateOps, Mandate, str | None], ApiError | None],
+                            mandate_id: str, motivo: str | None, actor: str | None, request_id: str | None,
+                            now: datetime) -> Outcome:
         batch = _Batch(actor, request_id)
-        error = _MandateOps(batch, format_iso(now)).resume(self.mandate(mandate_id), motivo)
+        error = transition(_MandateOps(batch, format_iso(now)), self.mandate(mandate_id), motivo)
         if error:
             raise error
         return Outcome(batch.drafts, lambda state: state.mandates[mandate_id].to_api())
@@ -572,6 +591,7 @@ class Commands:
             raise not_found("REVIEW_NOT_FOUND", f"Review case {review_id} does not exist.")
         return review
 
+    @command
     def open_review(self, body: dict[str, Any], *, actor: str | None, request_id: str | None,
                     now: datetime) -> Outcome:
         obs_id = body.get("consequencia_id")
@@ -596,6 +616,7 @@ class Commands:
         rev_id = self._open_review(batch, consequencia.id, mandate, body["motivo"], None, format_iso(now), actor)
         return Outcome(batch.drafts, lambda state: state.reviews[rev_id].to_api())
 
+    @command
     def resolve_review(self, review_id: str, body: dict[str, Any], *, actor: str | None, request_id: str | None,
                        now: datetime) -> Outcome:
         review = self.review(review_id)
@@ -636,6 +657,7 @@ class Commands:
         return Outcome(resolved.drafts + effect_events.drafts,
                        lambda state: {**state.reviews[review_id].to_api(), "effects": reports})
 
+    @command
     def dismiss_review(self, review_id: str, notes: str | None, *, actor: str | None, request_id: str | None,
                        now: datetime) -> Outcome:
         review = self.review(review_id)
@@ -648,6 +670,7 @@ class Commands:
                   {"review_id": review_id, "notes": notes, "em": format_iso(now)})
         return Outcome(batch.drafts, lambda state: state.reviews[review_id].to_api())
 
+    @command
     def update_review_notes(self, review_id: str, notes: str | None, *, actor: str | None,
                             request_id: str | None, now: datetime) -> Outcome:
         self.review(review_id)

@@ -13,7 +13,10 @@ import secrets
 import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 SYSTEM_ACTOR = "system"  # the Core acting on its own (consequence policy, expiry); never a human
 
@@ -419,7 +422,7 @@ class ReviewCase:
 
 # --- (de)serialisation ------------------------------------------------------------------------------------------
 
-R = TypeVar("R")
+R = TypeVar("R", bound="DataclassInstance")
 
 
 def _plain(record: Any) -> dict[str, Any]:
@@ -443,7 +446,7 @@ def load_record(cls: type[R], data: dict[str, Any]) -> R:
     """Rebuild a record from its plain dict form (as stored in events and snapshots)."""
     enums = _enum_fields(cls)
     kwargs: dict[str, Any] = {}
-    for f in fields(cls):  # type: ignore[arg-type]
+    for f in fields(cls):
         if f.name in data:
             value = data[f.name]
         elif f.default is not MISSING:

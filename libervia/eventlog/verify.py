@@ -282,6 +282,7 @@ async def verify_fast(log: TenantEventLog, checkpoints: Sequence[Checkpoint], si
     entries = log.entries(anchor.seq)
     try:
         try:
+            unreadable: str | None
             first = await anext(aiter(entries), None)
         except StorageError as exc:
             first, unreadable = None, str(exc)
@@ -509,7 +510,7 @@ def offline_verify(base_dir: Path, tenant_ids: list[str] | None, signer: Checkpo
     return exit_code
 
 
-def _progress_bar(tenant: str, total: int, progress: bool) -> tqdm | None:
+def _progress_bar(tenant: str, total: int, progress: bool) -> tqdm[Any] | None:
     """A byte progress bar on stderr, only when asked and stderr is a terminal (tqdm's ``disable=None``)."""
     if not progress:
         return None

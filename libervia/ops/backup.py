@@ -91,7 +91,7 @@ def run_backup(base_dir: Path, output_dir: Path, key: bytes, progress: bool) -> 
 class _ArchiveWriter:
     """Streams captured files into the tar, hashing each one for the manifest."""
 
-    def __init__(self, tar: tarfile.TarFile, base_dir: Path, bar: tqdm):
+    def __init__(self, tar: tarfile.TarFile, base_dir: Path, bar: tqdm[Any]):
         self._tar = tar
         self._base_dir = base_dir
         self._bar = bar
@@ -147,7 +147,7 @@ class _ArchiveWriter:
         return {"seq": head["seq"], "hash": head["hash"]}
 
 
-def _write_archive(raw: BinaryIO, base_dir: Path, key: bytes, bar: tqdm, created_at: str) -> None:
+def _write_archive(raw: BinaryIO, base_dir: Path, key: bytes, bar: tqdm[Any], created_at: str) -> None:
     chains: dict[str, dict[str, Any]] = {}
     # Level 6 compresses JSON lines nearly as well as 9 at a fraction of the CPU the gateway is also using.
     with tarfile.open(fileobj=raw, mode="w:gz", compresslevel=6, format=tarfile.PAX_FORMAT) as tar:
@@ -227,7 +227,7 @@ def _regular_files(directory: Path) -> list[Path]:
     writes in progress) are skipped."""
     if not directory.is_dir():
         return []
-    found = []
+    found: list[Path] = []
     for root, dirs, names in os.walk(directory):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found.extend(Path(root) / name for name in sorted(names) if not name.startswith("."))

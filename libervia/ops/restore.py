@@ -284,7 +284,8 @@ def _scan(archive: Path, desc: str, progress: bool,
     is checked too. Any damage surfaces as :class:`ArchiveError`."""
     try:
         with archive.open("rb") as raw, byte_progress(desc, archive.stat().st_size, progress) as bar:
-            with gzip.GzipFile(fileobj=CountingReader(raw, bar), mode="rb") as unzipped:
+            # typeshed's gzip wants a seekable file; gzip seeks only to rewind, which this one-pass read never does.
+            with gzip.GzipFile(fileobj=CountingReader(raw, bar), mode="rb") as unzipped:  # type: ignore[call-overload]
                 with tarfile.open(fileobj=unzipped, mode="r|") as tar:
                     for info in tar:
                         handle(info, tar.extractfile(info) if info.isreg() else None)

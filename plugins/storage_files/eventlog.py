@@ -694,7 +694,7 @@ class FileTenantEventLog:
             start = self._file.line_start_for_seq(snapshot.seq, end)
             line = self._file.line_at(start, end)
             entry = parse_entry(line) if line is not None else None
-            if entry is None or entry["seq"] != snapshot.seq or entry["hash"] != snapshot.hash:
+            if line is None or entry is None or entry["seq"] != snapshot.seq or entry["hash"] != snapshot.hash:
                 raise ValueError(f"snapshot at seq {snapshot.seq} does not match the log of tenant "
                                  f"{self.tenant_id}")
             offset = start + len(line) + 1

@@ -153,10 +153,10 @@ class GatewayMetrics:
             if series is None:
                 series = AioHistogramValue(*self._bounds)
                 self.duration.set_value(labels, series)  # validates the label names once per series
-            cumulative = 0
+            cumulative: float = 0
             for bound, count in zip(series.buckets, tally[1:], strict=True):
                 cumulative += count
-                series.buckets[bound] += cumulative
+                series.buckets[bound] += cumulative  # type: ignore[assignment]  # the counts in tally are ints
             series.sum += tally[0]
             series.observations += cumulative
         responses, self._pending_responses = self._pending_responses, {}
@@ -219,7 +219,8 @@ class GatewayMetrics:
 
 def _sample(collector: Any, labels: dict[str, str], value: Any) -> Sample:
     if isinstance(collector, Histogram):
-        raw = collector.get_value(labels)  # aioprometheus.histogram.Histogram: cumulative bucket counts
+        # get_value is typed as returning any metric value; a Histogram collector holds histogram values.
+        raw: AioHistogramValue = collector.get_value(labels)  # type: ignore[assignment]  # aioprometheus.histogram.Histogram: cumulative bucket counts
         buckets = [(bound, count) for bound, count in raw.buckets.items() if bound != math.inf]
         # +Inf is written from the observation count, so the two agree by construction.
         buckets.append((math.inf, raw.observations))
