@@ -22,52 +22,62 @@ from loguru import logger
 
 from libervia import context, hookimpl
 from libervia.core import TenantCore
+from libervia.core.commands import CommandMethod, Commands
 from libervia.gateway import Gateway
 from libervia.responses import json_response
 from libervia.routing import Access, Route
 
-CoreCall = Callable[[TenantCore, web.Request], Awaitable[dict[str, Any]]]
+Arg = Callable[[web.Request], Any]
 
 
-def _core_route(call: CoreCall, status: int = 200) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """A handler that runs ``call`` on the request's tenant Core and answers its result as JSON."""
+def _body(request: web.Request) -> dict[str, Any]:
+    return context.body(request)
+
+
+def _path(name: str) -> Arg:
+    return lambda request: request.match_info[name]
+
+
+def _field(name: str) -> Arg:
+    """A body field the request schema requires."""
+    return lambda request: context.body(request)[name]
+
+
+def _optional(name: str) -> Arg:
+    return lambda request: context.body(request).get(name)
+
+
+def _command(command: CommandMethod, *args: Arg, status: int = 200
+             ) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The one adapter from a route to a Core command: ``args`` take the command's inputs from the request, the
+    caller's key is the actor, and the command's response is the JSON answer."""
 
     async def handler(request: web.Request) -> web.Response:
-        runtime = context.gateway(request).runtime
-        result = await runtime.call(context.tenant_id(request), lambda core: call(core, request))
+        values = [arg(request) for arg in args]
+        actor, request_id = context.principal(request).actor, context.request_id(request)
+        result = await context.gateway(request).runtime.call(
+            context.tenant_id(request),
+            lambda core: core.execute(command, *values, actor=actor, request_id=request_id))
         return json_response(result, status=status)
 
     return handler
 
 
-def _actor(request: web.Request) -> dict[str, Any]:
-    return {"actor": context.principal(request).actor, "request_id": context.request_id(request)}
+def _read(read: Callable[[TenantCore, web.Request], Awaitable[dict[str, Any]]]
+          ) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A handler that runs the query ``read`` on the request's tenant Core and answers its result as JSON."""
+
+    async def handler(request: web.Request) -> web.Response:
+        runtime = context.gateway(request).runtime
+        return json_response(await runtime.call(context.tenant_id(request), lambda core: read(core, request)))
+
+    return handler
 
 
 # --- /api/v1 -----------------------------------------------------------------------------------------------------
 
-async def _decide(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.decide(context.body(request), **_actor(request))
-
-
 async def _episode(core: TenantCore, request: web.Request) -> dict[str, Any]:
     return await core.episode(request.match_info["id"])
-
-
-async def _observe(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.observe(context.body(request)["episodio_id"], **_actor(request))
-
-
-async def _close_episode(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.close_episode(request.match_info["id"], **_actor(request))
-
-
-async def _consequence(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.record_consequence(context.body(request), **_actor(request))
-
-
-async def _evaluate(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.evaluate_autonomy(context.body(request), **_actor(request))
 
 
 async def _events(core: TenantCore, request: web.Request) -> dict[str, Any]:
@@ -79,43 +89,6 @@ async def _events(core: TenantCore, request: web.Request) -> dict[str, Any]:
 async def eventlog_status(request: web.Request) -> web.Response:
     log = await context.gateway(request).runtime.event_log(context.tenant_id(request))
     return json_response(log.status())
-
-
-# --- mandates and review cases ------------------------------------------------------------------------------------
-
-async def _grant(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.grant_mandate(context.body(request), **_actor(request))
-
-
-async def _revoke(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.revoke_mandate(request.match_info["mid"], context.body(request)["motivo"], **_actor(request))
-
-
-async def _suspend(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.suspend_mandate(request.match_info["mid"], context.body(request).get("reason"),
-                                      **_actor(request))
-
-
-async def _resume(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.resume_mandate(request.match_info["mid"], context.body(request).get("reason"),
-                                     **_actor(request))
-
-
-async def _open_review(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.open_review(context.body(request), **_actor(request))
-
-
-async def _resolve(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.resolve_review(request.match_info["rid"], context.body(request), **_actor(request))
-
-
-async def _dismiss(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.dismiss_review(request.match_info["rid"], context.body(request)["notes"], **_actor(request))
-
-
-async def _notes(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.update_review_notes(request.match_info["rid"], context.body(request)["notes"],
-                                          **_actor(request))
 
 
 # --- runtime administration ---------------------------------------------------------------------------------------
@@ -160,38 +133,43 @@ async def shutdown_all(request: web.Request) -> web.Response:
 @hookimpl
 def libervia_routes(gateway: Gateway) -> list[Route]:
     api, tenant = Access.TENANT_API, "/admin/tenants/{id}"
-    manage = {"access": Access.TENANT_MANAGE, "tenant_param": "id"}
+    manage: dict[str, Any] = {"access": Access.TENANT_MANAGE, "tenant_param": "id"}
     return [
-        Route("POST", "/api/v1/decisoes", _core_route(_decide, 201), api, "core.decide",
+        Route("POST", "/api/v1/decisoes", _command(Commands.decide, _body, status=201), api, "core.decide",
               body_schema="requests/core_decisao"),
-        Route("GET", "/api/v1/episodios/{id}", _core_route(_episode), api, "core.episode"),
-        Route("POST", "/api/v1/observacoes", _core_route(_observe), api, "core.observe",
-              body_schema="requests/core_observacao"),
-        Route("POST", "/api/v1/episodios/{id}/encerrar", _core_route(_close_episode), api, "core.close_episode",
-              body_schema="requests/empty"),
-        Route("POST", "/api/v1/consequencias", _core_route(_consequence, 201), api, "core.consequence",
-              body_schema="requests/core_consequencia"),
-        Route("POST", "/api/v1/autonomia/avaliar", _core_route(_evaluate), api, "core.autonomy_evaluate",
-              body_schema="requests/core_autonomia_avaliar"),
-        Route("GET", "/api/v1/eventos", _core_route(_events), api, "core.events",
+        Route("GET", "/api/v1/episodios/{id}", _read(_episode), api, "core.episode"),
+        Route("POST", "/api/v1/observacoes", _command(Commands.observe, _field("episodio_id")), api,
+              "core.observe", body_schema="requests/core_observacao"),
+        Route("POST", "/api/v1/episodios/{id}/encerrar", _command(Commands.close_episode, _path("id")), api,
+              "core.close_episode", body_schema="requests/empty"),
+        Route("POST", "/api/v1/consequencias", _command(Commands.record_consequence, _body, status=201), api,
+              "core.consequence", body_schema="requests/core_consequencia"),
+        Route("POST", "/api/v1/autonomia/avaliar", _command(Commands.evaluate_autonomy, _body), api,
+              "core.autonomy_evaluate", body_schema="requests/core_autonomia_avaliar"),
+        Route("GET", "/api/v1/eventos", _read(_events), api, "core.events",
               query_schema="requests/core_eventos_query"),
         Route("GET", "/api/v1/eventlog/status", eventlog_status, api, "core.eventlog_status"),
 
-        Route("POST", f"{tenant}/mandates", _core_route(_grant, 201), name="mandate.grant",
-              body_schema="requests/mandate_grant", **manage),
-        Route("POST", f"{tenant}/mandates/{{mid}}/revoke", _core_route(_revoke), name="mandate.revoke",
+        Route("POST", f"{tenant}/mandates", _command(Commands.grant_mandate, _body, status=201),
+              name="mandate.grant", body_schema="requests/mandate_grant", **manage),
+        Route("POST", f"{tenant}/mandates/{{mid}}/revoke",
+              _command(Commands.revoke_mandate, _path("mid"), _field("motivo")), name="mandate.revoke",
               body_schema="requests/mandate_revoke", **manage),
-        Route("POST", f"{tenant}/mandates/{{mid}}/suspend", _core_route(_suspend), name="mandate.suspend",
+        Route("POST", f"{tenant}/mandates/{{mid}}/suspend",
+              _command(Commands.suspend_mandate, _path("mid"), _optional("reason")), name="mandate.suspend",
               body_schema="requests/mandate_reason", **manage),
-        Route("POST", f"{tenant}/mandates/{{mid}}/resume", _core_route(_resume), name="mandate.resume",
+        Route("POST", f"{tenant}/mandates/{{mid}}/resume",
+              _command(Commands.resume_mandate, _path("mid"), _optional("reason")), name="mandate.resume",
               body_schema="requests/mandate_reason", **manage),
-        Route("POST", f"{tenant}/reviews", _core_route(_open_review, 201), name="review.open",
+        Route("POST", f"{tenant}/reviews", _command(Commands.open_review, _body, status=201), name="review.open",
               body_schema="requests/review_open", **manage),
-        Route("POST", f"{tenant}/reviews/{{rid}}/resolve", _core_route(_resolve), name="review.resolve",
-              body_schema="requests/review_resolve", **manage),
-        Route("POST", f"{tenant}/reviews/{{rid}}/dismiss", _core_route(_dismiss), name="review.dismiss",
+        Route("POST", f"{tenant}/reviews/{{rid}}/resolve", _command(Commands.resolve_review, _path("rid"), _body),
+              name="review.resolve", body_schema="requests/review_resolve", **manage),
+        Route("POST", f"{tenant}/reviews/{{rid}}/dismiss",
+              _command(Commands.dismiss_review, _path("rid"), _field("notes")), name="review.dismiss",
               body_schema="requests/review_dismiss", **manage),
-        Route("POST", f"{tenant}/reviews/{{rid}}/notes", _core_route(_notes), name="review.notes",
+        Route("POST", f"{tenant}/reviews/{{rid}}/notes",
+              _command(Commands.update_review_notes, _path("rid"), _field("notes")), name="review.notes",
               body_schema="requests/review_notes", **manage),
 
         Route("GET", "/admin/instances", list_instances, Access.GLOBAL_ADMIN, "runtime.instances"),
