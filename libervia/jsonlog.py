@@ -14,7 +14,6 @@ should never bind a secret in the first place.
 from __future__ import annotations
 
 import asyncio
-import functools
 import re
 import sys
 import traceback
@@ -24,18 +23,13 @@ import orjson
 from loguru import logger
 
 from libervia.clock import format_iso
+from libervia.secret_names import is_secret_name
 
-_SECRET_KEY = re.compile(r"token|pepper|secret|password|authorization|checkpoint_key", re.IGNORECASE)
 _BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
 
 
-@functools.lru_cache(maxsize=1024)
-def _is_secret_key(key: str) -> bool:
-    return _SECRET_KEY.search(key) is not None
-
-
 def _redact(key: str, value: Any) -> Any:
-    if _is_secret_key(key):
+    if is_secret_name(key):
         return "[REDACTED]"
     if isinstance(value, str) and "earer" in value:
         return _BEARER.sub("Bearer [REDACTED]", value)
