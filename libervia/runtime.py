@@ -73,7 +73,6 @@ class _CountingLog:
 @dataclass(slots=True)
 class _Slot:
     log: _CountingLog
-    opened_at: str
     last_used: float
     core: TenantCore | None = None
 
@@ -254,8 +253,7 @@ class TenantRuntime:
                 self.events_appended += n
                 self.gateway.count(EVENTLOG_APPEND, value=n, tenant_id=tenant_id)
 
-            slot = self._slots[tenant_id] = _Slot(log=_CountingLog(raw, count), opened_at=now_iso(),
-                                                  last_used=time.monotonic())
+            slot = self._slots[tenant_id] = _Slot(log=_CountingLog(raw, count), last_used=time.monotonic())
         return slot
 
     async def _start_core(self, tenant_id: str, log: TenantEventLog) -> TenantCore:

@@ -13,6 +13,7 @@ from aiohttp import web
 from loguru import logger
 
 from libervia import context, hookimpl
+from libervia.core.model import Entity, EventType
 from libervia.gateway import Gateway
 from libervia.responses import json_response
 from libervia.routing import Access, Route
@@ -27,10 +28,10 @@ async def _open_log(request: web.Request, tenant_id: str) -> TenantEventLog:
     return await context.gateway(request).runtime.event_log(tenant_id)
 
 
-async def _record(request: web.Request, log: TenantEventLog, evento: str, entidade: str, entidade_id: str,
-                  payload: dict[str, Any]) -> None:
-    await log.append([EventDraft(evento, entidade, entidade_id, payload, actor=context.principal(request).actor,
-                                 request_id=context.request_id(request))])
+async def _record(request: web.Request, log: TenantEventLog, evento: EventType, entidade: Entity,
+                  entidade_id: str, payload: dict[str, Any]) -> None:
+    await log.append([EventDraft(evento.value, entidade.value, entidade_id, payload,
+                                 actor=context.principal(request).actor, request_id=context.request_id(request))])
 
 
 async def create_tenant(request: web.Request) -> web.Response:
@@ -81,7 +82,7 @@ async def purge_tenant(request: web.Request) -> web.Response:
     return json_response({"success": True, "message": f"Tenant {tenant_id} purged; its id can be reused."})
 
 
-def _status_change(new_status: str, allowed_from: tuple[str, ...], evento: str,
+def _status_change(new_status: str, allowed_from: tuple[str, ...], evento: EventType,
                    verb: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def change(request: web.Request) -> web.Response:
         tenant_id = context.tenant_id(request)
@@ -89,15 +90,15 @@ def _status_change(new_status: str, allowed_from: tuple[str, ...], evento: str,
         gateway = context.gateway(request)
         log = await _open_log(request, tenant_id)
         tenant = await gateway.registry.set_status(tenant_id, new_status, allowed_from, reason)
-        await _record(request, log, evento, "Tenant", tenant_id, {"status": new_status, "reason": reason})
+        await _record(request, log, evento, Entity.TENANT, tenant_id, {"status": new_status, "reason": reason})
         logger.bind(tenantId=tenant_id, code=evento).warning(f"tenant {tenant_id} {verb}: {reason or 'no reason'}")
         return json_response({"success": True, "message": f"Tenant {tenant_id} {verb}.", "tenant": tenant})
 
     return change
 
 
-suspend_tenant = _status_change("suspended", ("active",), "TENANT_SUSPENDED", "suspended")
-resume_tenant = _status_change("active", ("suspended",), "TENANT_RESUMED", "resumed")
+suspend_tenant = _status_change("suspended", ("active",), EventType.TENANT_SUSPENDED, "suspended")
+resume_tenant = _status_change("active", ("suspended",), EventType.TENANT_RESUMED, "resumed")
 
 
 async def _issue_key(request: web.Request, revoke_old: bool) -> web.Response:
@@ -108,8 +109,10 @@ async def _issue_key(request: web.Request, revoke_old: bool) -> web.Response:
     log = await _open_log(request, tenant_id)
     key, revoked = await registry.create_key(tenant_id, body["role"], body.get("description"), revoke_roles)
     for key_id in revoked:
-        await _record(request, log, "KEY_REVOKED", "ApiKey", key_id, {"keyId": key_id, "rotatedTo": key.key_id})
-    await _record(request, log, "KEY_CREATED", "ApiKey", key.key_id, {"keyId": key.key_id, "role": key.role})
+        await _record(request, log, EventType.KEY_REVOKED, Entity.API_KEY, key_id,
+                      {"keyId": key_id, "rotatedTo": key.key_id})
+    await _record(request, log, EventType.KEY_CREATED, Entity.API_KEY, key.key_id,
+                  {"keyId": key.key_id, "role": key.role})
     response: dict[str, Any] = {"keyId": key.key_id, "role": key.role, "token": key.token,
                                 "createdAt": key.created_at, "warning": KEY_WARNING}
     if revoke_old:
@@ -135,7 +138,7 @@ async def revoke_key(request: web.Request) -> web.Response:
     key_id = request.match_info["keyId"]
     log = await _open_log(request, tenant_id)
     result = await context.gateway(request).registry.revoke_key(tenant_id, key_id)
-    await _record(request, log, "KEY_REVOKED", "ApiKey", key_id, {"keyId": key_id})
+    await _record(request, log, EventType.KEY_REVOKED, Entity.API_KEY, key_id, {"keyId": key_id})
     return json_response({"success": True, "message": f"Key {key_id} revoked.", **result})
 
 

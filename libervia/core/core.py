@@ -57,14 +57,12 @@ def _utc_now() -> datetime:
 class TenantCore:
     def __init__(self, tenant_id: str, log: TenantEventLog, policies: TenantPolicies, *,
                  quotas: QuotaSource | None = None, snapshot_every: int = 1000,
-                 on_append: Callable[[int], None] | None = None,
                  clock: Callable[[], datetime] = _utc_now) -> None:
         self.tenant_id = tenant_id
         self.policies = policies
         self._log = log
         self._quotas = quotas
         self._snapshot_every = max(1, snapshot_every)
-        self._on_append = on_append
         self._clock = clock
         self._lock = asyncio.Lock()
         self._projection = Projection()
@@ -225,8 +223,6 @@ class TenantCore:
     def _after_append(self, entries: list[dict[str, Any]]) -> None:
         self.counters["appends"] += 1
         self.counters["eventsAppended"] += len(entries)
-        if self._on_append is not None:
-            self._on_append(len(entries))
         for entry in entries:
             word = _LOGGED_MANDATE_EVENTS.get(entry["evento"])
             if word is None:
