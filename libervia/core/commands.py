@@ -12,14 +12,16 @@ from __future__ import annotations
 import dataclasses
 import enum
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
 from libervia.clock import format_iso, parse_iso
 from libervia.core.model import (
+    EPISODIO_TRANSITIONS,
     OBSERVACAO_MINIMA,
+    SITUACAO_TRANSITIONS,
     SYSTEM_ACTOR,
     ConsequenceAction,
     Consequencia,
@@ -276,11 +278,13 @@ class Commands:
     @staticmethod
     def _situacao_status(batch: _Batch, sit_id: str, epi_id: str | None, de: SituacaoStatus,
                          para: SituacaoStatus, em: str) -> None:
+        _check_transition(SITUACAO_TRANSITIONS, de, para, f"Situation {sit_id}")
         batch.add(EventType.SITUACAO_STATUS_ALTERADO, Entity.SITUACAO, sit_id,
                   {"situacao_id": sit_id, "episodio_id": epi_id, "de": de, "para": para, "em": em})
 
     @staticmethod
     def _episodio_estado(batch: _Batch, epi_id: str, de: EpisodioEstado, para: EpisodioEstado, em: str) -> None:
+        _check_transition(EPISODIO_TRANSITIONS, de, para, f"Episode {epi_id}")
         batch.add(EventType.EPISODIO_ESTADO_ALTERADO, Entity.EPISODIO, epi_id,
                   {"episodio_id": epi_id, "de": de, "para": para, "em": em})
 
@@ -745,6 +749,12 @@ class _MandateOps:
                 self._event(EventType.AUTONOMY_DEGRADED, mandate, de=mandate.modo, para=lower, motivo=notes)
             after = dataclasses.replace(mandate, modo=lower or mandate.modo)
         return (mandate, error) if error else (after, None)
+
+
+def _check_transition(table: Mapping[E, frozenset[E]], de: E, para: E, what: str) -> None:
+    """Every state change a command records goes through its model's transition table."""
+    if para not in table[de]:
+        raise invalid_state(f"{what} is {de}; it cannot move to {para}.", details={"estado": de, "para": para})
 
 
 def _enum_or_none(kind: type[E], value: Any) -> E | None:
