@@ -36,7 +36,7 @@ import os
 import struct
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,14 +46,13 @@ import orjson
 from loguru import logger
 
 from libervia.durable import fsync_dir, replace_durably
-from libervia.eventlog.chain import build_entries, canonical_json, encode_line, has_entry_shape
+from libervia.eventlog.chain import canonical_json, has_entry_shape
 from libervia.eventlog.checkpoints import CheckpointSigner, checkpoint_from_dict
-from libervia.eventlog.group_commit import GroupCommitQueue, LogHealth, PendingAppend
+from libervia.eventlog.group_commit import Entries, PendingAppend
+from libervia.eventlog.stores import OpenLogs, QueuedEventLog, chain_group
 from libervia.storage import (
-    AppendConflictError,
     Checkpoint,
     CorruptStoreError,
-    EventDraft,
     LogHead,
     Snapshot,
     StorageError,
@@ -442,32 +441,26 @@ def hash_ending_at(view: LogFile, offset: int) -> str | None:
     return entry["hash"] if entry is not None else "?"
 
 
-class FileTenantEventLog:
+class FileTenantEventLog(QueuedEventLog):
     """One tenant's log file. Get it from :meth:`FileEventStore.open_log`; it implements ``TenantEventLog``."""
 
     def __init__(self, tenant_id: str, paths: TenantPaths, signer: CheckpointSigner, executor: ThreadPoolExecutor,
                  *, checkpoint_every: int, durable: bool, group_commit: bool,
                  on_close: Callable[[FileTenantEventLog], None]) -> None:
-        self.tenant_id = tenant_id
+        super().__init__(tenant_id, on_close=on_close, group_commit=group_commit)
         self.paths = paths
         self.stats = EventLogStats()
         self._signer = signer
         self._executor = executor
         self._checkpoint_every = checkpoint_every
         self._durable = durable
-        self._on_close = on_close
         self._fd = -1
         self._lock_fd = -1
         self._file: LogFile
         self._thread_lock = threading.Lock()
         self._snapshot_lock = threading.Lock()
-        self._head = LogHead(0, None, None)
         self._end = -1                      # file size as of our last look; -1 forces a re-read
         self._last_checkpoint_seq = 0
-        self._health = LogHealth(tenant_id)
-        self._queue = GroupCommitQueue(self._write_group_in_thread, self._health.write_failed,
-                                       group_commit=group_commit, name=f"eventlog-flush-{tenant_id}")
-        self._closing = False
         # Line starts of seqs we know without searching (a snapshot's next entry), for entries(from_seq).
         self._known_offsets: dict[int, int] = {}
 
@@ -545,41 +538,19 @@ class FileTenantEventLog:
 
     # -- appending --
 
-    async def append(self, drafts: Sequence[EventDraft], expected_seq: int | None = None) -> list[dict[str, Any]]:
-        if self._closing:
-            raise StorageError(f"the event log of tenant {self.tenant_id} is closed")
-        if not drafts:
-            return []
-        return await self._queue.submit(drafts, expected_seq)
+    async def _write_group(self, batches: list[PendingAppend]) -> list[Entries | Exception]:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._write_group_sync, batches)
 
-    async def _write_group_in_thread(self, batches: list[PendingAppend]) -> list[list[dict[str, Any]] | Exception]:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._write_group, batches)
-
-    def _write_group(self, batches: list[PendingAppend]) -> list[list[dict[str, Any]] | Exception]:
+    def _write_group_sync(self, batches: list[PendingAppend]) -> list[Entries | Exception]:
         with self._locked():
             self._sync_tail_locked()
-            head = start_head = self._head
-            results: list[list[dict[str, Any]] | Exception] = []
-            parts: list[bytes] = []
-            for batch in batches:
-                if batch.expected_seq is not None and batch.expected_seq != head.seq:
-                    results.append(AppendConflictError(batch.expected_seq, head.seq))
-                    continue
-                try:
-                    entries = build_entries(self.tenant_id, head, batch.drafts)
-                    parts.append(b"".join([encode_line(entry) for entry in entries]))
-                except (TypeError, ValueError) as exc:
-                    results.append(ValueError(f"event not stored: {exc}"))
-                    continue
-                last = entries[-1]
-                head = LogHead(last["seq"], last["hash"], last["ts"])
-                results.append(entries)
-            if not parts:
-                return results
-            data = b"".join(parts)
+            group = chain_group(self.tenant_id, self._head, batches)
+            if not group.lines:
+                return group.results
+            data = b"\n".join(group.lines) + b"\n"
             offset = self._end
             try:
-                os.pwrite(self._lock_fd, PENDING_WRITE.pack(offset, len(data), (start_head.hash or "").encode()), 0)
+                os.pwrite(self._lock_fd, PENDING_WRITE.pack(offset, len(data), (group.start.hash or "").encode()), 0)
                 write_all(self._fd, data)
                 if self._durable:
                     os.fsync(self._fd)
@@ -589,19 +560,17 @@ class FileTenantEventLog:
                 self._roll_back(offset)
                 raise StorageError(f"append to the event log of tenant {self.tenant_id} failed: {exc}") from exc
             self._end = offset + len(data)
-            self._head = head
+            self._head = group.head
             self.stats.writes += 1
             self.stats.bytes_written += len(data)
-            for result in results:
-                if isinstance(result, list):
-                    self.stats.appends += 1
-                    self.stats.events += len(result)
+            for entries in group.accepted():
+                self.stats.appends += 1
+                self.stats.events += len(entries)
             self._health.degraded = False
-            self._health.last_append_at = head.last_append_at
-            every = self._checkpoint_every
-            if every > 0 and head.seq // every > start_head.seq // every:
+            self._health.last_append_at = group.head.last_append_at
+            if group.crosses_checkpoint(self._checkpoint_every):
                 self._checkpoint_locked()
-            return results
+            return group.results
 
     def _roll_back(self, offset: int) -> None:
         """Take a failed group's bytes back out so that a failed append leaves nothing behind."""
@@ -678,9 +647,6 @@ class FileTenantEventLog:
     async def size_bytes(self) -> int:
         return await self._run(self._file.size)
 
-    def status(self) -> dict[str, Any]:
-        return self._health.status(self._head)
-
     # -- snapshots --
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
@@ -743,19 +709,8 @@ class FileTenantEventLog:
 
     # -- closing --
 
-    @property
-    def closed(self) -> bool:
-        return self._closing
-
-    async def close(self) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        try:
-            await self._queue.drain()
-            await self._run(self._close_sync)
-        finally:
-            self._on_close(self)
+    async def _close_io(self) -> None:
+        await self._run(self._close_sync)
 
     def _close_sync(self) -> None:
         try:
@@ -790,28 +745,21 @@ class FileEventStore:
         self._durable = durable
         self._group_commit = group_commit
         self._executor = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="libervia-eventlog")
-        self._logs: dict[str, FileTenantEventLog] = {}
-        self._open_lock = asyncio.Lock()
+        self._logs: OpenLogs[FileTenantEventLog] = OpenLogs()
 
     async def open_log(self, tenant_id: str) -> FileTenantEventLog:
-        async with self._open_lock:
-            log = self._logs.get(tenant_id)
-            if log is not None:
-                return log
-            try:
-                paths = await self._run(lambda: self.layout.tenant(tenant_id, create=True))
-            except ValueError as exc:  # a symlinked or escaping tenant directory: an operator must look
-                raise StorageError(f"tenant {tenant_id}: {exc}") from exc
-            log = FileTenantEventLog(tenant_id, paths, self.signer, self._executor,
-                                     checkpoint_every=self.checkpoint_every, durable=self._durable,
-                                     group_commit=self._group_commit, on_close=self._forget)
-            await self._run(log.open_sync)
-            self._logs[tenant_id] = log
-            return log
+        return await self._logs.get(tenant_id, lambda: self._open(tenant_id))
 
-    def _forget(self, log: FileTenantEventLog) -> None:
-        if self._logs.get(log.tenant_id) is log:
-            del self._logs[log.tenant_id]
+    async def _open(self, tenant_id: str) -> FileTenantEventLog:
+        try:
+            paths = await self._run(lambda: self.layout.tenant(tenant_id, create=True))
+        except ValueError as exc:  # a symlinked or escaping tenant directory: an operator must look
+            raise StorageError(f"tenant {tenant_id}: {exc}") from exc
+        log = FileTenantEventLog(tenant_id, paths, self.signer, self._executor,
+                                 checkpoint_every=self.checkpoint_every, durable=self._durable,
+                                 group_commit=self._group_commit, on_close=self._logs.forget)
+        await self._run(log.open_sync)
+        return log
 
     async def tenant_ids(self) -> list[str]:
         return await self._run(self.layout.tenants_with_logs)
@@ -831,11 +779,7 @@ class FileEventStore:
 
     async def close(self) -> None:
         """Close every open log (each signs a final checkpoint) and stop the I/O threads."""
-        for log in list(self._logs.values()):
-            try:
-                await log.close()
-            except Exception as exc:
-                logger.error("closing the event log of tenant {} failed: {}", log.tenant_id, exc)
+        await self._logs.close_all()
         self._executor.shutdown(wait=True)
 
     async def _run(self, func: Callable[..., Any], *args: Any) -> Any:
