@@ -17,7 +17,7 @@ from libervia.pipeline.request_scope import UNMATCHED_ROUTE, RequestScope, unmat
 from libervia.pipeline.route_steps import RouteSteps
 from libervia.plugin_manager import LoadedPlugins
 from libervia.routing import Access, Route
-from libervia.runtime import TenantRuntime
+from libervia.runtime_parts import build_runtime
 from libervia.settings import Settings
 from libervia.tenants.registry import TenantRegistry
 
@@ -41,9 +41,7 @@ async def start_gateway(settings: Settings, plugins: LoadedPlugins) -> Gateway:
     gateway.storage = storage
     gateway.registry = TenantRegistry(storage.registry, settings.auth_pepper, settings.get("registry_refresh_s"))
     await gateway.registry.start()
-    runtime_cfg = settings.section("runtime")
-    gateway.runtime = TenantRuntime(gateway, idle_ttl_s=runtime_cfg["idle_ttl_s"],
-                                    max_instances=runtime_cfg["max_instances"])
+    gateway.runtime = build_runtime(gateway)
     await gateway.runtime.start()
     gateway.rate_limiter = await call_first(plugins.pm.hook.libervia_rate_limiter, gateway=gateway)
     await call_all(plugins.pm.hook.libervia_startup, gateway=gateway)

@@ -31,7 +31,8 @@ from libervia.core.projection import CoreState, Projection, event_summary
 from libervia.errors import ApiError
 from libervia.storage import AppendConflictError, CorruptStoreError, QuotaExceededError, Snapshot, TenantEventLog
 
-QuotaSource = Callable[[], Awaitable[Mapping[str, Any] | None] | Mapping[str, Any] | None]
+Quotas = Awaitable[Mapping[str, Any] | None] | Mapping[str, Any] | None
+QuotaSource = Callable[[], Quotas]
 Command = Callable[[Commands, datetime], Outcome]
 
 # How often a command is validated again after another process appended first. Each retry starts from a state
