@@ -19,37 +19,37 @@ from typing import Any, TypeVar
 
 from libervia.clock import format_iso, parse_iso
 from libervia.core.model import (
-    EPISODIO_TRANSITIONS,
-    OBSERVACAO_MINIMA,
-    SITUACAO_TRANSITIONS,
+    EPISODE_TRANSITIONS,
+    MINIMUM_OBSERVATIONS,
+    SITUATION_TRANSITIONS,
     SYSTEM_ACTOR,
+    AutonomyMode,
+    Consequence,
     ConsequenceAction,
-    Consequencia,
-    Contrato,
-    Decisao,
+    Contract,
+    Decision,
+    DecisionProtocol,
     Entity,
-    Episodio,
-    EpisodioEstado,
+    Episode,
+    EpisodeState,
     EventType,
     Mandate,
     MandateStatus,
-    Modo,
-    PerfilRisco,
-    Protocolo,
-    ProtocoloEstado,
+    ProtocolState,
     Resolution,
     ReviewCase,
     ReviewEffect,
     ReviewStatus,
-    Situacao,
-    SituacaoStatus,
+    RiskProfile,
+    Situation,
+    SituationStatus,
     new_id,
 )
 from libervia.core.policy import (
     AutonomyRequest,
     AutonomyTriggers,
-    ProtocoloInput,
-    SituacaoInput,
+    ProtocolInput,
+    SituationInput,
     TenantPolicies,
     run_closed_layer,
 )
@@ -119,87 +119,87 @@ class Commands:
     @command
     def decide(self, body: dict[str, Any], *, actor: str | None, request_id: str | None,
                now: datetime) -> Outcome:
-        situacao_raw = body.get("situacao")
-        protocolo_raw = body.get("protocolo")
-        if not isinstance(situacao_raw, dict) or not isinstance(protocolo_raw, dict):
+        situation_raw = body.get("situacao")
+        protocol_raw = body.get("protocolo")
+        if not isinstance(situation_raw, dict) or not isinstance(protocol_raw, dict):
             raise validation_error([{"path": "$", "message": "situacao and protocolo must be objects"}])
-        situacao_in = self._situacao_input(situacao_raw)
-        em = format_iso(now)
+        situation_in = self._situation_input(situation_raw)
+        at = format_iso(now)
         batch = _Batch(actor, request_id)
         sit_id, epi_id, prt_id = new_id("sit"), new_id("epi"), new_id("prt")
 
-        situacao = Situacao(
-            id=sit_id, status=SituacaoStatus.RASCUNHO, dominio=situacao_in.dominio, contexto=situacao_in.contexto,
-            objetivo=situacao_in.objetivo, incertezas=list(situacao_in.incertezas),
-            alternativas=list(situacao_in.alternativas), riscos=list(situacao_in.riscos),
-            urgencia=situacao_raw.get("urgencia"), capacidade_absorcao=situacao_raw.get("capacidade_absorcao"),
-            consequencia_relevante=situacao_in.consequencia_relevante, possibilidade_aprendizado=True,
-            caso_uso_declarado=situacao_in.caso_uso_declarado, criada_em=em)
-        batch.add(EventType.SITUACAO_CRIADA, Entity.SITUACAO, sit_id, {"situacao": situacao})
-        status = SituacaoStatus.RASCUNHO
-        for target in (SituacaoStatus.ABERTA, SituacaoStatus.ACEITA, SituacaoStatus.EM_ANALISE):
-            self._situacao_status(batch, sit_id, None, status, target, em)
+        situation = Situation(
+            id=sit_id, status=SituationStatus.RASCUNHO, dominio=situation_in.dominio, contexto=situation_in.contexto,
+            objetivo=situation_in.objetivo, incertezas=list(situation_in.incertezas),
+            alternativas=list(situation_in.alternativas), riscos=list(situation_in.riscos),
+            urgencia=situation_raw.get("urgencia"), capacidade_absorcao=situation_raw.get("capacidade_absorcao"),
+            consequencia_relevante=situation_in.consequencia_relevante, possibilidade_aprendizado=True,
+            caso_uso_declarado=situation_in.caso_uso_declarado, criada_em=at)
+        batch.add(EventType.SITUACAO_CRIADA, Entity.SITUATION, sit_id, {"situacao": situation})
+        status = SituationStatus.RASCUNHO
+        for target in (SituationStatus.ABERTA, SituationStatus.ACEITA, SituationStatus.EM_ANALISE):
+            self._situation_status_event(batch, sit_id, None, status, target, at)
             status = target
-        episodio = Episodio(id=epi_id, situacao_id=sit_id, estado=EpisodioEstado.CRIADO, criado_em=em)
-        batch.add(EventType.EPISODIO_CRIADO, Entity.EPISODIO, epi_id, {"episodio_id": epi_id, "episodio": episodio})
+        episode = Episode(id=epi_id, situacao_id=sit_id, estado=EpisodeState.CRIADO, criado_em=at)
+        batch.add(EventType.EPISODIO_CRIADO, Entity.EPISODE, epi_id, {"episodio_id": epi_id, "episodio": episode})
 
-        problems = self._protocol_problems(protocolo_raw)
-        protocolo = Protocolo(
+        problems = self._protocol_problems(protocol_raw)
+        protocol = DecisionProtocol(
             id=prt_id, episodio_id=epi_id,
-            estado=ProtocoloEstado.REJEITADO if problems else ProtocoloEstado.VALIDADO,
-            criterios_minimos=_list(protocolo_raw.get("criterios_minimos")) or [],
-            riscos_considerados=_list(protocolo_raw.get("riscos_considerados")) or [],
-            limites_definidos=_list(protocolo_raw.get("limites_definidos")) or [],
-            perfil_risco=_enum_or_none(PerfilRisco, protocolo_raw.get("perfil_risco")),
-            alternativas_avaliadas=[a for a in _list(protocolo_raw.get("alternativas_avaliadas")) or []
+            estado=ProtocolState.REJEITADO if problems else ProtocolState.VALIDADO,
+            criterios_minimos=_list(protocol_raw.get("criterios_minimos")) or [],
+            riscos_considerados=_list(protocol_raw.get("riscos_considerados")) or [],
+            limites_definidos=_list(protocol_raw.get("limites_definidos")) or [],
+            perfil_risco=_enum_or_none(RiskProfile, protocol_raw.get("perfil_risco")),
+            alternativas_avaliadas=[a for a in _list(protocol_raw.get("alternativas_avaliadas")) or []
                                     if isinstance(a, str)],
-            alternativa_escolhida=protocolo_raw.get("alternativa_escolhida")
-            if isinstance(protocolo_raw.get("alternativa_escolhida"), str) else None,
-            memoria_consultada_ids=[m for m in _list(protocolo_raw.get("memoria_consultada_ids")) or []
+            alternativa_escolhida=protocol_raw.get("alternativa_escolhida")
+            if isinstance(protocol_raw.get("alternativa_escolhida"), str) else None,
+            memoria_consultada_ids=[m for m in _list(protocol_raw.get("memoria_consultada_ids")) or []
                                     if isinstance(m, str)],
-            motivos=[p["message"] for p in problems], validado_em=em)
+            motivos=[p["message"] for p in problems], validado_em=at)
         refs = {"situacao_id": sit_id, "episodio_id": epi_id, "protocolo_id": prt_id}
 
         if problems:
-            batch.add(EventType.PROTOCOLO_REJEITADO, Entity.PROTOCOLO, prt_id,
-                      {"episodio_id": epi_id, "protocolo": protocolo, "problemas": problems})
-            self._abandon(batch, sit_id, epi_id, em)
+            batch.add(EventType.PROTOCOLO_REJEITADO, Entity.PROTOCOL, prt_id,
+                      {"episodio_id": epi_id, "protocolo": protocol, "problemas": problems})
+            self._abandon(batch, sit_id, epi_id, at)
             error = domain_error("PROTOCOL_REJECTED", f"The decision protocol has {len(problems)} problem(s).",
                                  details={"reasons": problems, **refs})
             return Outcome(batch.drafts, lambda _s: {}, error)
 
-        assert protocolo.perfil_risco is not None and protocolo.alternativa_escolhida is not None
-        batch.add(EventType.PROTOCOLO_VALIDADO, Entity.PROTOCOLO, prt_id,
-                  {"episodio_id": epi_id, "protocolo": protocolo})
-        protocolo_in = ProtocoloInput(
-            criterios_minimos=protocolo.criterios_minimos, riscos_considerados=protocolo.riscos_considerados,
-            limites_definidos=protocolo.limites_definidos, perfil_risco=protocolo.perfil_risco,
-            alternativas_avaliadas=protocolo.alternativas_avaliadas,
-            alternativa_escolhida=protocolo.alternativa_escolhida, raw=protocolo_raw)
-        block = run_closed_layer(self.policies.closed_layer, situacao_in, protocolo_in)
+        assert protocol.perfil_risco is not None and protocol.alternativa_escolhida is not None
+        batch.add(EventType.PROTOCOLO_VALIDADO, Entity.PROTOCOL, prt_id,
+                  {"episodio_id": epi_id, "protocolo": protocol})
+        protocol_in = ProtocolInput(
+            criterios_minimos=protocol.criterios_minimos, riscos_considerados=protocol.riscos_considerados,
+            limites_definidos=protocol.limites_definidos, perfil_risco=protocol.perfil_risco,
+            alternativas_avaliadas=protocol.alternativas_avaliadas,
+            alternativa_escolhida=protocol.alternativa_escolhida, raw=protocol_raw)
+        block = run_closed_layer(self.policies.closed_layer, situation_in, protocol_in)
         if block is not None:
-            batch.add(EventType.CLOSED_LAYER_BLOQUEOU, Entity.EPISODIO, epi_id,
+            batch.add(EventType.CLOSED_LAYER_BLOQUEOU, Entity.EPISODE, epi_id,
                       {**refs, "regra": block.rule, "motivo": block.reason})
-            self._abandon(batch, sit_id, epi_id, em)
+            self._abandon(batch, sit_id, epi_id, at)
             error = domain_error("CLOSED_LAYER_BLOCKED", f"Blocked by closed-layer rule {block.rule}: {block.reason}",
                                  details={"rule": block.rule, "reason": block.reason, **refs})
             return Outcome(batch.drafts, lambda _s: {}, error)
 
         dec_id, ctr_id = new_id("dec"), new_id("ctr")
-        decisao = Decisao(id=dec_id, episodio_id=epi_id, protocolo_id=prt_id,
-                          alternativa_escolhida=protocolo.alternativa_escolhida, perfil_risco=protocolo.perfil_risco,
-                          criterios=protocolo.criterios_minimos, limites=protocolo.limites_definidos,
-                          registrada_em=em, registrada_por=actor)
-        batch.add(EventType.DECISAO_REGISTRADA, Entity.DECISAO, dec_id, {"episodio_id": epi_id, "decisao": decisao})
-        self._episodio_estado(batch, epi_id, EpisodioEstado.CRIADO, EpisodioEstado.DECIDIDO, em)
-        self._situacao_status(batch, sit_id, epi_id, SituacaoStatus.EM_ANALISE, SituacaoStatus.DECIDIDA, em)
-        contrato = Contrato(id=ctr_id, episodio_id=epi_id, decisao_id=dec_id,
-                            alternativa_autorizada=protocolo.alternativa_escolhida,
-                            limites_execucao=protocolo.limites_definidos,
-                            condicoes_obrigatorias=protocolo.criterios_minimos,
-                            observacao_minima_requerida=list(OBSERVACAO_MINIMA), data_emissao=em,
+        decision = Decision(id=dec_id, episodio_id=epi_id, protocolo_id=prt_id,
+                          alternativa_escolhida=protocol.alternativa_escolhida, perfil_risco=protocol.perfil_risco,
+                          criterios=protocol.criterios_minimos, limites=protocol.limites_definidos,
+                          registrada_em=at, registrada_por=actor)
+        batch.add(EventType.DECISAO_REGISTRADA, Entity.DECISION, dec_id, {"episodio_id": epi_id, "decisao": decision})
+        self._episode_state_event(batch, epi_id, EpisodeState.CRIADO, EpisodeState.DECIDIDO, at)
+        self._situation_status_event(batch, sit_id, epi_id, SituationStatus.EM_ANALISE, SituationStatus.DECIDIDA, at)
+        contract = Contract(id=ctr_id, episodio_id=epi_id, decisao_id=dec_id,
+                            alternativa_autorizada=protocol.alternativa_escolhida,
+                            limites_execucao=protocol.limites_definidos,
+                            condicoes_obrigatorias=protocol.criterios_minimos,
+                            observacao_minima_requerida=list(MINIMUM_OBSERVATIONS), data_emissao=at,
                             emitido_para=actor)
-        batch.add(EventType.CONTRATO_EMITIDO, Entity.CONTRATO, ctr_id, {"episodio_id": epi_id, "contrato": contrato})
+        batch.add(EventType.CONTRATO_EMITIDO, Entity.CONTRACT, ctr_id, {"episodio_id": epi_id, "contrato": contract})
 
         def respond(state: CoreState) -> dict[str, Any]:
             return {"contrato": state.contratos[ctr_id].to_api(), "episodio_id": epi_id,
@@ -208,7 +208,7 @@ class Commands:
 
         return Outcome(batch.drafts, respond)
 
-    def _situacao_input(self, raw: dict[str, Any]) -> SituacaoInput:
+    def _situation_input(self, raw: dict[str, Any]) -> SituationInput:
         """The requirements the closed layer does not own; the ones it owns (risks and uncertainties,
         alternatives, a relevant consequence) are left to the tenant's rules so a tenant policy decides them."""
         problems = [{"path": f"$.situacao.{name}", "message": f"{name} must be a non-blank string"}
@@ -228,7 +228,7 @@ class Commands:
             raise domain_error("DOMAIN_RULE_VIOLATION", "The situation does not meet its requirements.",
                                details=problems)
         assert isinstance(caso, int)
-        return SituacaoInput(dominio=raw["dominio"], contexto=raw["contexto"], objetivo=raw["objetivo"],
+        return SituationInput(dominio=raw["dominio"], contexto=raw["contexto"], objetivo=raw["objetivo"],
                              incertezas=raw["incertezas"], alternativas=raw["alternativas"], riscos=raw["riscos"],
                              consequencia_relevante=raw["consequencia_relevante"], caso_uso_declarado=caso,
                              raw=raw)
@@ -245,7 +245,7 @@ class Commands:
                            ("limites_definidos", "LIMITES_DEFINIDOS_VAZIOS")):
             if not _list(raw.get(name)):
                 problem(code, name, f"{name} must list at least one item")
-        if _enum_or_none(PerfilRisco, raw.get("perfil_risco")) is None:
+        if _enum_or_none(RiskProfile, raw.get("perfil_risco")) is None:
             problem("PERFIL_RISCO_AUSENTE", "perfil_risco", "perfil_risco is missing")
         avaliadas = [a for a in _list(raw.get("alternativas_avaliadas")) or [] if isinstance(a, str)]
         if len(avaliadas) < 2:
@@ -270,68 +270,68 @@ class Commands:
         return any(memory_id in records for records in
                    (s.episodios, s.decisoes, s.contratos, s.consequencias, s.situacoes))
 
-    def _abandon(self, batch: _Batch, sit_id: str, epi_id: str, em: str) -> None:
+    def _abandon(self, batch: _Batch, sit_id: str, epi_id: str, at: str) -> None:
         """No decision can be made: nothing is left stranded half-way."""
-        self._situacao_status(batch, sit_id, epi_id, SituacaoStatus.EM_ANALISE, SituacaoStatus.REJEITADA, em)
-        self._episodio_estado(batch, epi_id, EpisodioEstado.CRIADO, EpisodioEstado.ENCERRADO, em)
+        self._situation_status_event(batch, sit_id, epi_id, SituationStatus.EM_ANALISE, SituationStatus.REJEITADA, at)
+        self._episode_state_event(batch, epi_id, EpisodeState.CRIADO, EpisodeState.ENCERRADO, at)
 
     @staticmethod
-    def _situacao_status(batch: _Batch, sit_id: str, epi_id: str | None, de: SituacaoStatus,
-                         para: SituacaoStatus, em: str) -> None:
-        _check_transition(SITUACAO_TRANSITIONS, de, para, f"Situation {sit_id}")
-        batch.add(EventType.SITUACAO_STATUS_ALTERADO, Entity.SITUACAO, sit_id,
-                  {"situacao_id": sit_id, "episodio_id": epi_id, "de": de, "para": para, "em": em})
+    def _situation_status_event(batch: _Batch, sit_id: str, epi_id: str | None, old: SituationStatus,
+                         new: SituationStatus, at: str) -> None:
+        _check_transition(SITUATION_TRANSITIONS, old, new, f"Situation {sit_id}")
+        batch.add(EventType.SITUACAO_STATUS_ALTERADO, Entity.SITUATION, sit_id,
+                  {"situacao_id": sit_id, "episodio_id": epi_id, "de": old, "para": new, "em": at})
 
     @staticmethod
-    def _episodio_estado(batch: _Batch, epi_id: str, de: EpisodioEstado, para: EpisodioEstado, em: str) -> None:
-        _check_transition(EPISODIO_TRANSITIONS, de, para, f"Episode {epi_id}")
-        batch.add(EventType.EPISODIO_ESTADO_ALTERADO, Entity.EPISODIO, epi_id,
-                  {"episodio_id": epi_id, "de": de, "para": para, "em": em})
+    def _episode_state_event(batch: _Batch, epi_id: str, old: EpisodeState, new: EpisodeState, at: str) -> None:
+        _check_transition(EPISODE_TRANSITIONS, old, new, f"Episode {epi_id}")
+        batch.add(EventType.EPISODIO_ESTADO_ALTERADO, Entity.EPISODE, epi_id,
+                  {"episodio_id": epi_id, "de": old, "para": new, "em": at})
 
     # --- episodes ------------------------------------------------------------------------------------------------
 
     @command
     def observe(self, episodio_id: str, *, actor: str | None, request_id: str | None, now: datetime) -> Outcome:
-        return self._advance_episode(episodio_id, EpisodioEstado.DECIDIDO, EpisodioEstado.EM_OBSERVACAO,
-                                     SituacaoStatus.EM_OBSERVACAO, actor, request_id, now)
+        return self._advance_episode(episodio_id, EpisodeState.DECIDIDO, EpisodeState.EM_OBSERVACAO,
+                                     SituationStatus.EM_OBSERVACAO, actor, request_id, now)
 
     @command
     def close_episode(self, episodio_id: str, *, actor: str | None, request_id: str | None,
                       now: datetime) -> Outcome:
-        return self._advance_episode(episodio_id, EpisodioEstado.EM_OBSERVACAO, EpisodioEstado.ENCERRADO,
-                                     SituacaoStatus.ENCERRADA, actor, request_id, now)
+        return self._advance_episode(episodio_id, EpisodeState.EM_OBSERVACAO, EpisodeState.ENCERRADO,
+                                     SituationStatus.ENCERRADA, actor, request_id, now)
 
-    def _advance_episode(self, episodio_id: str, de: EpisodioEstado, para: EpisodioEstado,
-                         situacao_para: SituacaoStatus, actor: str | None, request_id: str | None,
+    def _advance_episode(self, episodio_id: str, old: EpisodeState, new: EpisodeState,
+                         situation_new: SituationStatus, actor: str | None, request_id: str | None,
                          now: datetime) -> Outcome:
-        episodio = self.episode(episodio_id)
-        if episodio.estado != de:
-            raise invalid_state(f"Episode {episodio_id} is {episodio.estado}; only {de} can move to {para}.",
-                                details={"estado": episodio.estado, "esperado": de})
-        situacao = self.state.situacoes[episodio.situacao_id]
-        em = format_iso(now)
+        episode = self.episode(episodio_id)
+        if episode.estado != old:
+            raise invalid_state(f"Episode {episodio_id} is {episode.estado}; only {old} can move to {new}.",
+                                details={"estado": episode.estado, "esperado": old})
+        situation = self.state.situacoes[episode.situacao_id]
+        at = format_iso(now)
         batch = _Batch(actor, request_id)
-        self._episodio_estado(batch, episodio_id, de, para, em)
-        self._situacao_status(batch, situacao.id, episodio_id, situacao.status, situacao_para, em)
+        self._episode_state_event(batch, episodio_id, old, new, at)
+        self._situation_status_event(batch, situation.id, episodio_id, situation.status, situation_new, at)
         return Outcome(batch.drafts, lambda state: state.episodios[episodio_id].to_api())
 
-    def episode(self, episodio_id: str) -> Episodio:
-        episodio = self.state.episodios.get(episodio_id)
-        if episodio is None:
+    def episode(self, episodio_id: str) -> Episode:
+        episode = self.state.episodios.get(episodio_id)
+        if episode is None:
             raise not_found("EPISODE_NOT_FOUND", f"Episode {episodio_id} does not exist.")
-        return episodio
+        return episode
 
     # --- consequences --------------------------------------------------------------------------------------------
 
     @command
     def record_consequence(self, body: dict[str, Any], *, actor: str | None, request_id: str | None,
                            now: datetime) -> Outcome:
-        contrato = self.state.contratos.get(body.get("contrato_id") or "")
-        if contrato is None:
+        contract = self.state.contratos.get(body.get("contrato_id") or "")
+        if contract is None:
             raise not_found("CONTRACT_NOT_FOUND", f"Contract {body.get('contrato_id')} does not exist.")
-        episodio = self.state.episodios[contrato.episodio_id]
-        if episodio.estado not in (EpisodioEstado.DECIDIDO, EpisodioEstado.EM_OBSERVACAO, EpisodioEstado.ENCERRADO):
-            raise invalid_state(f"Episode {episodio.id} is {episodio.estado}; consequences need a decided episode.")
+        episode = self.state.episodios[contract.episodio_id]
+        if episode.estado not in (EpisodeState.DECIDIDO, EpisodeState.EM_OBSERVACAO, EpisodeState.ENCERRADO):
+            raise invalid_state(f"Episode {episode.id} is {episode.estado}; consequences need a decided episode.")
         observada, percebida = body.get("observada"), body.get("percebida")
         problems = []
         if not isinstance(observada, dict) or _blank(observada.get("descricao")):
@@ -345,18 +345,18 @@ class Commands:
         assert isinstance(observada, dict) and isinstance(percebida, dict)
         evidencias = [e for e in _list(body.get("evidencias_minimas")) or [] if isinstance(e, str)]
         given = {_normalise(e) for e in evidencias}
-        missing = [req for req in contrato.observacao_minima_requerida if _normalise(req) not in given]
+        missing = [req for req in contract.observacao_minima_requerida if _normalise(req) not in given]
         if missing:
             raise domain_error("EVIDENCE_MISSING", "evidencias_minimas lacks observations the contract requires.",
-                               details={"missing": missing, "required": contrato.observacao_minima_requerida})
+                               details={"missing": missing, "required": contract.observacao_minima_requerida})
         anterior = body.get("observacao_anterior_id")
         if anterior is not None:
             earlier = self.state.consequencias.get(anterior) if isinstance(anterior, str) else None
-            if earlier is None or earlier.contrato_id != contrato.id:
+            if earlier is None or earlier.contrato_id != contract.id:
                 raise domain_error("INVALID_FOLLOW_UP", "observacao_anterior_id must name an earlier observation "
                                    "of the same contract.", details={"observacao_anterior_id": anterior})
 
-        em = format_iso(now)
+        at = format_iso(now)
         batch = _Batch(actor, request_id)
         obs_id = new_id("obs")
         agent_id = body.get("agentId") if isinstance(body.get("agentId"), str) else None
@@ -364,20 +364,20 @@ class Commands:
         autonomy: dict[str, Any] = {"action": ConsequenceAction.NONE, "rule": "SEM_GATILHOS"}
         consequence_events = _Batch(actor, request_id)
         if raw_triggers is not None and agent_id is not None:
-            autonomy = self._apply_consequence_policy(consequence_events, obs_id, agent_id, raw_triggers, em)
-        observacao = Consequencia(
-            id=obs_id, contrato_id=contrato.id, episodio_id=episodio.id, observada=dict(observada),
+            autonomy = self._apply_consequence_policy(consequence_events, obs_id, agent_id, raw_triggers, at)
+        consequence = Consequence(
+            id=obs_id, contrato_id=contract.id, episodio_id=episode.id, observada=dict(observada),
             percebida=dict(percebida), evidencias_minimas=evidencias, observacao_anterior_id=anterior,
-            agent_id=agent_id, autonomy_triggers=raw_triggers, autonomy=autonomy, registrada_em=em,
+            agent_id=agent_id, autonomy_triggers=raw_triggers, autonomy=autonomy, registrada_em=at,
             registrada_por=actor)
-        batch.add(EventType.CONSEQUENCIA_REGISTRADA, Entity.OBSERVACAO, obs_id,
-                  {"episodio_id": episodio.id, "observacao": observacao})
+        batch.add(EventType.CONSEQUENCIA_REGISTRADA, Entity.CONSEQUENCE, obs_id,
+                  {"episodio_id": episode.id, "observacao": consequence})
         batch.drafts.extend(consequence_events.drafts)
         return Outcome(batch.drafts, lambda state: {"observacao": state.consequencias[obs_id].to_api(),
                                                     "autonomy": autonomy})
 
     def _apply_consequence_policy(self, batch: _Batch, obs_id: str, agent_id: str, raw: dict[str, Any],
-                                  em: str) -> dict[str, Any]:
+                                  at: str) -> dict[str, Any]:
         triggers = AutonomyTriggers(
             severidade=raw.get("severidade"), categoria=raw.get("categoria"),
             violou_limites=raw.get("violou_limites") is True, reversivel=raw.get("reversivel"),
@@ -401,14 +401,14 @@ class Commands:
             return report
         motivo = f"{decision.rule}: {decision.reason}"
         if decision.action == ConsequenceAction.REVOKE:
-            batch.add(EventType.AUTONOMY_REVOKED_BY_CONSEQUENCE, Entity.MANDATO, mandate.id,
+            batch.add(EventType.AUTONOMY_REVOKED_BY_CONSEQUENCE, Entity.MANDATE, mandate.id,
                       {"mandate_id": mandate.id, "consequencia_id": obs_id, "regra": decision.rule,
-                       "motivo": motivo, "em": em}, actor=SYSTEM_ACTOR)
+                       "motivo": motivo, "em": at}, actor=SYSTEM_ACTOR)
         elif decision.action == ConsequenceAction.SUSPEND:
-            batch.add(EventType.AUTONOMY_SUSPENDED, Entity.MANDATO, mandate.id,
+            batch.add(EventType.AUTONOMY_SUSPENDED, Entity.MANDATE, mandate.id,
                       {"mandate_id": mandate.id, "consequencia_id": obs_id, "regra": decision.rule,
-                       "motivo": motivo, "em": em}, actor=SYSTEM_ACTOR)
-            report["reviewCaseId"] = self._open_review(batch, obs_id, mandate, motivo, decision.rule, em,
+                       "motivo": motivo, "em": at}, actor=SYSTEM_ACTOR)
+            report["reviewCaseId"] = self._open_review(batch, obs_id, mandate, motivo, decision.rule, at,
                                                        SYSTEM_ACTOR)
         elif decision.action == ConsequenceAction.DEGRADE:
             lower = mandate.modo.degraded()
@@ -416,25 +416,25 @@ class Commands:
                 report["alreadyApplied"] = True
                 report["detail"] = "the mandate is already in ENSINO"
                 return report
-            batch.add(EventType.AUTONOMY_DEGRADED, Entity.MANDATO, mandate.id,
+            batch.add(EventType.AUTONOMY_DEGRADED, Entity.MANDATE, mandate.id,
                       {"mandate_id": mandate.id, "consequencia_id": obs_id, "de": mandate.modo, "para": lower,
-                       "regra": decision.rule, "motivo": motivo, "em": em}, actor=SYSTEM_ACTOR)
+                       "regra": decision.rule, "motivo": motivo, "em": at}, actor=SYSTEM_ACTOR)
         elif decision.action == ConsequenceAction.REVIEW:
-            report["reviewCaseId"] = self._open_review(batch, obs_id, mandate, motivo, decision.rule, em,
+            report["reviewCaseId"] = self._open_review(batch, obs_id, mandate, motivo, decision.rule, at,
                                                        SYSTEM_ACTOR)
         return report
 
     def _open_review(self, batch: _Batch, obs_id: str, mandate: Mandate | None, motivo: str, regra: str | None,
-                     em: str, actor: str | None) -> str:
+                     at: str, actor: str | None) -> str:
         rev_id = new_id("rev")
         review = ReviewCase(id=rev_id, consequencia_id=obs_id, mandate_id=mandate.id if mandate else None,
                             agent_id=mandate.agent_id if mandate else None, motivo=motivo, regra=regra,
-                            status=ReviewStatus.OPEN, opened_at=em, opened_by=actor)
+                            status=ReviewStatus.OPEN, opened_at=at, opened_by=actor)
         if mandate is not None:
-            batch.add(EventType.AUTONOMY_HUMAN_REVIEW_FLAGGED, Entity.MANDATO, mandate.id,
-                      {"mandate_id": mandate.id, "consequencia_id": obs_id, "review_id": rev_id, "em": em},
+            batch.add(EventType.AUTONOMY_HUMAN_REVIEW_FLAGGED, Entity.MANDATE, mandate.id,
+                      {"mandate_id": mandate.id, "consequencia_id": obs_id, "review_id": rev_id, "em": at},
                       actor=actor)
-        batch.add(EventType.HUMAN_REVIEW_CASE_OPENED, Entity.REVISAO, rev_id, {"review": review}, actor=actor)
+        batch.add(EventType.HUMAN_REVIEW_CASE_OPENED, Entity.REVIEW, rev_id, {"review": review}, actor=actor)
         return rev_id
 
     # --- autonomy ------------------------------------------------------------------------------------------------
@@ -453,8 +453,8 @@ class Commands:
     @command
     def evaluate_autonomy(self, body: dict[str, Any], *, actor: str | None, request_id: str | None,
                           now: datetime) -> Outcome:
-        modo = _enum_or_none(Modo, body.get("modo"))
-        perfil = _enum_or_none(PerfilRisco, body.get("perfil_risco"))
+        modo = _enum_or_none(AutonomyMode, body.get("modo"))
+        perfil = _enum_or_none(RiskProfile, body.get("perfil_risco"))
         problems = [{"path": f"$.{name}", "message": f"{name} is required and must be one of the allowed values"}
                     for name, value in (("modo", modo), ("perfil_risco", perfil)) if value is None]
         problems += [{"path": f"$.{name}", "message": f"{name} must be a non-blank string"}
@@ -483,31 +483,31 @@ class Commands:
             mandate_id=mandate_id, closed_layer_blocked=blocked)
         decision = self.policies.autonomy.evaluate(request, mandates, now)
 
-        em = format_iso(now)
+        at = format_iso(now)
         batch = _Batch(actor, request_id)
         evaluated = self.state.mandates.get(decision.mandate_id or "")
         entity_id = evaluated.id if evaluated else agent_id
         if decision.expire and evaluated is not None and evaluated.status == MandateStatus.ACTIVE:
-            batch.add(EventType.AUTONOMY_EXPIRED, Entity.MANDATO, evaluated.id,
-                      {"mandate_id": evaluated.id, "motivo": decision.regra, "em": em}, actor=SYSTEM_ACTOR)
+            batch.add(EventType.AUTONOMY_EXPIRED, Entity.MANDATE, evaluated.id,
+                      {"mandate_id": evaluated.id, "motivo": decision.regra, "em": at}, actor=SYSTEM_ACTOR)
         check = {"mandate_id": evaluated.id if evaluated else None, "agentId": agent_id, "modo": modo,
                  "politica": request.politica, "perfil_risco": perfil, "dominio": request.dominio,
                  "caso_uso": request.caso_uso, "permitido": decision.permitido, "regra": decision.regra,
-                 "motivo": decision.motivo, "requer_revisao_humana": decision.requer_revisao_humana, "em": em}
+                 "motivo": decision.motivo, "requer_revisao_humana": decision.requer_revisao_humana, "em": at}
         batch.add(EventType.AUTONOMY_CHECK_PASSED if decision.permitido else EventType.AUTONOMY_CHECK_FAILED,
-                  Entity.MANDATO, entity_id, check)
+                  Entity.MANDATE, entity_id, check)
         result: dict[str, Any] = {"permitido": decision.permitido, "regra": decision.regra,
                                   "motivo": decision.motivo, "requer_revisao_humana": decision.requer_revisao_humana}
         if evaluated is not None:
             result["mandateId"] = evaluated.id
         if decision.permitido and body.get("consumir") is True and evaluated is not None:
             uses = evaluated.uses + 1
-            batch.add(EventType.AUTONOMY_USE_CONSUMED, Entity.MANDATO, evaluated.id,
-                      {"mandate_id": evaluated.id, "uses": uses, "em": em})
+            batch.add(EventType.AUTONOMY_USE_CONSUMED, Entity.MANDATE, evaluated.id,
+                      {"mandate_id": evaluated.id, "uses": uses, "em": at})
             result["uses"] = uses
             if evaluated.max_uses is not None and uses >= evaluated.max_uses:
-                batch.add(EventType.AUTONOMY_EXPIRED, Entity.MANDATO, evaluated.id,
-                          {"mandate_id": evaluated.id, "motivo": "MANDATE_EXHAUSTED_USES", "em": em},
+                batch.add(EventType.AUTONOMY_EXPIRED, Entity.MANDATE, evaluated.id,
+                          {"mandate_id": evaluated.id, "motivo": "MANDATE_EXHAUSTED_USES", "em": at},
                           actor=SYSTEM_ACTOR)
                 result["mandateExpired"] = True
         return Outcome(batch.drafts, lambda _state: result)
@@ -517,8 +517,8 @@ class Commands:
     @command
     def grant_mandate(self, body: dict[str, Any], *, actor: str | None, request_id: str | None,
                       now: datetime) -> Outcome:
-        modo = _enum_or_none(Modo, body.get("modo"))
-        perfil = _enum_or_none(PerfilRisco, body.get("perfil_risco_maximo"))
+        modo = _enum_or_none(AutonomyMode, body.get("modo"))
+        perfil = _enum_or_none(RiskProfile, body.get("perfil_risco_maximo"))
         politicas = [p for p in _list(body.get("politicas_permitidas")) or [] if not _blank(p)]
         problems = []
         if _blank(body.get("agentId")):
@@ -547,7 +547,7 @@ class Commands:
         if problems:
             raise domain_error("DOMAIN_RULE_VIOLATION", "The mandate is not valid.", details=problems)
         assert modo is not None and perfil is not None
-        em = format_iso(now)
+        at = format_iso(now)
         mdt_id = new_id("mdt")
         mandate = Mandate(
             id=mdt_id, agent_id=body["agentId"], modo=modo, politicas_permitidas=politicas,
@@ -558,9 +558,9 @@ class Commands:
                                   if isinstance(c, int) and not isinstance(c, bool)],
             valid_from=format_iso(window["validFrom"]) if "validFrom" in window else None,
             valid_until=format_iso(window["validUntil"]) if "validUntil" in window else None,
-            max_uses=max_uses, granted_at=em, granted_by=actor, updated_at=em)
+            max_uses=max_uses, granted_at=at, granted_by=actor, updated_at=at)
         batch = _Batch(actor, request_id)
-        batch.add(EventType.AUTONOMY_GRANTED, Entity.MANDATO, mdt_id, {"mandate_id": mdt_id, "mandate": mandate})
+        batch.add(EventType.AUTONOMY_GRANTED, Entity.MANDATE, mdt_id, {"mandate_id": mdt_id, "mandate": mandate})
         return Outcome(batch.drafts, lambda state: state.mandates[mdt_id].to_api())
 
     @command
@@ -599,25 +599,25 @@ class Commands:
     def open_review(self, body: dict[str, Any], *, actor: str | None, request_id: str | None,
                     now: datetime) -> Outcome:
         obs_id = body.get("consequencia_id")
-        consequencia = self.state.consequencias.get(obs_id) if isinstance(obs_id, str) else None
-        if consequencia is None:
+        consequence = self.state.consequencias.get(obs_id) if isinstance(obs_id, str) else None
+        if consequence is None:
             raise not_found("CONSEQUENCE_NOT_FOUND", f"Consequence {obs_id} does not exist.")
         if _blank(body.get("motivo")):
             raise domain_error("DOMAIN_RULE_VIOLATION", "A review case needs a motivo.",
                                details=[{"path": "$.motivo", "message": "required"}])
-        open_id = self.state.open_review_by_consequence.get(consequencia.id)
+        open_id = self.state.open_review_by_consequence.get(consequence.id)
         if open_id is not None:
-            raise ApiError(409, "REVIEW_ALREADY_OPEN", f"Consequence {consequencia.id} already has an open review "
+            raise ApiError(409, "REVIEW_ALREADY_OPEN", f"Consequence {consequence.id} already has an open review "
                            f"case ({open_id}).", details={"reviewCaseId": open_id})
         mandate = None
         if body.get("mandateId") is not None:
             mandate = self.mandate(str(body["mandateId"]))
-        elif consequencia.autonomy.get("mandateId"):
-            mandate = self.state.mandates.get(consequencia.autonomy["mandateId"])
-        elif consequencia.agent_id:
-            mandate = self.latest_mandate(consequencia.agent_id)
+        elif consequence.autonomy.get("mandateId"):
+            mandate = self.state.mandates.get(consequence.autonomy["mandateId"])
+        elif consequence.agent_id:
+            mandate = self.latest_mandate(consequence.agent_id)
         batch = _Batch(actor, request_id)
-        rev_id = self._open_review(batch, consequencia.id, mandate, body["motivo"], None, format_iso(now), actor)
+        rev_id = self._open_review(batch, consequence.id, mandate, body["motivo"], None, format_iso(now), actor)
         return Outcome(batch.drafts, lambda state: state.reviews[rev_id].to_api())
 
     @command
@@ -639,10 +639,10 @@ class Commands:
             effects.append(effect)
         if review.status != ReviewStatus.OPEN:
             raise invalid_state(f"Review case {review_id} is {review.status}; only an OPEN case can be resolved.")
-        em = format_iso(now)
+        at = format_iso(now)
         resolved = _Batch(actor, request_id)
         effect_events = _Batch(actor, request_id)
-        ops = _MandateOps(effect_events, em)
+        ops = _MandateOps(effect_events, at)
         mandate = self.state.mandates.get(review.mandate_id or "")
         reports = []
         for effect in effects:
@@ -655,9 +655,9 @@ class Commands:
             if error is not None:
                 report.update(error=error.code, message=error.message)
             reports.append(report)
-        resolved.add(EventType.HUMAN_REVIEW_CASE_RESOLVED, Entity.REVISAO, review_id,
+        resolved.add(EventType.HUMAN_REVIEW_CASE_RESOLVED, Entity.REVIEW, review_id,
                      {"review_id": review_id, "resolution": resolution, "notes": notes, "effects": reports,
-                      "em": em})
+                      "em": at})
         return Outcome(resolved.drafts + effect_events.drafts,
                        lambda state: {**state.reviews[review_id].to_api(), "effects": reports})
 
@@ -670,7 +670,7 @@ class Commands:
         if review.status != ReviewStatus.OPEN:
             raise invalid_state(f"Review case {review_id} is {review.status}; only an OPEN case can be dismissed.")
         batch = _Batch(actor, request_id)
-        batch.add(EventType.HUMAN_REVIEW_CASE_DISMISSED, Entity.REVISAO, review_id,
+        batch.add(EventType.HUMAN_REVIEW_CASE_DISMISSED, Entity.REVIEW, review_id,
                   {"review_id": review_id, "notes": notes, "em": format_iso(now)})
         return Outcome(batch.drafts, lambda state: state.reviews[review_id].to_api())
 
@@ -681,7 +681,7 @@ class Commands:
         if _blank(notes):
             raise domain_error("NOTES_REQUIRED", "Notes cannot be blank.")
         batch = _Batch(actor, request_id)
-        batch.add(EventType.HUMAN_REVIEW_CASE_NOTES_UPDATED, Entity.REVISAO, review_id,
+        batch.add(EventType.HUMAN_REVIEW_CASE_NOTES_UPDATED, Entity.REVIEW, review_id,
                   {"review_id": review_id, "notes": notes, "em": format_iso(now)})
         return Outcome(batch.drafts, lambda state: state.reviews[review_id].to_api())
 
@@ -693,12 +693,12 @@ class _MandateOps:
     the mandate so several effects of one resolution see each other's result before anything is appended.
     """
 
-    def __init__(self, batch: _Batch, em: str) -> None:
+    def __init__(self, batch: _Batch, at: str) -> None:
         self.batch = batch
-        self.em = em
+        self.at = at
 
     def _event(self, evento: EventType, mandate: Mandate, **payload: Any) -> None:
-        self.batch.add(evento, Entity.MANDATO, mandate.id, {"mandate_id": mandate.id, **payload, "em": self.em})
+        self.batch.add(evento, Entity.MANDATE, mandate.id, {"mandate_id": mandate.id, **payload, "em": self.at})
 
     def revoke(self, mandate: Mandate, motivo: str | None) -> ApiError | None:
         if mandate.status not in (MandateStatus.ACTIVE, MandateStatus.SUSPENDED):
@@ -751,10 +751,10 @@ class _MandateOps:
         return (mandate, error) if error else (after, None)
 
 
-def _check_transition(table: Mapping[E, frozenset[E]], de: E, para: E, what: str) -> None:
+def _check_transition(table: Mapping[E, frozenset[E]], old: E, new: E, what: str) -> None:
     """Every state change a command records goes through its model's transition table."""
-    if para not in table[de]:
-        raise invalid_state(f"{what} is {de}; it cannot move to {para}.", details={"estado": de, "para": para})
+    if new not in table[old]:
+        raise invalid_state(f"{what} is {old}; it cannot move to {new}.", details={"estado": old, "para": new})
 
 
 def _enum_or_none(kind: type[E], value: Any) -> E | None:

@@ -323,10 +323,10 @@ class TenantCore:
 
     async def consequence(self, consequence_id: str) -> dict[str, Any]:
         def find(c: Commands) -> dict[str, Any]:
-            observacao = c.state.consequencias.get(consequence_id)
-            if observacao is None:
+            consequence = c.state.consequencias.get(consequence_id)
+            if consequence is None:
                 raise ApiError(404, "CONSEQUENCE_NOT_FOUND", f"Consequence {consequence_id} does not exist.")
-            return observacao.to_api()
+            return consequence.to_api()
         return await self.read(find)
 
     async def dashboard(self) -> dict[str, Any]:
