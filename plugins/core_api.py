@@ -14,7 +14,6 @@ Routes this module adds beyond API.md (documented in the OpenAPI document):
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -22,57 +21,18 @@ from loguru import logger
 
 from libervia import context, hookimpl
 from libervia.core import TenantCore
-from libervia.core.commands import CommandMethod, Commands
+from libervia.core.commands import Commands
+
+# Short names, so each route entry reads as: method, path, command and where its inputs come from.
+from libervia.core_routes import body_field as field
+from libervia.core_routes import command_handler as command
+from libervia.core_routes import optional_field as optional
+from libervia.core_routes import path_arg as path
+from libervia.core_routes import request_body as body
+from libervia.core_routes import view_handler as view
 from libervia.gateway import Gateway
 from libervia.responses import json_response
 from libervia.routing import Access, Route
-
-Arg = Callable[[web.Request], Any]
-
-
-def _body(request: web.Request) -> dict[str, Any]:
-    return context.body(request)
-
-
-def _path(name: str) -> Arg:
-    return lambda request: request.match_info[name]
-
-
-def _field(name: str) -> Arg:
-    """A body field the request schema requires."""
-    return lambda request: context.body(request)[name]
-
-
-def _optional(name: str) -> Arg:
-    return lambda request: context.body(request).get(name)
-
-
-def _command(command: CommandMethod, *args: Arg, status: int = 200
-             ) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """The one adapter from a route to a Core command: ``args`` take the command's inputs from the request, the
-    caller's key is the actor, and the command's response is the JSON answer."""
-
-    async def handler(request: web.Request) -> web.Response:
-        values = [arg(request) for arg in args]
-        actor, request_id = context.principal(request).actor, context.request_id(request)
-        result = await context.gateway(request).runtime.call(
-            context.tenant_id(request),
-            lambda core: core.execute(command, *values, actor=actor, request_id=request_id))
-        return json_response(result, status=status)
-
-    return handler
-
-
-def _read(read: Callable[[TenantCore, web.Request], Awaitable[dict[str, Any]]]
-          ) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """A handler that runs the query ``read`` on the request's tenant Core and answers its result as JSON."""
-
-    async def handler(request: web.Request) -> web.Response:
-        runtime = context.gateway(request).runtime
-        return json_response(await runtime.call(context.tenant_id(request), lambda core: read(core, request)))
-
-    return handler
-
 
 # --- /api/v1 -----------------------------------------------------------------------------------------------------
 
@@ -135,41 +95,41 @@ def libervia_routes(gateway: Gateway) -> list[Route]:
     api, tenant = Access.TENANT_API, "/admin/tenants/{id}"
     manage: dict[str, Any] = {"access": Access.TENANT_MANAGE, "tenant_param": "id"}
     return [
-        Route("POST", "/api/v1/decisoes", _command(Commands.decide, _body, status=201), api, "core.decide",
+        Route("POST", "/api/v1/decisoes", command(Commands.decide, body, status=201), api, "core.decide",
               body_schema="requests/core_decisao"),
-        Route("GET", "/api/v1/episodios/{id}", _read(_episode), api, "core.episode"),
-        Route("POST", "/api/v1/observacoes", _command(Commands.observe, _field("episodio_id")), api,
+        Route("GET", "/api/v1/episodios/{id}", view(_episode), api, "core.episode"),
+        Route("POST", "/api/v1/observacoes", command(Commands.observe, field("episodio_id")), api,
               "core.observe", body_schema="requests/core_observacao"),
-        Route("POST", "/api/v1/episodios/{id}/encerrar", _command(Commands.close_episode, _path("id")), api,
+        Route("POST", "/api/v1/episodios/{id}/encerrar", command(Commands.close_episode, path("id")), api,
               "core.close_episode", body_schema="requests/empty"),
-        Route("POST", "/api/v1/consequencias", _command(Commands.record_consequence, _body, status=201), api,
+        Route("POST", "/api/v1/consequencias", command(Commands.record_consequence, body, status=201), api,
               "core.consequence", body_schema="requests/core_consequencia"),
-        Route("POST", "/api/v1/autonomia/avaliar", _command(Commands.evaluate_autonomy, _body), api,
+        Route("POST", "/api/v1/autonomia/avaliar", command(Commands.evaluate_autonomy, body), api,
               "core.autonomy_evaluate", body_schema="requests/core_autonomia_avaliar"),
-        Route("GET", "/api/v1/eventos", _read(_events), api, "core.events",
+        Route("GET", "/api/v1/eventos", view(_events), api, "core.events",
               query_schema="requests/core_eventos_query"),
         Route("GET", "/api/v1/eventlog/status", eventlog_status, api, "core.eventlog_status"),
 
-        Route("POST", f"{tenant}/mandates", _command(Commands.grant_mandate, _body, status=201),
+        Route("POST", f"{tenant}/mandates", command(Commands.grant_mandate, body, status=201),
               name="mandate.grant", body_schema="requests/mandate_grant", **manage),
         Route("POST", f"{tenant}/mandates/{{mid}}/revoke",
-              _command(Commands.revoke_mandate, _path("mid"), _field("motivo")), name="mandate.revoke",
+              command(Commands.revoke_mandate, path("mid"), field("motivo")), name="mandate.revoke",
               body_schema="requests/mandate_revoke", **manage),
         Route("POST", f"{tenant}/mandates/{{mid}}/suspend",
-              _command(Commands.suspend_mandate, _path("mid"), _optional("reason")), name="mandate.suspend",
+              command(Commands.suspend_mandate, path("mid"), optional("reason")), name="mandate.suspend",
               body_schema="requests/mandate_reason", **manage),
         Route("POST", f"{tenant}/mandates/{{mid}}/resume",
-              _command(Commands.resume_mandate, _path("mid"), _optional("reason")), name="mandate.resume",
+              command(Commands.resume_mandate, path("mid"), optional("reason")), name="mandate.resume",
               body_schema="requests/mandate_reason", **manage),
-        Route("POST", f"{tenant}/reviews", _command(Commands.open_review, _body, status=201), name="review.open",
+        Route("POST", f"{tenant}/reviews", command(Commands.open_review, body, status=201), name="review.open",
               body_schema="requests/review_open", **manage),
-        Route("POST", f"{tenant}/reviews/{{rid}}/resolve", _command(Commands.resolve_review, _path("rid"), _body),
+        Route("POST", f"{tenant}/reviews/{{rid}}/resolve", command(Commands.resolve_review, path("rid"), body),
               name="review.resolve", body_schema="requests/review_resolve", **manage),
         Route("POST", f"{tenant}/reviews/{{rid}}/dismiss",
-              _command(Commands.dismiss_review, _path("rid"), _field("notes")), name="review.dismiss",
+              command(Commands.dismiss_review, path("rid"), field("notes")), name="review.dismiss",
               body_schema="requests/review_dismiss", **manage),
         Route("POST", f"{tenant}/reviews/{{rid}}/notes",
-              _command(Commands.update_review_notes, _path("rid"), _field("notes")), name="review.notes",
+              command(Commands.update_review_notes, path("rid"), field("notes")), name="review.notes",
               body_schema="requests/review_notes", **manage),
 
         Route("GET", "/admin/instances", list_instances, Access.GLOBAL_ADMIN, "runtime.instances"),

@@ -12,7 +12,6 @@ without an event log. Only a tenant that has a log but never ran in this process
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -20,6 +19,7 @@ from loguru import logger
 
 from libervia import context, hookimpl
 from libervia.core import TenantCore
+from libervia.core_routes import view_handler as _tenant_view
 from libervia.errors import not_found
 from libervia.gateway import Gateway
 from libervia.responses import json_response
@@ -31,15 +31,6 @@ from libervia_plugins.core_api import list_instances, runtime_metrics  # the pan
 def _page(items: list[dict[str, Any]], query: dict[str, Any], key: str) -> dict[str, Any]:
     limit, offset = query["limit"], query["offset"]
     return {key: items[offset:offset + limit], "total": len(items), "limit": limit, "offset": offset}
-
-
-def _tenant_view(read: Callable[[TenantCore, web.Request], Awaitable[Any]]
-                 ) -> Callable[[web.Request], Awaitable[web.Response]]:
-    async def handler(request: web.Request) -> web.Response:
-        runtime = context.gateway(request).runtime
-        return json_response(await runtime.call(context.tenant_id(request), lambda core: read(core, request)))
-
-    return handler
 
 
 async def _mandates(core: TenantCore, request: web.Request) -> dict[str, Any]:
