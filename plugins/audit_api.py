@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,11 +21,12 @@ from libervia import context, hookimpl
 from libervia.clock import format_iso, parse_iso
 from libervia.errors import validation_error
 from libervia.eventlog.chain import entry_hash, has_entry_shape
+from libervia.eventlog.checkpoints import CheckpointSigner
 from libervia.eventlog.verify import YIELD_EVERY, check_entry, close_entries, entry_id, verify_fast, verify_full
 from libervia.gateway import Gateway
 from libervia.responses import json_response, stream_response
 from libervia.routing import Access, Route
-from libervia.storage import StorageError, TenantEventLog
+from libervia.storage import Checkpoint, StorageError, TenantEventLog
 
 NDJSON = "application/x-ndjson"
 _FLUSH_BYTES = 64 * 1024  # export writes to the socket in pieces of about this size
@@ -182,20 +183,23 @@ async def _tenant_log(request: web.Request) -> TenantEventLog:
     return await context.gateway(request).runtime.event_log(context.tenant_id(request))
 
 
-async def audit_verify(request: web.Request) -> web.Response:
-    gateway = context.gateway(request)
-    tenant_id = context.tenant_id(request)
-    log = await _tenant_log(request)
-    checkpoints = await gateway.storage.events.checkpoints(tenant_id)
-    return json_response(await verify_full(log, checkpoints, gateway.checkpoint_signer))
+Verify = Callable[[TenantEventLog, Sequence[Checkpoint], CheckpointSigner], Awaitable[dict[str, Any]]]
 
 
-async def audit_verify_fast(request: web.Request) -> web.Response:
-    gateway = context.gateway(request)
-    tenant_id = context.tenant_id(request)
-    log = await _tenant_log(request)
-    checkpoints = await gateway.storage.events.checkpoints(tenant_id)
-    return json_response(await verify_fast(log, checkpoints, gateway.checkpoint_signer))
+def _verify_route(verify: Verify) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """``verify`` (full or fast) of the request's tenant log against its stored checkpoints."""
+
+    async def handler(request: web.Request) -> web.Response:
+        gateway = context.gateway(request)
+        log = await _tenant_log(request)
+        checkpoints = await gateway.storage.events.checkpoints(context.tenant_id(request))
+        return json_response(await verify(log, checkpoints, gateway.checkpoint_signer))
+
+    return handler
+
+
+audit_verify = _verify_route(verify_full)
+audit_verify_fast = _verify_route(verify_fast)
 
 
 async def audit_checkpoints(request: web.Request) -> web.Response:
