@@ -125,15 +125,23 @@ class OpenLogs(Generic[L]):
 
     def __init__(self) -> None:
         self._logs: dict[str, L] = {}
-        self._lock = asyncio.Lock()
+        self.lock = asyncio.Lock()  # held while a log is opened; hold it to change the registry consistently
 
-    async def get(self, tenant_id: str, open_log: Callable[[], Awaitable[L]]) -> L:
+    async def open(self, tenant_id: str, open_log: Callable[[], Awaitable[L]]) -> L:
         """The tenant's open log, or the one ``open_log`` opens (only one caller opens it)."""
-        async with self._lock:
+        async with self.lock:
             log = self._logs.get(tenant_id)
             if log is None:
                 log = self._logs[tenant_id] = await open_log()
             return log
+
+    def get(self, tenant_id: str) -> L | None:
+        """The tenant's log if it is open in this process (never opens one)."""
+        return self._logs.get(tenant_id)
+
+    def pop(self, tenant_id: str) -> L | None:
+        """Take the tenant's log out of the registry (closing it is the caller's)."""
+        return self._logs.pop(tenant_id, None)
 
     def forget(self, log: L) -> None:
         """Called by a log as it closes; a newer log of the same tenant stays."""

@@ -399,7 +399,7 @@ class FileEventStore:
         self._logs: OpenLogs[FileTenantEventLog] = OpenLogs()
 
     async def open_log(self, tenant_id: str) -> FileTenantEventLog:
-        return await self._logs.get(tenant_id, lambda: self._open(tenant_id))
+        return await self._logs.open(tenant_id, lambda: self._open(tenant_id))
 
     async def _open(self, tenant_id: str) -> FileTenantEventLog:
         try:

@@ -243,7 +243,7 @@ class PostgresEventStore:
         problem = tenant_id_problem(tenant_id)
         if problem is not None:
             raise ValueError(f"invalid tenant id {tenant_id!r}: it {problem}")
-        return await self._logs.get(tenant_id, lambda: self._open(tenant_id))
+        return await self._logs.open(tenant_id, lambda: self._open(tenant_id))
 
     async def _open(self, tenant_id: str) -> PostgresTenantEventLog:
         log = PostgresTenantEventLog(tenant_id, self._db, self._sql, self.signer,

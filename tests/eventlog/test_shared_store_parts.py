@@ -101,7 +101,7 @@ class MemoryEventStore:
             await log.head()
             return log
 
-        return await self._logs.get(tenant_id, open_)
+        return await self._logs.open(tenant_id, open_)
 
     async def tenant_ids(self) -> list[str]:
         return sorted(self._data.lines)
@@ -140,7 +140,7 @@ async def test_open_logs_opens_one_log_per_tenant_under_concurrent_first_calls()
         opened.append(MemoryTenantEventLog("acme", data, CheckpointSigner(b"k" * 32), 0, logs.forget))
         return opened[-1]
 
-    got = await asyncio.gather(*(logs.get("acme", open_) for _ in range(10)))
+    got = await asyncio.gather(*(logs.open("acme", open_) for _ in range(10)))
     assert len(opened) == 1 and all(log is opened[0] for log in got)
     await opened[0].close()
     assert "acme" not in logs
