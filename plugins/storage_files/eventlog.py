@@ -2,7 +2,9 @@
 
 This module writes: the tenant log (appends, quarantine, snapshots, checkpoints) and the store. Where files
 live is :mod:`.layout`; reading them and settling a crashed writer's leftovers is :mod:`.reading` (the names of
-both stay importable from here).
+both stay importable from here). It is a little over 400 lines because the tenant log's writes (append,
+quarantine, snapshot, close) are one discipline over the same two descriptors and locks; split, each part would
+have to re-state it.
 
 How an append stays atomic, durable and unforked:
 
