@@ -19,6 +19,7 @@ serve: $(BIN)/libervia
 
 test: $(BIN)/libervia
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2 -p no:cacheprovider
 
 bench: $(BIN)/libervia

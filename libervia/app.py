@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from aiohttp import web
 from loguru import logger
 
@@ -14,7 +17,7 @@ from libervia.pipeline.request_scope import UNMATCHED_ROUTE, RequestScope, unmat
 from libervia.pipeline.route_steps import RouteSteps
 from libervia.plugin_manager import LoadedPlugins
 from libervia.routing import Access, Route
-from libervia.runtime import TenantRuntime
+from libervia.runtime_parts import build_runtime
 from libervia.settings import Settings
 from libervia.tenants.registry import TenantRegistry
 
@@ -39,9 +42,7 @@ async def start_gateway(settings: Settings, plugins: LoadedPlugins) -> Gateway:
     gateway.storage = storage
     gateway.registry = TenantRegistry(storage.registry, settings.auth_pepper, settings.get("registry_refresh_s"))
     await gateway.registry.start()
-    runtime_cfg = settings.section("runtime")
-    gateway.runtime = TenantRuntime(gateway, idle_ttl_s=runtime_cfg["idle_ttl_s"],
-                                    max_instances=runtime_cfg["max_instances"])
+    gateway.runtime = build_runtime(gateway)
     await gateway.runtime.start()
     gateway.rate_limiter = await call_first(plugins.pm.hook.libervia_rate_limiter, gateway=gateway)
     await call_all(plugins.pm.hook.libervia_startup, gateway=gateway)
@@ -53,7 +54,7 @@ async def stop_gateway(gateway: Gateway) -> None:
 
     Each step runs even if an earlier one failed: a failure here must not leave a tenant log unflushed.
     """
-    steps = [
+    steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
         ("plugin shutdown hooks", lambda: call_all(gateway.pm.hook.libervia_shutdown, gateway=gateway)),
         ("tenant runtimes", gateway.runtime.close),
         ("tenant registry", gateway.registry.close),

@@ -8,6 +8,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -16,6 +17,9 @@ from libervia.errors import StartupError
 from libervia.jsonlog import configure_logging
 from libervia.plugin_manager import LoadedPlugins, load_plugins
 from libervia.settings import Settings, ensure_writable_dir, free_disk_mb, load_settings
+
+if TYPE_CHECKING:
+    from libervia.eventlog.checkpoints import CheckpointSigner
 
 EXIT_OK = 0
 EXIT_FAILED = 1

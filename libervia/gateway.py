@@ -34,10 +34,6 @@ class Gateway:
         self.started_monotonic = time.monotonic()
         self.draining = False
 
-    @property
-    def hook(self) -> Any:
-        return self.pm.hook
-
     def plugin_config(self, name: str) -> dict[str, Any]:
         """The validated configuration of plugin ``name``, with its schema defaults filled in."""
         return self._plugin_configs.get(name, {})

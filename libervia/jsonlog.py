@@ -14,7 +14,6 @@ should never bind a secret in the first place.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import re
 import sys
@@ -26,11 +25,11 @@ import orjson
 from loguru import logger
 
 from libervia.clock import format_iso
+from libervia.secret_names import is_secret_name
 
-# The one secret predicate of the process (settings masking and the CLI's env dump have their own copies until
-# i15 unifies them): a key that names a secret, a bearer credential inside text, and the exact values of the
-# secrets this process was configured with (registered at start-up by :func:`register_secret`).
-_SECRET_KEY = re.compile(r"token|pepper|secret|password|authorization|checkpoint_key", re.IGNORECASE)
+# What the log never writes: a value under a key that names a secret (the one predicate of
+# libervia.secret_names), a bearer credential inside text, and the exact values of the secrets this process was
+# configured with (registered at start-up by :func:`register_secret`).
 _BEARER = re.compile(r"(?i)bearer\s+[^\s\"',;]+")
 _known_secrets: list[str] = []
 REDACTED = "[REDACTED]"
@@ -43,9 +42,6 @@ def register_secret(value: str | None) -> None:
         _known_secrets.sort(key=len, reverse=True)
 
 
-@functools.lru_cache(maxsize=1024)
-def _is_secret_key(key: str) -> bool:
-    return _SECRET_KEY.search(key) is not None
 
 
 def redact_text(text: str) -> str:
@@ -59,7 +55,7 @@ def redact_text(text: str) -> str:
 
 
 def _redact(key: str, value: Any) -> Any:
-    if _is_secret_key(key):
+    if is_secret_name(key):
         return REDACTED
     if isinstance(value, str):
         return redact_text(value)

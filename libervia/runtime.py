@@ -17,22 +17,33 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from loguru import logger
 
 from libervia.clock import now_iso
-from libervia.core.core import CoreClosedError, TenantCore, summarise
-from libervia.core.policy import TenantPolicies, collect_rules
-from libervia.errors import ApiError
-from libervia.hookcalls import call_all, call_first
-from libervia.storage import EventDraft, LogHead, Snapshot, TenantEventLog
-from libervia.telemetry import EVENTLOG_APPEND
-
-if TYPE_CHECKING:
-    from libervia.gateway import Gateway
+from libervia.core.core import CoreClosedError, Quotas, TenantCore, summarise
+from libervia.core.policy import TenantPolicies
+from libervia.storage import EventDraft, EventStore, LogHead, Snapshot, TenantEventLog
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeParts:
+    """What the runtime needs from the rest of the gateway, and nothing more (see :mod:`libervia.runtime_parts`).
+
+    ``policies(tenant)`` asks the tenant-policy plugins once per Core start; ``quotas(tenant)`` reads the
+    tenant's quotas from the registry before each command; ``on_append(tenant, n)`` hears of every append made
+    through the runtime's logs (telemetry). ``uptime_s`` and ``tenant_counts`` feed ``/admin/metrics``.
+    """
+
+    events: EventStore
+    policies: Callable[[str], Awaitable[TenantPolicies]]
+    quotas: Callable[[str], Quotas]
+    on_append: Callable[[str, int], None]
+    uptime_s: Callable[[], float]
+    tenant_counts: Callable[[], dict[str, int]]
 
 
 class _CountingLog:
@@ -73,19 +84,16 @@ class _CountingLog:
 @dataclass(slots=True)
 class _Slot:
     log: _CountingLog
-    opened_at: str
     last_used: float
     core: TenantCore | None = None
 
 
 class TenantRuntime:
-    def __init__(self, gateway: Gateway, idle_ttl_s: float, max_instances: int, *,
-                 snapshot_every: int | None = None, sweep_interval_s: float | None = None) -> None:
-        self.gateway = gateway
+    def __init__(self, parts: RuntimeParts, idle_ttl_s: float, max_instances: int, *,
+                 snapshot_every: int = 5000, sweep_interval_s: float | None = None) -> None:
+        self._parts = parts
         self.idle_ttl_s = idle_ttl_s
         self.max_instances = max(1, max_instances)
-        if snapshot_every is None:
-            snapshot_every = gateway.settings.section("runtime").get("snapshot_every", 5000)
         self.snapshot_every = snapshot_every
         self._sweep_interval_s = sweep_interval_s or min(30.0, max(0.05, idle_ttl_s / 4))
         self._slots: dict[str, _Slot] = {}
@@ -210,8 +218,8 @@ class TenantRuntime:
             if slot.core is not None:
                 for name, value in slot.core.counters.items():
                     totals[name] = totals.get(name, 0) + value
-        return {"timestamp": now_iso(), "uptimeSeconds": round(self.gateway.uptime_s(), 3),
-                "tenants": self.gateway.registry.counts_by_status(), **self.stats(),
+        return {"timestamp": now_iso(), "uptimeSeconds": round(self._parts.uptime_s(), 3),
+                "tenants": self._parts.tenant_counts(), **self.stats(),
                 "eventsAppendedTotal": self.events_appended, "commandsTotal": totals.get("commands", 0),
                 "rejectedTotal": totals.get("rejected", 0), "snapshotsTotal": totals.get("snapshots", 0)}
 
@@ -240,7 +248,7 @@ class TenantRuntime:
         return {"active": mandates["active"], "suspended": mandates["suspended"]}
 
     async def _tenants_with_logs(self) -> set[str]:
-        return set(await self.gateway.storage.events.tenant_ids())
+        return set(await self._parts.events.tenant_ids())
 
     # --- internals -----------------------------------------------------------------------------------------------
 
@@ -254,20 +262,19 @@ class TenantRuntime:
         """The tenant's slot, opening its log if needed. Call with the tenant's lock held."""
         slot = self._slots.get(tenant_id)
         if slot is None:
-            raw = await self.gateway.storage.events.open_log(tenant_id)
+            raw = await self._parts.events.open_log(tenant_id)
 
             def count(n: int) -> None:
                 self.events_appended += n
-                self.gateway.count(EVENTLOG_APPEND, value=n, tenant_id=tenant_id)
+                self._parts.on_append(tenant_id, n)
 
-            slot = self._slots[tenant_id] = _Slot(log=_CountingLog(raw, count), opened_at=now_iso(),
-                                                  last_used=time.monotonic())
+            slot = self._slots[tenant_id] = _Slot(log=_CountingLog(raw, count), last_used=time.monotonic())
         return slot
 
     async def _start_core(self, tenant_id: str, log: TenantEventLog) -> TenantCore:
-        policies = await self._policies(tenant_id)
-        registry = self.gateway.registry
-        core = TenantCore(tenant_id, log, policies, quotas=lambda: registry.quotas(tenant_id),
+        policies = await self._parts.policies(tenant_id)
+        quotas = self._parts.quotas
+        core = TenantCore(tenant_id, log, policies, quotas=lambda: quotas(tenant_id),
                           snapshot_every=self.snapshot_every)
         started = time.monotonic()
         await core.start()
@@ -277,19 +284,6 @@ class TenantRuntime:
             "tenant {} core started at seq {} ({} events replayed, snapshot {}) in {:.1f} ms", tenant_id,
             core.state.seq, core.replayed_events, core.replayed_from_snapshot, (time.monotonic() - started) * 1000)
         return core
-
-    async def _policies(self, tenant_id: str) -> TenantPolicies:
-        """Ask the tenant-policy hooks, once per Core start."""
-        hook = self.gateway.pm.hook
-        answers = await call_all(hook.libervia_closed_layer_rules, gateway=self.gateway, tenant_id=tenant_id)
-        # pluggy answers last-registered-first; rules run in registration order (built-ins first).
-        rules = collect_rules(reversed(answers))
-        autonomy = await call_first(hook.libervia_autonomy_policy, gateway=self.gateway, tenant_id=tenant_id)
-        consequence = await call_first(hook.libervia_consequence_policy, gateway=self.gateway, tenant_id=tenant_id)
-        if autonomy is None or consequence is None:
-            raise ApiError(503, "POLICY_UNAVAILABLE", "No tenant-policy plugin provides the autonomy and "
-                           "consequence policies.")
-        return TenantPolicies(closed_layer=rules, autonomy=autonomy, consequence=consequence)
 
     async def _evict(self, tenant_id: str, why: str) -> int:
         async with self._lock(tenant_id):

@@ -49,7 +49,7 @@ def _with_defaults(validator_class: Any) -> Any:
                     instance[name] = copy.deepcopy(subschema["default"])
         yield from validate_properties(validator, properties, instance, schema)
 
-    return validators.extend(validator_class, {"properties": set_defaults})
+    return validators.extend(validator_class, {"properties": set_defaults})  # type: ignore[no-untyped-call]  # unannotated in types-jsonschema
 
 
 # Keywords whose messages show the instance (``f"{instance!r} is too long"``). On a large instance that repr is

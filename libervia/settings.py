@@ -21,6 +21,7 @@ from dynaconf import Dynaconf
 
 from libervia.errors import StartupError
 from libervia.schemas import load_schema, problems
+from libervia.secret_names import is_secret_name
 
 ENV_PREFIX = "LIBERVIA"
 ENVIRONMENTS = ("development", "production", "test")
@@ -76,9 +77,7 @@ def mask_secrets(data: Any) -> Any:
     return data
 
 
-def is_secret_key(key: str) -> bool:
-    lowered = key.lower()
-    return any(word in lowered for word in ("token", "pepper", "secret", "password", "checkpoint_key", "dsn"))
+is_secret_key = is_secret_name
 
 
 def choose_environment(environ: Mapping[str, str]) -> tuple[str, list[str]]:

@@ -10,6 +10,10 @@ Promises every implementation keeps:
   (fsync) or committed, and two gateway processes sharing the store never lose each other's updates.
 * ``TenantEventLog.append`` writes all of a batch or none of it, durably, before it returns, and the chain never
   forks even when several processes append to the same tenant.
+
+A store need not write the subtle parts again: :mod:`libervia.eventlog.stores` has the chaining step
+(``chain_group``), the append guard and group commit (``QueuedEventLog``) and the open-logs registry
+(``OpenLogs``) that both built-in stores use, so a store implements only its I/O.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ tenant's own event log (TENANT_SUSPENDED, TENANT_RESUMED, KEY_CREATED, KEY_REVOK
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -14,6 +15,7 @@ from loguru import logger
 from libervia import context, hookimpl
 from libervia.clock import now_iso
 from libervia.errors import invalid_state
+from libervia.core.model import Entity, EventType
 from libervia.gateway import Gateway
 from libervia.hookcalls import call_all
 from libervia.responses import json_response
@@ -29,10 +31,10 @@ async def _open_log(request: web.Request, tenant_id: str) -> TenantEventLog:
     return await context.gateway(request).runtime.event_log(tenant_id)
 
 
-async def _record(request: web.Request, log: TenantEventLog, evento: str, entidade: str, entidade_id: str,
-                  payload: dict[str, Any]) -> None:
-    await log.append([EventDraft(evento, entidade, entidade_id, payload, actor=context.principal(request).actor,
-                                 request_id=context.request_id(request))])
+async def _record(request: web.Request, log: TenantEventLog, evento: EventType, entidade: Entity,
+                  entidade_id: str, payload: dict[str, Any]) -> None:
+    await log.append([EventDraft(evento.value, entidade.value, entidade_id, payload,
+                                 actor=context.principal(request).actor, request_id=context.request_id(request))])
 
 
 async def create_tenant(request: web.Request) -> web.Response:
@@ -98,22 +100,23 @@ async def purge_tenant(request: web.Request) -> web.Response:
                           "purgedAt": moment})
 
 
-def _status_change(new_status: str, allowed_from: tuple[str, ...], evento: str, verb: str):  # type: ignore[no-untyped-def]
+def _status_change(new_status: str, allowed_from: tuple[str, ...], evento: EventType,
+                   verb: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def change(request: web.Request) -> web.Response:
         tenant_id = context.tenant_id(request)
         reason = context.body(request).get("reason")
         gateway = context.gateway(request)
         log = await _open_log(request, tenant_id)
         tenant = await gateway.registry.set_status(tenant_id, new_status, allowed_from, reason)
-        await _record(request, log, evento, "Tenant", tenant_id, {"status": new_status, "reason": reason})
+        await _record(request, log, evento, Entity.TENANT, tenant_id, {"status": new_status, "reason": reason})
         logger.bind(tenantId=tenant_id, code=evento).warning(f"tenant {tenant_id} {verb}: {reason or 'no reason'}")
         return json_response({"success": True, "message": f"Tenant {tenant_id} {verb}.", "tenant": tenant})
 
     return change
 
 
-suspend_tenant = _status_change("suspended", ("active",), "TENANT_SUSPENDED", "suspended")
-resume_tenant = _status_change("active", ("suspended",), "TENANT_RESUMED", "resumed")
+suspend_tenant = _status_change("suspended", ("active",), EventType.TENANT_SUSPENDED, "suspended")
+resume_tenant = _status_change("active", ("suspended",), EventType.TENANT_RESUMED, "resumed")
 
 
 async def _issue_key(request: web.Request, revoke_old: bool) -> web.Response:
@@ -124,8 +127,10 @@ async def _issue_key(request: web.Request, revoke_old: bool) -> web.Response:
     log = await _open_log(request, tenant_id)
     key, revoked = await registry.create_key(tenant_id, body["role"], body.get("description"), revoke_roles)
     for key_id in revoked:
-        await _record(request, log, "KEY_REVOKED", "ApiKey", key_id, {"keyId": key_id, "rotatedTo": key.key_id})
-    await _record(request, log, "KEY_CREATED", "ApiKey", key.key_id, {"keyId": key.key_id, "role": key.role})
+        await _record(request, log, EventType.KEY_REVOKED, Entity.API_KEY, key_id,
+                      {"keyId": key_id, "rotatedTo": key.key_id})
+    await _record(request, log, EventType.KEY_CREATED, Entity.API_KEY, key.key_id,
+                  {"keyId": key.key_id, "role": key.role})
     response: dict[str, Any] = {"keyId": key.key_id, "role": key.role, "token": key.token,
                                 "createdAt": key.created_at, "warning": KEY_WARNING}
     if revoke_old:
@@ -151,7 +156,7 @@ async def revoke_key(request: web.Request) -> web.Response:
     key_id = request.match_info["keyId"]
     log = await _open_log(request, tenant_id)
     result = await context.gateway(request).registry.revoke_key(tenant_id, key_id)
-    await _record(request, log, "KEY_REVOKED", "ApiKey", key_id, {"keyId": key_id})
+    await _record(request, log, EventType.KEY_REVOKED, Entity.API_KEY, key_id, {"keyId": key_id})
     return json_response({"success": True, "message": f"Key {key_id} revoked.", **result})
 
 

@@ -7,7 +7,10 @@ chunks from the store's I/O and the verifier yields to the event loop between th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -17,34 +20,186 @@ from loguru import logger
 from libervia import context, hookimpl
 from libervia.clock import format_iso, parse_iso
 from libervia.errors import validation_error
-from libervia.eventlog.verify import ExportManifest, ReplayFilter, replay, verify_fast, verify_full
+from libervia.eventlog.chain import entry_hash, has_entry_shape
+from libervia.eventlog.checkpoints import CheckpointSigner
+from libervia.eventlog.verify import YIELD_EVERY, check_entry, close_entries, entry_id, verify_fast, verify_full
 from libervia.gateway import Gateway
 from libervia.responses import json_response, stream_response
 from libervia.routing import Access, Route
-from libervia.storage import TenantEventLog
+from libervia.storage import Checkpoint, StorageError, TenantEventLog
 
 NDJSON = "application/x-ndjson"
 _FLUSH_BYTES = 64 * 1024  # export writes to the socket in pieces of about this size
 
 
+# --- export ------------------------------------------------------------------------------------------------------
+
+class ExportManifest:
+    """The manifest of an export: what it holds and whether its entries chain among themselves."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: Mapping[str, Any] | None = None
+        self.last: Mapping[str, Any] | None = None
+        self.chain_valid = True
+
+    def add(self, entry: Mapping[str, Any]) -> None:
+        if self.chain_valid:
+            self.chain_valid = self._links(entry)
+        if self.first is None:
+            self.first = entry
+        self.last = entry
+        self.count += 1
+
+    def _links(self, entry: Mapping[str, Any]) -> bool:
+        try:
+            if entry_hash(entry) != entry.get("hash"):
+                return False
+        except (TypeError, UnicodeEncodeError):
+            return False
+        if self.last is None:
+            return True
+        seq, last_seq = entry.get("seq"), self.last.get("seq")
+        if not isinstance(seq, int) or not isinstance(last_seq, int) or seq <= last_seq:
+            return False
+        # Time filters may leave gaps; entries that are neighbours in the log must still link.
+        return seq != last_seq + 1 or entry.get("prev") == self.last.get("hash")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "firstSeq": self.first.get("seq") if self.first else None,
+            "lastSeq": self.last.get("seq") if self.last else None,
+            "firstHash": self.first.get("hash") if self.first else None,
+            "lastHash": self.last.get("hash") if self.last else None,
+            "chainValidWithinExport": self.chain_valid,
+        }
+
+
+# --- replay ------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ReplayFilter:
+    evento: str | None = None
+    entidade: str | None = None
+    entidade_id: str | None = None
+    from_ts: str | None = None  # normalised RFC 3339 (libervia.clock.format_iso), compared as text
+    to_ts: str | None = None
+
+    def matches(self, entry: Mapping[str, Any]) -> bool:
+        if self.evento is not None and entry.get("evento") != self.evento:
+            return False
+        if self.entidade is not None and entry.get("entidade") != self.entidade:
+            return False
+        if self.entidade_id is not None and entry.get("entidade_id") != self.entidade_id:
+            return False
+        ts = entry.get("ts")
+        if self.from_ts is not None and not (isinstance(ts, str) and ts >= self.from_ts):
+            return False
+        return self.to_ts is None or (isinstance(ts, str) and ts <= self.to_ts)
+
+
+class Replay:
+    """Aggregates of the entries matching a filter, and every chain inconsistency of the whole log.
+
+    Unlike verification it does not stop at a fault: after one it resynchronises on the entry it found, so one
+    deleted line is reported once, not as a fault of every later entry.
+    """
+
+    def __init__(self, tenant: str, flt: ReplayFilter) -> None:
+        self.tenant = tenant
+        self.filter = flt
+        self.total = 0
+        self.by_event: Counter[str] = Counter()
+        self.by_entity: Counter[str] = Counter()
+        self.by_actor: Counter[str] = Counter()
+        self.first: Mapping[str, Any] | None = None
+        self.last: Mapping[str, Any] | None = None
+        self.inconsistencies: list[dict[str, Any]] = []
+        self._expected_seq = 1
+        self._prev: str | None = None
+
+    def add(self, entry: dict[str, Any]) -> None:
+        reason = check_entry(entry, self._expected_seq, self._prev, self.tenant)
+        if reason is not None:
+            self.inconsistencies.append({"seq": self._expected_seq, "id": entry_id(entry), "reason": reason})
+        if not has_entry_shape(entry):
+            self._expected_seq += 1
+            return
+        seq = entry["seq"]
+        self._expected_seq = seq + 1 if isinstance(seq, int) else self._expected_seq + 1
+        self._prev = entry["hash"] if isinstance(entry["hash"], str) else None
+        if not self.filter.matches(entry):
+            return
+        self.total += 1
+        self.by_event[str(entry["evento"])] += 1
+        self.by_entity[str(entry["entidade"])] += 1
+        actor = entry["actor"]
+        self.by_actor[actor if isinstance(actor, str) else "unknown"] += 1
+        if self.first is None:
+            self.first = entry
+        self.last = entry
+
+    def unreadable(self, reason: str) -> None:
+        self.inconsistencies.append({"seq": self._expected_seq, "id": None, "reason": f"unreadable entry: {reason}"})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "totalEventos": self.total,
+            "porEvento": dict(self.by_event),
+            "porEntidade": dict(self.by_entity),
+            "porAtor": dict(self.by_actor),
+            "range": {
+                "fromSeq": self.first["seq"] if self.first else None,
+                "toSeq": self.last["seq"] if self.last else None,
+                "fromTs": self.first["ts"] if self.first else None,
+                "toTs": self.last["ts"] if self.last else None,
+            },
+            "inconsistencias": self.inconsistencies,
+        }
+
+
+async def replay(log: TenantEventLog, flt: ReplayFilter) -> dict[str, Any]:
+    """Aggregate the whole log (API.md §7 ``audit/replay``)."""
+    result = Replay(log.tenant_id, flt)
+    entries = log.entries(1)
+    count = 0
+    try:
+        async for entry in entries:
+            result.add(entry)
+            count += 1
+            if count % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+    except StorageError as exc:
+        result.unreadable(str(exc))
+    finally:
+        await close_entries(entries)
+    return result.as_dict()
+
+
+# --- routes ------------------------------------------------------------------------------------------------------
+
 async def _tenant_log(request: web.Request) -> TenantEventLog:
     return await context.gateway(request).runtime.event_log(context.tenant_id(request))
 
 
-async def audit_verify(request: web.Request) -> web.Response:
-    gateway = context.gateway(request)
-    tenant_id = context.tenant_id(request)
-    log = await _tenant_log(request)
-    checkpoints = await gateway.storage.events.checkpoints(tenant_id)
-    return json_response(await verify_full(log, checkpoints, gateway.checkpoint_signer))
+Verify = Callable[[TenantEventLog, Sequence[Checkpoint], CheckpointSigner], Awaitable[dict[str, Any]]]
 
 
-async def audit_verify_fast(request: web.Request) -> web.Response:
-    gateway = context.gateway(request)
-    tenant_id = context.tenant_id(request)
-    log = await _tenant_log(request)
-    checkpoints = await gateway.storage.events.checkpoints(tenant_id)
-    return json_response(await verify_fast(log, checkpoints, gateway.checkpoint_signer))
+def _verify_route(verify: Verify) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """``verify`` (full or fast) of the request's tenant log against its stored checkpoints."""
+
+    async def handler(request: web.Request) -> web.Response:
+        gateway = context.gateway(request)
+        log = await _tenant_log(request)
+        checkpoints = await gateway.storage.events.checkpoints(context.tenant_id(request))
+        return json_response(await verify(log, checkpoints, gateway.checkpoint_signer))
+
+    return handler
+
+
+audit_verify = _verify_route(verify_full)
+audit_verify_fast = _verify_route(verify_fast)
 
 
 async def audit_checkpoints(request: web.Request) -> web.Response:

@@ -14,7 +14,7 @@ Routes this module adds beyond API.md (documented in the OpenAPI document):
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -22,55 +22,29 @@ from loguru import logger
 
 from libervia import context, hookimpl
 from libervia.core import TenantCore
+from libervia.core.commands import Commands
+
+# Short names, so each route entry reads as: method, path, command and where its inputs come from.
+from libervia.core_routes import body_field as field
+from libervia.core_routes import command_handler as command
+from libervia.core_routes import optional_field as optional
+from libervia.core_routes import path_arg as path
+from libervia.core_routes import request_body as body
+from libervia.core_routes import view_handler as view
 from libervia.gateway import Gateway
 from libervia.panel import instances_view, metrics_view
 from libervia.responses import json_response
 from libervia.routing import Access, Route
 
-CoreCall = Callable[[TenantCore, web.Request], Awaitable[dict[str, Any]]]
-
-
-def _core_route(call: CoreCall, status: int = 200) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """A handler that runs ``call`` on the request's tenant Core and answers its result as JSON."""
-
-    async def handler(request: web.Request) -> web.Response:
-        runtime = context.gateway(request).runtime
-        result = await runtime.call(context.tenant_id(request), lambda core: call(core, request))
-        return json_response(result, status=status)
-
-    return handler
-
-
-def _actor(request: web.Request) -> dict[str, Any]:
-    return {"actor": context.principal(request).actor, "request_id": context.request_id(request)}
-
-
 # --- /api/v1 -----------------------------------------------------------------------------------------------------
 
-async def _decide(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.decide(context.body(request), **_actor(request))
+def _acknowledged(message: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """v1 answered these commands with ``{success, message, ...}``; the episode's status stays beside them."""
+    return lambda result: {"success": True, "message": message.format(result["episodio_id"]), **result}
 
 
 async def _episode(core: TenantCore, request: web.Request) -> dict[str, Any]:
     return await core.episode(request.match_info["id"])
-
-
-async def _observe(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    result = await core.observe(context.body(request)["episodio_id"], **_actor(request))
-    return {"success": True, "message": f"Episode {result['episodio_id']} is under observation.", **result}
-
-
-async def _close_episode(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    result = await core.close_episode(request.match_info["id"], **_actor(request))
-    return {"success": True, "message": f"Episode {result['episodio_id']} closed.", **result}
-
-
-async def _consequence(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.record_consequence(context.body(request), **_actor(request))
-
-
-async def _evaluate(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.evaluate_autonomy(context.body(request), **_actor(request))
 
 
 async def _events(core: TenantCore, request: web.Request) -> dict[str, Any]:
@@ -82,43 +56,6 @@ async def _events(core: TenantCore, request: web.Request) -> dict[str, Any]:
 async def eventlog_status(request: web.Request) -> web.Response:
     log = await context.gateway(request).runtime.event_log(context.tenant_id(request))
     return json_response(log.status())
-
-
-# --- mandates and review cases ------------------------------------------------------------------------------------
-
-async def _grant(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.grant_mandate(context.body(request), **_actor(request))
-
-
-async def _revoke(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.revoke_mandate(request.match_info["mid"], context.body(request)["motivo"], **_actor(request))
-
-
-async def _suspend(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.suspend_mandate(request.match_info["mid"], context.body(request).get("reason"),
-                                      **_actor(request))
-
-
-async def _resume(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.resume_mandate(request.match_info["mid"], context.body(request).get("reason"),
-                                     **_actor(request))
-
-
-async def _open_review(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.open_review(context.body(request), **_actor(request))
-
-
-async def _resolve(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.resolve_review(request.match_info["rid"], context.body(request), **_actor(request))
-
-
-async def _dismiss(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.dismiss_review(request.match_info["rid"], context.body(request)["notes"], **_actor(request))
-
-
-async def _notes(core: TenantCore, request: web.Request) -> dict[str, Any]:
-    return await core.update_review_notes(request.match_info["rid"], context.body(request)["notes"],
-                                          **_actor(request))
 
 
 # --- runtime administration ---------------------------------------------------------------------------------------
@@ -153,38 +90,45 @@ async def shutdown_all(request: web.Request) -> web.Response:
 @hookimpl
 def libervia_routes(gateway: Gateway) -> list[Route]:
     api, tenant = Access.TENANT_API, "/admin/tenants/{id}"
-    manage = {"access": Access.TENANT_MANAGE, "tenant_param": "id"}
+    manage: dict[str, Any] = {"access": Access.TENANT_MANAGE, "tenant_param": "id"}
     return [
-        Route("POST", "/api/v1/decisoes", _core_route(_decide, 201), api, "core.decide",
+        Route("POST", "/api/v1/decisoes", command(Commands.decide, body, status=201), api, "core.decide",
               body_schema="requests/core_decisao"),
-        Route("GET", "/api/v1/episodios/{id}", _core_route(_episode), api, "core.episode"),
-        Route("POST", "/api/v1/observacoes", _core_route(_observe), api, "core.observe",
-              body_schema="requests/core_observacao"),
-        Route("POST", "/api/v1/episodios/{id}/encerrar", _core_route(_close_episode), api, "core.close_episode",
-              body_schema="requests/empty"),
-        Route("POST", "/api/v1/consequencias", _core_route(_consequence, 201), api, "core.consequence",
-              body_schema="requests/core_consequencia"),
-        Route("POST", "/api/v1/autonomia/avaliar", _core_route(_evaluate), api, "core.autonomy_evaluate",
-              body_schema="requests/core_autonomia_avaliar"),
-        Route("GET", "/api/v1/eventos", _core_route(_events), api, "core.events",
+        Route("GET", "/api/v1/episodios/{id}", view(_episode), api, "core.episode"),
+        Route("POST", "/api/v1/observacoes", command(Commands.observe, field("episodio_id"),
+                                                     answer=_acknowledged("Episode {} is under observation.")),
+              api, "core.observe", body_schema="requests/core_observacao"),
+        Route("POST", "/api/v1/episodios/{id}/encerrar",
+              command(Commands.close_episode, path("id"), answer=_acknowledged("Episode {} closed.")), api,
+              "core.close_episode", body_schema="requests/empty"),
+        Route("POST", "/api/v1/consequencias", command(Commands.record_consequence, body, status=201), api,
+              "core.consequence", body_schema="requests/core_consequencia"),
+        Route("POST", "/api/v1/autonomia/avaliar", command(Commands.evaluate_autonomy, body), api,
+              "core.autonomy_evaluate", body_schema="requests/core_autonomia_avaliar"),
+        Route("GET", "/api/v1/eventos", view(_events), api, "core.events",
               query_schema="requests/core_eventos_query"),
         Route("GET", "/api/v1/eventlog/status", eventlog_status, api, "core.eventlog_status"),
 
-        Route("POST", f"{tenant}/mandates", _core_route(_grant, 201), name="mandate.grant",
-              body_schema="requests/mandate_grant", **manage),
-        Route("POST", f"{tenant}/mandates/{{mid}}/revoke", _core_route(_revoke), name="mandate.revoke",
+        Route("POST", f"{tenant}/mandates", command(Commands.grant_mandate, body, status=201),
+              name="mandate.grant", body_schema="requests/mandate_grant", **manage),
+        Route("POST", f"{tenant}/mandates/{{mid}}/revoke",
+              command(Commands.revoke_mandate, path("mid"), field("motivo")), name="mandate.revoke",
               body_schema="requests/mandate_revoke", **manage),
-        Route("POST", f"{tenant}/mandates/{{mid}}/suspend", _core_route(_suspend), name="mandate.suspend",
+        Route("POST", f"{tenant}/mandates/{{mid}}/suspend",
+              command(Commands.suspend_mandate, path("mid"), optional("reason")), name="mandate.suspend",
               body_schema="requests/mandate_reason", **manage),
-        Route("POST", f"{tenant}/mandates/{{mid}}/resume", _core_route(_resume), name="mandate.resume",
+        Route("POST", f"{tenant}/mandates/{{mid}}/resume",
+              command(Commands.resume_mandate, path("mid"), optional("reason")), name="mandate.resume",
               body_schema="requests/mandate_reason", **manage),
-        Route("POST", f"{tenant}/reviews", _core_route(_open_review, 201), name="review.open",
+        Route("POST", f"{tenant}/reviews", command(Commands.open_review, body, status=201), name="review.open",
               body_schema="requests/review_open", **manage),
-        Route("POST", f"{tenant}/reviews/{{rid}}/resolve", _core_route(_resolve), name="review.resolve",
-              body_schema="requests/review_resolve", **manage),
-        Route("POST", f"{tenant}/reviews/{{rid}}/dismiss", _core_route(_dismiss), name="review.dismiss",
+        Route("POST", f"{tenant}/reviews/{{rid}}/resolve", command(Commands.resolve_review, path("rid"), body),
+              name="review.resolve", body_schema="requests/review_resolve", **manage),
+        Route("POST", f"{tenant}/reviews/{{rid}}/dismiss",
+              command(Commands.dismiss_review, path("rid"), field("notes")), name="review.dismiss",
               body_schema="requests/review_dismiss", **manage),
-        Route("POST", f"{tenant}/reviews/{{rid}}/notes", _core_route(_notes), name="review.notes",
+        Route("POST", f"{tenant}/reviews/{{rid}}/notes",
+              command(Commands.update_review_notes, path("rid"), field("notes")), name="review.notes",
               body_schema="requests/review_notes", **manage),
 
         Route("GET", "/admin/instances", instances_view, Access.GLOBAL_ADMIN, "runtime.instances"),

@@ -19,7 +19,15 @@ from typing import Any
 
 from libervia import hookimpl
 from libervia.clock import parse_iso
-from libervia.core.model import Categoria, ConsequenceAction, Mandate, MandateStatus, Modo, PerfilRisco, Severidade
+from libervia.core.model import (
+    AutonomyMode,
+    ConsequenceAction,
+    ConsequenceCategory,
+    Mandate,
+    MandateStatus,
+    RiskProfile,
+    Severity,
+)
 from libervia.core.policy import (
     AutonomyDecision,
     AutonomyRequest,
@@ -45,7 +53,7 @@ DEFAULT_RULES: tuple[ClosedLayerRule, ...] = (
     ClosedLayerRule("BLOQUEAR_SEM_LIMITES", "the protocol defines no limits",
                     lambda s, p: not p.limites_definidos),
     ClosedLayerRule("BLOQUEAR_CONSERVADOR_SEM_CRITERIOS", "a CONSERVADOR profile needs minimum criteria",
-                    lambda s, p: p.perfil_risco == PerfilRisco.CONSERVADOR and not p.criterios_minimos),
+                    lambda s, p: p.perfil_risco == RiskProfile.CONSERVADOR and not p.criterios_minimos),
     ClosedLayerRule("BLOQUEAR_SEM_CONSEQUENCIA", "the situation's relevant consequence is blank",
                     lambda s, p: _blank(s.consequencia_relevante)),
 )
@@ -57,7 +65,7 @@ def rules_for(config: dict[str, Any], tenant_id: str) -> list[ClosedLayerRule]:
     return [rule for rule in DEFAULT_RULES if rule.id not in disabled]
 
 
-_GRAVE = (Severidade.ALTA, Severidade.CRITICA)
+_GRAVE = (Severity.ALTA, Severity.CRITICA)
 _EXPIRY_RULES = ("MANDATE_EXPIRED_TIME", "MANDATE_EXHAUSTED_USES")
 
 
@@ -75,14 +83,14 @@ class DefaultAutonomyPolicy:
         if request.closed_layer_blocked:
             return deny("REGRA_5_CLOSED_LAYER_BLOQUEOU", "the closed layer blocked this decision")
         # No mandate at all is "no mandate of at least that mode" too: DOMAIN.md puts this rule before rule 2.
-        if request.modo != Modo.ENSINO and (mandate is None or mandate.modo.rank < request.modo.rank):
+        if request.modo != AutonomyMode.ENSINO and (mandate is None or mandate.modo.rank < request.modo.rank):
             granted = mandate.modo if mandate is not None else "no mandate"
             return deny("MODO_SOLICITADO_SEM_MANDATO", f"mode {request.modo} requested but the agent has {granted}")
         if mandate is not None:
             refusal = self._unusable(mandate, now, deny)
             if refusal is not None:
                 return refusal
-        if request.modo == Modo.ENSINO or (mandate is not None and mandate.modo == Modo.ENSINO):
+        if request.modo == AutonomyMode.ENSINO or (mandate is not None and mandate.modo == AutonomyMode.ENSINO):
             return deny("REGRA_1_ENSINO_SEMPRE_BLOQUEIA", "in ENSINO a human always decides", human=True)
         if mandate is None:
             return deny("REGRA_2_MANDATO_OBRIGATORIO", f"agent {request.agent_id} has no mandate")
@@ -126,7 +134,7 @@ class DefaultConsequencePolicy:
     """DOMAIN.md's consequence → mandate policy; the first matching branch wins."""
 
     def decide(self, triggers: AutonomyTriggers, mandate: Mandate | None) -> ConsequenceDecision:
-        if triggers.severidade == Severidade.CRITICA:
+        if triggers.severidade == Severity.CRITICA:
             return ConsequenceDecision(ConsequenceAction.REVOKE, "CONSEQ_1_CRITICA_REVOGA",
                                        "a CRITICA consequence revokes the mandate")
         if triggers.violou_limites:
@@ -135,7 +143,8 @@ class DefaultConsequencePolicy:
         if triggers.perda_relevante and triggers.severidade in _GRAVE:
             return ConsequenceDecision(ConsequenceAction.DEGRADE, "CONSEQ_3_PERDA_RELEVANTE_DEGRADA",
                                        "a relevant loss of high severity degrades the mode one step")
-        if triggers.categoria in (Categoria.LEGAL, Categoria.ETICA) and triggers.severidade in _GRAVE:
+        legal_or_ethical = triggers.categoria in (ConsequenceCategory.LEGAL, ConsequenceCategory.ETICA)
+        if legal_or_ethical and triggers.severidade in _GRAVE:
             return ConsequenceDecision(ConsequenceAction.REVIEW, "CONSEQ_4_LEGAL_ETICA_REVISAO",
                                        f"a {triggers.categoria} consequence of high severity needs human review")
         return ConsequenceDecision(ConsequenceAction.NONE, "CONSEQ_5_SEM_ACAO", "no action required")

@@ -12,7 +12,6 @@ without an event log. Only a tenant that has a log but never ran in this process
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +20,7 @@ from loguru import logger
 from libervia import context, hookimpl
 from libervia.clock import now_iso
 from libervia.core import TenantCore
+from libervia.core_routes import view_handler as _tenant_view
 from libervia.errors import not_found
 from libervia.gateway import Gateway
 from libervia.panel import instances_view, metrics_view
@@ -32,15 +32,6 @@ from libervia.storage import StorageError
 def _page(items: list[dict[str, Any]], query: dict[str, Any], key: str) -> dict[str, Any]:
     limit, offset = query["limit"], query["offset"]
     return {key: items[offset:offset + limit], "total": len(items), "limit": limit, "offset": offset}
-
-
-def _tenant_view(read: Callable[[TenantCore, web.Request], Awaitable[Any]]
-                 ) -> Callable[[web.Request], Awaitable[web.Response]]:
-    async def handler(request: web.Request) -> web.Response:
-        runtime = context.gateway(request).runtime
-        return json_response(await runtime.call(context.tenant_id(request), lambda core: read(core, request)))
-
-    return handler
 
 
 def _v1_mandate(mandate: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ gets 409 ``CONCURRENT_UPDATE``. Two processes therefore never both spend a manda
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -23,14 +24,15 @@ from typing import Any
 from loguru import logger
 
 from libervia.clock import now_iso
-from libervia.core.commands import Commands, Outcome
+from libervia.core.commands import COMMANDS, CommandMethod, Commands, Outcome
 from libervia.core.model import EventType, MandateStatus, ReviewStatus
 from libervia.core.policy import TenantPolicies
 from libervia.core.projection import CoreState, Projection, event_summary
 from libervia.errors import ApiError, quota_exceeded
 from libervia.storage import AppendConflictError, CorruptStoreError, QuotaExceededError, Snapshot, TenantEventLog
 
-QuotaSource = Callable[[], Awaitable[Mapping[str, Any] | None] | Mapping[str, Any] | None]
+Quotas = Awaitable[Mapping[str, Any] | None] | Mapping[str, Any] | None
+QuotaSource = Callable[[], Quotas]
 Command = Callable[[Commands, datetime], Outcome]
 
 # How often, and for how long, a command is validated again after another process appended first. Each retry
@@ -63,14 +65,12 @@ def _utc_now() -> datetime:
 class TenantCore:
     def __init__(self, tenant_id: str, log: TenantEventLog, policies: TenantPolicies, *,
                  quotas: QuotaSource | None = None, snapshot_every: int = 1000,
-                 on_append: Callable[[int], None] | None = None,
                  clock: Callable[[], datetime] = _utc_now) -> None:
         self.tenant_id = tenant_id
         self.policies = policies
         self._log = log
         self._quotas = quotas
         self._snapshot_every = max(1, snapshot_every)
-        self._on_append = on_append
         self._clock = clock
         self._lock = asyncio.Lock()
         self._projection = Projection()
@@ -235,8 +235,6 @@ class TenantCore:
     def _after_append(self, entries: list[dict[str, Any]]) -> None:
         self.counters["appends"] += 1
         self.counters["eventsAppended"] += len(entries)
-        if self._on_append is not None:
-            self._on_append(len(entries))
         for entry in entries:
             word = _LOGGED_MANDATE_EVENTS.get(entry["evento"])
             if word is None:
@@ -290,69 +288,19 @@ class TenantCore:
 
     # --- commands ------------------------------------------------------------------------------------------------
 
-    async def decide(self, body: dict[str, Any], *, actor: str | None, request_id: str | None = None
-                     ) -> dict[str, Any]:
-        return await self._command(lambda c, now: c.decide(body, actor=actor, request_id=request_id, now=now))
-
-    async def observe(self, episodio_id: str, *, actor: str | None, request_id: str | None = None
+    async def execute(self, command: CommandMethod, *args: Any, actor: str | None, request_id: str | None = None
                       ) -> dict[str, Any]:
-        return await self._command(lambda c, now: c.observe(episodio_id, actor=actor, request_id=request_id,
-                                                            now=now))
+        """Run one of :data:`COMMANDS` (a ``Commands`` method) with ``args``, as ``actor``, and answer its response.
 
-    async def close_episode(self, episodio_id: str, *, actor: str | None, request_id: str | None = None
-                            ) -> dict[str, Any]:
-        return await self._command(lambda c, now: c.close_episode(episodio_id, actor=actor,
-                                                                  request_id=request_id, now=now))
+        ``core.decide(body, actor=...)`` is the same call spelt by the command's name.
+        """
+        return await self._command(lambda c, now: command(c, *args, actor=actor, request_id=request_id, now=now))
 
-    async def record_consequence(self, body: dict[str, Any], *, actor: str | None,
-                                 request_id: str | None = None) -> dict[str, Any]:
-        return await self._command(lambda c, now: c.record_consequence(body, actor=actor, request_id=request_id,
-                                                                       now=now))
-
-    async def evaluate_autonomy(self, body: dict[str, Any], *, actor: str | None,
-                                request_id: str | None = None) -> dict[str, Any]:
-        return await self._command(lambda c, now: c.evaluate_autonomy(body, actor=actor, request_id=request_id,
-                                                                      now=now))
-
-    async def grant_mandate(self, body: dict[str, Any], *, actor: str | None, request_id: str | None = None
-                            ) -> dict[str, Any]:
-        return await self._command(lambda c, now: c.grant_mandate(body, actor=actor, request_id=request_id,
-                                                                  now=now))
-
-    async def revoke_mandate(self, mandate_id: str, motivo: str | None, *, actor: str | None,
-                             request_id: str | None = None) -> dict[str, Any]:
-        return await self._command(lambda c, now: c.revoke_mandate(mandate_id, motivo, actor=actor,
-                                                                   request_id=request_id, now=now))
-
-    async def suspend_mandate(self, mandate_id: str, motivo: str | None, *, actor: str | None,
-                              request_id: str | None = None) -> dict[str, Any]:
-        return await self._command(lambda c, now: c.suspend_mandate(mandate_id, motivo, actor=actor,
-                                                                    request_id=request_id, now=now))
-
-    async def resume_mandate(self, mandate_id: str, motivo: str | None, *, actor: str | None,
-                             request_id: str | None = None) -> dict[str, Any]:
-        return await self._command(lambda c, now: c.resume_mandate(mandate_id, motivo, actor=actor,
-                                                                   request_id=request_id, now=now))
-
-    async def open_review(self, body: dict[str, Any], *, actor: str | None, request_id: str | None = None
-                          ) -> dict[str, Any]:
-        return await self._command(lambda c, now: c.open_review(body, actor=actor, request_id=request_id,
-                                                                now=now))
-
-    async def resolve_review(self, review_id: str, body: dict[str, Any], *, actor: str | None,
-                             request_id: str | None = None) -> dict[str, Any]:
-        return await self._command(lambda c, now: c.resolve_review(review_id, body, actor=actor,
-                                                                   request_id=request_id, now=now))
-
-    async def dismiss_review(self, review_id: str, notes: str | None, *, actor: str | None,
-                             request_id: str | None = None) -> dict[str, Any]:
-        return await self._command(lambda c, now: c.dismiss_review(review_id, notes, actor=actor,
-                                                                   request_id=request_id, now=now))
-
-    async def update_review_notes(self, review_id: str, notes: str | None, *, actor: str | None,
-                                  request_id: str | None = None) -> dict[str, Any]:
-        return await self._command(lambda c, now: c.update_review_notes(review_id, notes, actor=actor,
-                                                                        request_id=request_id, now=now))
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[dict[str, Any]]]:
+        command = COMMANDS.get(name)
+        if command is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return functools.partial(self.execute, command)
 
     async def _command(self, command: Command) -> dict[str, Any]:
         try:
@@ -386,10 +334,10 @@ class TenantCore:
 
     async def consequence(self, consequence_id: str) -> dict[str, Any]:
         def find(c: Commands) -> dict[str, Any]:
-            observacao = c.state.consequencias.get(consequence_id)
-            if observacao is None:
+            consequence = c.state.consequencias.get(consequence_id)
+            if consequence is None:
                 raise ApiError(404, "CONSEQUENCE_NOT_FOUND", f"Consequence {consequence_id} does not exist.")
-            return observacao.to_api()
+            return consequence.to_api()
         return await self.read(find)
 
     async def dashboard(self) -> dict[str, Any]:

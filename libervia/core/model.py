@@ -2,7 +2,9 @@
 
 Records are plain dataclasses so the projection can be serialised for snapshots (orjson handles dataclasses and
 enums natively) and loaded back with :func:`load_record`. Field names follow the product's own wording
-(``DOMAIN.md``); :meth:`to_api` methods give the wire shape of ``API.md``.
+(``DOMAIN.md``); :meth:`to_api` methods give the wire shape of ``API.md``. The module is a little over 400 lines
+because it is one list of definitions (enums and records, no behaviour beyond their wire shape): splitting it
+would only scatter the vocabulary a reader looks up in one place.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import secrets
 import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 SYSTEM_ACTOR = "system"  # the Core acting on its own (consequence policy, expiry); never a human
 
@@ -57,19 +62,19 @@ class EventType(enum.StrEnum):
 
 
 class Entity(enum.StrEnum):
-    SITUACAO = "SituacaoDecisoria"
-    EPISODIO = "EpisodioDecisao"
-    PROTOCOLO = "DecisionProtocol"
-    DECISAO = "DecisaoInstitucional"
-    CONTRATO = "ContratoDeDecisao"
-    OBSERVACAO = "ObservacaoDeConsequencia"
-    MANDATO = "AutonomyMandate"
-    REVISAO = "ReviewCase"
+    SITUATION = "SituacaoDecisoria"
+    EPISODE = "EpisodioDecisao"
+    PROTOCOL = "DecisionProtocol"
+    DECISION = "DecisaoInstitucional"
+    CONTRACT = "ContratoDeDecisao"
+    CONSEQUENCE = "ObservacaoDeConsequencia"
+    MANDATE = "AutonomyMandate"
+    REVIEW = "ReviewCase"
     TENANT = "Tenant"
     API_KEY = "ApiKey"
 
 
-class SituacaoStatus(enum.StrEnum):
+class SituationStatus(enum.StrEnum):
     RASCUNHO = "RASCUNHO"
     ABERTA = "ABERTA"
     ACEITA = "ACEITA"
@@ -80,69 +85,69 @@ class SituacaoStatus(enum.StrEnum):
     ENCERRADA = "ENCERRADA"
 
 
-SITUACAO_TRANSITIONS: dict[SituacaoStatus, frozenset[SituacaoStatus]] = {
-    SituacaoStatus.RASCUNHO: frozenset({SituacaoStatus.ABERTA}),
-    SituacaoStatus.ABERTA: frozenset({SituacaoStatus.ACEITA, SituacaoStatus.REJEITADA}),
-    SituacaoStatus.ACEITA: frozenset({SituacaoStatus.EM_ANALISE}),
-    SituacaoStatus.EM_ANALISE: frozenset({SituacaoStatus.DECIDIDA, SituacaoStatus.REJEITADA}),
-    SituacaoStatus.DECIDIDA: frozenset({SituacaoStatus.EM_OBSERVACAO}),
-    SituacaoStatus.EM_OBSERVACAO: frozenset({SituacaoStatus.ENCERRADA}),
-    SituacaoStatus.REJEITADA: frozenset(),
-    SituacaoStatus.ENCERRADA: frozenset(),
+SITUATION_TRANSITIONS: dict[SituationStatus, frozenset[SituationStatus]] = {
+    SituationStatus.RASCUNHO: frozenset({SituationStatus.ABERTA}),
+    SituationStatus.ABERTA: frozenset({SituationStatus.ACEITA, SituationStatus.REJEITADA}),
+    SituationStatus.ACEITA: frozenset({SituationStatus.EM_ANALISE}),
+    SituationStatus.EM_ANALISE: frozenset({SituationStatus.DECIDIDA, SituationStatus.REJEITADA}),
+    SituationStatus.DECIDIDA: frozenset({SituationStatus.EM_OBSERVACAO}),
+    SituationStatus.EM_OBSERVACAO: frozenset({SituationStatus.ENCERRADA}),
+    SituationStatus.REJEITADA: frozenset(),
+    SituationStatus.ENCERRADA: frozenset(),
 }
 
 
-class EpisodioEstado(enum.StrEnum):
+class EpisodeState(enum.StrEnum):
     CRIADO = "CRIADO"
     DECIDIDO = "DECIDIDO"
     EM_OBSERVACAO = "EM_OBSERVACAO"
     ENCERRADO = "ENCERRADO"
 
 
-EPISODIO_TRANSITIONS: dict[EpisodioEstado, frozenset[EpisodioEstado]] = {
-    EpisodioEstado.CRIADO: frozenset({EpisodioEstado.DECIDIDO, EpisodioEstado.ENCERRADO}),
-    EpisodioEstado.DECIDIDO: frozenset({EpisodioEstado.EM_OBSERVACAO}),
-    EpisodioEstado.EM_OBSERVACAO: frozenset({EpisodioEstado.ENCERRADO}),
-    EpisodioEstado.ENCERRADO: frozenset(),
+EPISODE_TRANSITIONS: dict[EpisodeState, frozenset[EpisodeState]] = {
+    EpisodeState.CRIADO: frozenset({EpisodeState.DECIDIDO, EpisodeState.ENCERRADO}),
+    EpisodeState.DECIDIDO: frozenset({EpisodeState.EM_OBSERVACAO}),
+    EpisodeState.EM_OBSERVACAO: frozenset({EpisodeState.ENCERRADO}),
+    EpisodeState.ENCERRADO: frozenset(),
 }
 
 # The episode field that remembers when it entered each state.
-EPISODIO_STAMP: dict[EpisodioEstado, str] = {
-    EpisodioEstado.CRIADO: "criado_em",
-    EpisodioEstado.DECIDIDO: "decidido_em",
-    EpisodioEstado.EM_OBSERVACAO: "observacao_iniciada_em",
-    EpisodioEstado.ENCERRADO: "encerrado_em",
+EPISODE_STAMP: dict[EpisodeState, str] = {
+    EpisodeState.CRIADO: "criado_em",
+    EpisodeState.DECIDIDO: "decidido_em",
+    EpisodeState.EM_OBSERVACAO: "observacao_iniciada_em",
+    EpisodeState.ENCERRADO: "encerrado_em",
 }
 
 
-class PerfilRisco(enum.StrEnum):
+class RiskProfile(enum.StrEnum):
     CONSERVADOR = "CONSERVADOR"
     MODERADO = "MODERADO"
     AGRESSIVO = "AGRESSIVO"
 
     @property
     def rank(self) -> int:
-        return _PERFIL_RANK[self]
+        return _RISK_RANK[self]
 
 
-_PERFIL_RANK = {PerfilRisco.CONSERVADOR: 0, PerfilRisco.MODERADO: 1, PerfilRisco.AGRESSIVO: 2}
+_RISK_RANK = {RiskProfile.CONSERVADOR: 0, RiskProfile.MODERADO: 1, RiskProfile.AGRESSIVO: 2}
 
 
-class Modo(enum.StrEnum):
+class AutonomyMode(enum.StrEnum):
     ENSINO = "ENSINO"
     VIVENCIA_ASSISTIDA = "VIVENCIA_ASSISTIDA"
     VIVENCIA_AUTONOMA = "VIVENCIA_AUTONOMA"
 
     @property
     def rank(self) -> int:
-        return _MODO_ORDER.index(self)
+        return _MODE_ORDER.index(self)
 
-    def degraded(self) -> Modo | None:
+    def degraded(self) -> AutonomyMode | None:
         """One step down (AUTONOMA → ASSISTIDA → ENSINO); None when already at the bottom."""
-        return _MODO_ORDER[self.rank - 1] if self.rank > 0 else None
+        return _MODE_ORDER[self.rank - 1] if self.rank > 0 else None
 
 
-_MODO_ORDER = [Modo.ENSINO, Modo.VIVENCIA_ASSISTIDA, Modo.VIVENCIA_AUTONOMA]
+_MODE_ORDER = [AutonomyMode.ENSINO, AutonomyMode.VIVENCIA_ASSISTIDA, AutonomyMode.VIVENCIA_AUTONOMA]
 
 
 class MandateStatus(enum.StrEnum):
@@ -152,7 +157,7 @@ class MandateStatus(enum.StrEnum):
     EXPIRED = "expired"
 
 
-class ProtocoloEstado(enum.StrEnum):
+class ProtocolState(enum.StrEnum):
     VALIDADO = "VALIDADO"
     REJEITADO = "REJEITADO"
 
@@ -177,14 +182,14 @@ class ReviewEffect(enum.StrEnum):
     DEGRADE_MODE = "DEGRADE_MODE"
 
 
-class Severidade(enum.StrEnum):
+class Severity(enum.StrEnum):
     BAIXA = "BAIXA"
     MEDIA = "MEDIA"
     ALTA = "ALTA"
     CRITICA = "CRITICA"
 
 
-class Categoria(enum.StrEnum):
+class ConsequenceCategory(enum.StrEnum):
     OPERACIONAL = "OPERACIONAL"
     FINANCEIRA = "FINANCEIRA"
     SEGURANCA = "SEGURANCA"
@@ -202,7 +207,7 @@ class ConsequenceAction(enum.StrEnum):
     NONE = "NONE"
 
 
-OBSERVACAO_MINIMA = (
+MINIMUM_OBSERVATIONS = (
     "Impacto Técnico observado",
     "Impacto Operacional observado",
     "Evidências coletadas",
@@ -213,9 +218,9 @@ OBSERVACAO_MINIMA = (
 # --- records ---------------------------------------------------------------------------------------------------
 
 @dataclass(slots=True)
-class Situacao:
+class Situation:
     id: str
-    status: SituacaoStatus
+    status: SituationStatus
     dominio: str
     contexto: str
     objetivo: str
@@ -236,14 +241,14 @@ class Situacao:
 
 
 @dataclass(slots=True)
-class Protocolo:
+class DecisionProtocol:
     id: str
     episodio_id: str
-    estado: ProtocoloEstado
+    estado: ProtocolState
     criterios_minimos: list[Any]
     riscos_considerados: list[Any]
     limites_definidos: list[Any]
-    perfil_risco: PerfilRisco | None
+    perfil_risco: RiskProfile | None
     alternativas_avaliadas: list[str]
     alternativa_escolhida: str | None
     memoria_consultada_ids: list[str]
@@ -252,10 +257,10 @@ class Protocolo:
 
 
 @dataclass(slots=True)
-class Episodio:
+class Episode:
     id: str
     situacao_id: str
-    estado: EpisodioEstado
+    estado: EpisodeState
     criado_em: str
     decidido_em: str | None = None
     observacao_iniciada_em: str | None = None
@@ -290,12 +295,12 @@ class Episodio:
 
 
 @dataclass(slots=True)
-class Decisao:
+class Decision:
     id: str
     episodio_id: str
     protocolo_id: str
     alternativa_escolhida: str
-    perfil_risco: PerfilRisco
+    perfil_risco: RiskProfile
     criterios: list[Any]
     limites: list[Any]
     registrada_em: str
@@ -303,7 +308,7 @@ class Decisao:
 
 
 @dataclass(slots=True)
-class Contrato:
+class Contract:
     id: str
     episodio_id: str
     decisao_id: str
@@ -319,7 +324,7 @@ class Contrato:
 
 
 @dataclass(slots=True)
-class Consequencia:
+class Consequence:
     id: str
     contrato_id: str
     episodio_id: str
@@ -344,9 +349,9 @@ class Consequencia:
 class Mandate:
     id: str
     agent_id: str
-    modo: Modo
+    modo: AutonomyMode
     politicas_permitidas: list[str]
-    perfil_risco_maximo: PerfilRisco
+    perfil_risco_maximo: RiskProfile
     limites: list[Any]
     requer_humano_se: list[str]
     dominios_permitidos: list[str]
@@ -419,7 +424,7 @@ class ReviewCase:
 
 # --- (de)serialisation ------------------------------------------------------------------------------------------
 
-R = TypeVar("R")
+R = TypeVar("R", bound="DataclassInstance")
 
 
 def _plain(record: Any) -> dict[str, Any]:
@@ -443,7 +448,7 @@ def load_record(cls: type[R], data: dict[str, Any]) -> R:
     """Rebuild a record from its plain dict form (as stored in events and snapshots)."""
     enums = _enum_fields(cls)
     kwargs: dict[str, Any] = {}
-    for f in fields(cls):  # type: ignore[arg-type]
+    for f in fields(cls):
         if f.name in data:
             value = data[f.name]
         elif f.default is not MISSING:

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from libervia.core.model import ConsequenceAction, Mandate, Modo, PerfilRisco
+from libervia.core.model import AutonomyMode, ConsequenceAction, Mandate, RiskProfile
 
 
 @dataclass(frozen=True, slots=True)
-class SituacaoInput:
+class SituationInput:
     """What the closed layer sees of a situation (as submitted, before it is recorded)."""
 
     dominio: str
@@ -31,13 +31,13 @@ class SituacaoInput:
 
 
 @dataclass(frozen=True, slots=True)
-class ProtocoloInput:
+class ProtocolInput:
     """What the closed layer sees of a protocol that passed validation."""
 
     criterios_minimos: Sequence[Any]
     riscos_considerados: Sequence[Any]
     limites_definidos: Sequence[Any]
-    perfil_risco: PerfilRisco
+    perfil_risco: RiskProfile
     alternativas_avaliadas: Sequence[str]
     alternativa_escolhida: str
     raw: dict[str, Any]
@@ -52,10 +52,10 @@ class ClosedLayerRule:
 
     id: str
     reason: str
-    blocks: Callable[[SituacaoInput, ProtocoloInput], bool]
+    blocks: Callable[[SituationInput, ProtocolInput], bool]
 
-    def check(self, situacao: SituacaoInput, protocolo: ProtocoloInput) -> tuple[bool, str]:
-        return bool(self.blocks(situacao, protocolo)), self.reason
+    def check(self, situation: SituationInput, protocol: ProtocolInput) -> tuple[bool, str]:
+        return bool(self.blocks(situation, protocol)), self.reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +90,11 @@ class ClosedLayerBlock:
     reason: str
 
 
-def run_closed_layer(rules: Sequence[ClosedLayerRule], situacao: SituacaoInput,
-                     protocolo: ProtocoloInput) -> ClosedLayerBlock | None:
+def run_closed_layer(rules: Sequence[ClosedLayerRule], situation: SituationInput,
+                     protocol: ProtocolInput) -> ClosedLayerBlock | None:
     """The first rule that blocks wins."""
     for rule in rules:
-        blocked, reason = rule.check(situacao, protocolo)
+        blocked, reason = rule.check(situation, protocol)
         if blocked:
             return ClosedLayerBlock(rule=rule.id, reason=reason)
     return None
@@ -105,9 +105,9 @@ def run_closed_layer(rules: Sequence[ClosedLayerRule], situacao: SituacaoInput,
 @dataclass(frozen=True, slots=True)
 class AutonomyRequest:
     agent_id: str
-    modo: Modo
+    modo: AutonomyMode
     politica: str
-    perfil_risco: PerfilRisco
+    perfil_risco: RiskProfile
     dominio: str | None = None
     caso_uso: int | None = None
     contexto: str | None = None

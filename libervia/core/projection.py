@@ -15,21 +15,21 @@ from typing import Any
 import orjson
 
 from libervia.core.model import (
-    EPISODIO_STAMP,
-    Consequencia,
-    Contrato,
-    Decisao,
-    Episodio,
-    EpisodioEstado,
+    EPISODE_STAMP,
+    AutonomyMode,
+    Consequence,
+    Contract,
+    Decision,
+    DecisionProtocol,
+    Episode,
+    EpisodeState,
     EventType,
     Mandate,
     MandateStatus,
-    Modo,
-    Protocolo,
     ReviewCase,
     ReviewStatus,
-    Situacao,
-    SituacaoStatus,
+    Situation,
+    SituationStatus,
     load_record,
 )
 from libervia.core.model import Resolution as _Resolution
@@ -44,12 +44,12 @@ class CoreState:
     seq: int = 0
     head_hash: str | None = None
     last_event_at: str | None = None
-    situacoes: dict[str, Situacao] = field(default_factory=dict)
-    episodios: dict[str, Episodio] = field(default_factory=dict)
-    protocolos: dict[str, Protocolo] = field(default_factory=dict)
-    decisoes: dict[str, Decisao] = field(default_factory=dict)
-    contratos: dict[str, Contrato] = field(default_factory=dict)
-    consequencias: dict[str, Consequencia] = field(default_factory=dict)
+    situacoes: dict[str, Situation] = field(default_factory=dict)
+    episodios: dict[str, Episode] = field(default_factory=dict)
+    protocolos: dict[str, DecisionProtocol] = field(default_factory=dict)
+    decisoes: dict[str, Decision] = field(default_factory=dict)
+    contratos: dict[str, Contract] = field(default_factory=dict)
+    consequencias: dict[str, Consequence] = field(default_factory=dict)
     mandates: dict[str, Mandate] = field(default_factory=dict)
     reviews: dict[str, ReviewCase] = field(default_factory=dict)
     agent_mandates: dict[str, list[str]] = field(default_factory=dict)     # agentId -> mandate ids, oldest first
@@ -59,8 +59,8 @@ class CoreState:
 
 
 _RECORD_MAPS: dict[str, type] = {
-    "situacoes": Situacao, "episodios": Episodio, "protocolos": Protocolo, "decisoes": Decisao,
-    "contratos": Contrato, "consequencias": Consequencia, "mandates": Mandate, "reviews": ReviewCase,
+    "situacoes": Situation, "episodios": Episode, "protocolos": DecisionProtocol, "decisoes": Decision,
+    "contratos": Contract, "consequencias": Consequence, "mandates": Mandate, "reviews": ReviewCase,
 }
 
 
@@ -74,16 +74,16 @@ class Projection:
     def __init__(self, state: CoreState | None = None) -> None:
         self.state = state or CoreState()
         self._handlers: dict[str, Callable[[dict[str, Any], dict[str, Any]], None]] = {
-            EventType.SITUACAO_CRIADA: self._situacao_criada,
-            EventType.SITUACAO_STATUS_ALTERADO: self._situacao_status,
-            EventType.EPISODIO_CRIADO: self._episodio_criado,
-            EventType.EPISODIO_ESTADO_ALTERADO: self._episodio_estado,
-            EventType.PROTOCOLO_VALIDADO: self._protocolo,
-            EventType.PROTOCOLO_REJEITADO: self._protocolo,
+            EventType.SITUACAO_CRIADA: self._situation_created,
+            EventType.SITUACAO_STATUS_ALTERADO: self._situation_status_changed,
+            EventType.EPISODIO_CRIADO: self._episode_created,
+            EventType.EPISODIO_ESTADO_ALTERADO: self._episode_state_changed,
+            EventType.PROTOCOLO_VALIDADO: self._protocol,
+            EventType.PROTOCOLO_REJEITADO: self._protocol,
             EventType.CLOSED_LAYER_BLOQUEOU: self._closed_layer,
-            EventType.DECISAO_REGISTRADA: self._decisao,
-            EventType.CONTRATO_EMITIDO: self._contrato,
-            EventType.CONSEQUENCIA_REGISTRADA: self._consequencia,
+            EventType.DECISAO_REGISTRADA: self._decision,
+            EventType.CONTRATO_EMITIDO: self._contract,
+            EventType.CONSEQUENCIA_REGISTRADA: self._consequence,
             EventType.AUTONOMY_GRANTED: self._mandate_granted,
             EventType.AUTONOMY_REVOKED: self._mandate_ended,
             EventType.AUTONOMY_REVOKED_BY_CONSEQUENCE: self._mandate_ended,
@@ -118,11 +118,11 @@ class Projection:
                 # (written by hand, or by a foreign tool): the state cannot be rebuilt, and guessing is worse.
                 raise CorruptStoreError(f"entry seq {seq} ({entry['evento']}) cannot be applied to the tenant's "
                                         f"state: {type(exc).__name__}: {exc}") from exc
-        episodio = state.episodios.get(payload.get("episodio_id") or "")
-        if episodio is not None:
-            episodio.ultimo_evento = entry["evento"]
-            episodio.ultimo_evento_em = entry.get("ts")
-            episodio.total_eventos += 1
+        episode = state.episodios.get(payload.get("episodio_id") or "")
+        if episode is not None:
+            episode.ultimo_evento = entry["evento"]
+            episode.ultimo_evento_em = entry.get("ts")
+            episode.total_eventos += 1
         state.seq = seq
         state.head_hash = entry.get("hash")
         state.last_event_at = entry.get("ts")
@@ -130,47 +130,47 @@ class Projection:
         state.recent_events.append(event_summary(entry))
         del state.recent_events[:-RECENT_EVENTS]
 
-    def _situacao_criada(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
-        situacao = load_record(Situacao, payload["situacao"])
-        self.state.situacoes[situacao.id] = situacao
+    def _situation_created(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
+        situation = load_record(Situation, payload["situacao"])
+        self.state.situacoes[situation.id] = situation
 
-    def _situacao_status(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
-        situacao = self.state.situacoes[payload["situacao_id"]]
-        situacao.status = SituacaoStatus(payload["para"])
-        situacao.atualizada_em = payload["em"]
+    def _situation_status_changed(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
+        situation = self.state.situacoes[payload["situacao_id"]]
+        situation.status = SituationStatus(payload["para"])
+        situation.atualizada_em = payload["em"]
 
-    def _episodio_criado(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
-        episodio = load_record(Episodio, payload["episodio"])
-        self.state.episodios[episodio.id] = episodio
-        self.state.situacoes[episodio.situacao_id].episodio_id = episodio.id
+    def _episode_created(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
+        episode = load_record(Episode, payload["episodio"])
+        self.state.episodios[episode.id] = episode
+        self.state.situacoes[episode.situacao_id].episodio_id = episode.id
 
-    def _episodio_estado(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
-        episodio = self.state.episodios[payload["episodio_id"]]
-        episodio.estado = EpisodioEstado(payload["para"])
-        setattr(episodio, EPISODIO_STAMP[episodio.estado], payload["em"])
+    def _episode_state_changed(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
+        episode = self.state.episodios[payload["episodio_id"]]
+        episode.estado = EpisodeState(payload["para"])
+        setattr(episode, EPISODE_STAMP[episode.estado], payload["em"])
 
-    def _protocolo(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
-        protocolo = load_record(Protocolo, payload["protocolo"])
-        self.state.protocolos[protocolo.id] = protocolo
-        self.state.episodios[protocolo.episodio_id].protocolo_id = protocolo.id
+    def _protocol(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
+        protocol = load_record(DecisionProtocol, payload["protocolo"])
+        self.state.protocolos[protocol.id] = protocol
+        self.state.episodios[protocol.episodio_id].protocolo_id = protocol.id
 
     def _closed_layer(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
         self.state.episodios[payload["episodio_id"]].bloqueio = {"regra": payload["regra"],
                                                                  "motivo": payload["motivo"]}
 
-    def _decisao(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
-        decisao = load_record(Decisao, payload["decisao"])
-        self.state.decisoes[decisao.id] = decisao
-        self.state.episodios[decisao.episodio_id].decisao_id = decisao.id
+    def _decision(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
+        decision = load_record(Decision, payload["decisao"])
+        self.state.decisoes[decision.id] = decision
+        self.state.episodios[decision.episodio_id].decisao_id = decision.id
 
-    def _contrato(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
-        contrato = load_record(Contrato, payload["contrato"])
-        self.state.contratos[contrato.id] = contrato
-        self.state.episodios[contrato.episodio_id].contrato_id = contrato.id
+    def _contract(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
+        contract = load_record(Contract, payload["contrato"])
+        self.state.contratos[contract.id] = contract
+        self.state.episodios[contract.episodio_id].contrato_id = contract.id
 
-    def _consequencia(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
-        observacao = load_record(Consequencia, payload["observacao"])
-        self.state.consequencias[observacao.id] = observacao
+    def _consequence(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
+        consequence = load_record(Consequence, payload["observacao"])
+        self.state.consequencias[consequence.id] = consequence
 
     # --- mandates ------------------------------------------------------------------------------------------------
 
@@ -211,7 +211,7 @@ class Projection:
         mandate.suspended_by_consequence = None
 
     def _mandate_degraded(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
-        self._required_mandate(entry, payload).modo = Modo(payload["para"])
+        self._required_mandate(entry, payload).modo = AutonomyMode(payload["para"])
 
     def _mandate_use(self, entry: dict[str, Any], payload: dict[str, Any]) -> None:
         self._required_mandate(entry, payload).uses = payload["uses"]

@@ -2,6 +2,8 @@
 
 * :mod:`libervia.eventlog.chain`: canonical JSON, the hash rule, event ids, building entries from drafts.
 * :mod:`libervia.eventlog.checkpoints`: HMAC-signed checkpoints that pin a log against truncation and rewrites.
+* :mod:`libervia.eventlog.group_commit` and :mod:`libervia.eventlog.stores`: what every store shares (the
+  group-commit queue, chaining the next group on the head, the append guard, the open-logs registry).
 * :mod:`libervia.eventlog.verify`: full and fast verification, export manifests, replay aggregates, offline check.
 
 Stores (``plugins/storage_files``, ``plugins/storage_postgres``) only decide where bytes live; what an entry is and

@@ -1,7 +1,8 @@
-"""Proving a tenant's log: full and fast verification, export manifests, replay aggregates, the offline check.
+"""Proving a tenant's log: full and fast verification against its signed checkpoints.
 
 Everything here reads entries through the :class:`libervia.storage.TenantEventLog` protocol (or any iterable of
-entry dicts), so it works for every store. The results are the bodies of the audit routes (API.md §7).
+entry dicts), so it works for every store. The results are the bodies of the audit routes (API.md §7); the export
+manifest and replay aggregates of those routes live with them in ``plugins/audit_api.py``.
 
 ``firstInvalidIndex`` is the **seq** of the first entry that fails (seqs start at 1 and are the entry's position,
 so for a deleted line it is the seq that is missing, and for a truncated log the first seq past the end).
@@ -11,12 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import sys
-from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
@@ -24,11 +23,8 @@ from libervia.eventlog.chain import entry_hash, has_entry_shape, stored_line_has
 from libervia.eventlog.checkpoints import CheckpointSigner
 from libervia.storage import Checkpoint, StorageError, TenantEventLog
 
-if TYPE_CHECKING:
-    from tqdm import tqdm
-
 # Verification runs on the event loop between reads; give other tasks a turn this often.
-_YIELD_EVERY = 2048
+YIELD_EVERY = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +54,7 @@ def check_entry(entry: Any, expected_seq: int, expected_prev: str | None, tenant
     return None
 
 
-def _entry_id(entry: Any) -> str | None:
+def entry_id(entry: Any) -> str | None:
     value = entry.get("id") if isinstance(entry, dict) else None
     return value if isinstance(value, str) else None
 
@@ -164,10 +160,10 @@ class ChainCheck:
         seq = self.expected_seq
         if seq in self._bad_signature_seqs:
             return self._fail(seq, "checkpoint signature invalid: a checkpoint for this seq was not signed with "
-                                   "the gateway's key", _entry_id(entry))
+                                   "the gateway's key", entry_id(entry))
         reason = check_entry(entry, seq, self.prev_hash, self.tenant)
         if reason is not None:
-            return self._fail(seq, reason, _entry_id(entry))
+            return self._fail(seq, reason, entry_id(entry))
         for cp in self._by_seq.get(seq, ()):
             if cp.hash != entry["hash"]:
                 return self._fail(seq, "checkpoint mismatch: the log differs from what a signed checkpoint "
@@ -222,12 +218,12 @@ async def _run(check: ChainCheck, entries: AsyncIterator[dict[str, Any]]) -> Non
             if not check.feed(entry):
                 return
             count += 1
-            if count % _YIELD_EVERY == 0:
+            if count % YIELD_EVERY == 0:
                 await asyncio.sleep(0)
     except StorageError as exc:
         check.fail_unreadable(f"unreadable entry: {exc}")
     finally:
-        await _close(entries)
+        await close_entries(entries)
 
 
 async def _run_lines(check: ChainCheck, chunks: AsyncIterator[list[bytes]]) -> None:
@@ -240,10 +236,10 @@ async def _run_lines(check: ChainCheck, chunks: AsyncIterator[list[bytes]]) -> N
     except StorageError as exc:
         check.fail_unreadable(f"unreadable entry: {exc}")
     finally:
-        await _close(chunks)
+        await close_entries(chunks)
 
 
-async def _close(entries: object) -> None:
+async def close_entries(entries: object) -> None:
     """Release an async generator early (the file store holds a read position until then)."""
     aclose = getattr(entries, "aclose", None)
     if aclose is not None:
@@ -282,6 +278,7 @@ async def verify_fast(log: TenantEventLog, checkpoints: Sequence[Checkpoint], si
     entries = log.entries(anchor.seq)
     try:
         try:
+            unreadable: str | None
             first = await anext(aiter(entries), None)
         except StorageError as exc:
             first, unreadable = None, str(exc)
@@ -299,220 +296,21 @@ async def verify_fast(log: TenantEventLog, checkpoints: Sequence[Checkpoint], si
         elif check.feed(first):
             await _run(check, entries)
     finally:
-        await _close(entries)
+        await close_entries(entries)
     result = check.finish()
     result["fromSeq"] = anchor.seq
     return result
 
 
-# --- export ------------------------------------------------------------------------------------------------------
-
-class ExportManifest:
-    """The manifest of an export: what it holds and whether its entries chain among themselves."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.first: Mapping[str, Any] | None = None
-        self.last: Mapping[str, Any] | None = None
-        self.chain_valid = True
-
-    def add(self, entry: Mapping[str, Any]) -> None:
-        if self.chain_valid:
-            self.chain_valid = self._links(entry)
-        if self.first is None:
-            self.first = entry
-        self.last = entry
-        self.count += 1
-
-    def _links(self, entry: Mapping[str, Any]) -> bool:
-        try:
-            if entry_hash(entry) != entry.get("hash"):
-                return False
-        except (TypeError, UnicodeEncodeError):
-            return False
-        if self.last is None:
-            return True
-        seq, last_seq = entry.get("seq"), self.last.get("seq")
-        if not isinstance(seq, int) or not isinstance(last_seq, int) or seq <= last_seq:
-            return False
-        # Time filters may leave gaps; entries that are neighbours in the log must still link.
-        return seq != last_seq + 1 or entry.get("prev") == self.last.get("hash")
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "count": self.count,
-            "firstSeq": self.first.get("seq") if self.first else None,
-            "lastSeq": self.last.get("seq") if self.last else None,
-            "firstHash": self.first.get("hash") if self.first else None,
-            "lastHash": self.last.get("hash") if self.last else None,
-            "chainValidWithinExport": self.chain_valid,
-        }
-
-
-# --- replay ------------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class ReplayFilter:
-    evento: str | None = None
-    entidade: str | None = None
-    entidade_id: str | None = None
-    from_ts: str | None = None  # normalised RFC 3339 (libervia.clock.format_iso), compared as text
-    to_ts: str | None = None
-
-    def matches(self, entry: Mapping[str, Any]) -> bool:
-        if self.evento is not None and entry.get("evento") != self.evento:
-            return False
-        if self.entidade is not None and entry.get("entidade") != self.entidade:
-            return False
-        if self.entidade_id is not None and entry.get("entidade_id") != self.entidade_id:
-            return False
-        ts = entry.get("ts")
-        if self.from_ts is not None and not (isinstance(ts, str) and ts >= self.from_ts):
-            return False
-        return self.to_ts is None or (isinstance(ts, str) and ts <= self.to_ts)
-
-
-class Replay:
-    """Aggregates of the entries matching a filter, and every chain inconsistency of the whole log.
-
-    Unlike verification it does not stop at a fault: after one it resynchronises on the entry it found, so one
-    deleted line is reported once, not as a fault of every later entry.
-    """
-
-    def __init__(self, tenant: str, flt: ReplayFilter) -> None:
-        self.tenant = tenant
-        self.filter = flt
-        self.total = 0
-        self.por_evento: Counter[str] = Counter()
-        self.por_entidade: Counter[str] = Counter()
-        self.por_ator: Counter[str] = Counter()
-        self.first: Mapping[str, Any] | None = None
-        self.last: Mapping[str, Any] | None = None
-        self.inconsistencias: list[dict[str, Any]] = []
-        self._expected_seq = 1
-        self._prev: str | None = None
-
-    def add(self, entry: dict[str, Any]) -> None:
-        reason = check_entry(entry, self._expected_seq, self._prev, self.tenant)
-        if reason is not None:
-            self.inconsistencias.append({"seq": self._expected_seq, "id": _entry_id(entry), "reason": reason})
-        if not has_entry_shape(entry):
-            self._expected_seq += 1
-            return
-        seq = entry["seq"]
-        self._expected_seq = seq + 1 if isinstance(seq, int) else self._expected_seq + 1
-        self._prev = entry["hash"] if isinstance(entry["hash"], str) else None
-        if not self.filter.matches(entry):
-            return
-        self.total += 1
-        self.por_evento[str(entry["evento"])] += 1
-        self.por_entidade[str(entry["entidade"])] += 1
-        actor = entry["actor"]
-        self.por_ator[actor if isinstance(actor, str) else "unknown"] += 1
-        if self.first is None:
-            self.first = entry
-        self.last = entry
-
-    def unreadable(self, reason: str) -> None:
-        self.inconsistencias.append({"seq": self._expected_seq, "id": None, "reason": f"unreadable entry: {reason}"})
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "totalEventos": self.total,
-            "porEvento": dict(self.por_evento),
-            "porEntidade": dict(self.por_entidade),
-            "porAtor": dict(self.por_ator),
-            "range": {
-                "fromSeq": self.first["seq"] if self.first else None,
-                "toSeq": self.last["seq"] if self.last else None,
-                "fromTs": self.first["ts"] if self.first else None,
-                "toTs": self.last["ts"] if self.last else None,
-            },
-            "inconsistencias": self.inconsistencias,
-        }
-
-
-async def replay(log: TenantEventLog, flt: ReplayFilter) -> dict[str, Any]:
-    """Aggregate the whole log (API.md §7 ``audit/replay``)."""
-    result = Replay(log.tenant_id, flt)
-    entries = log.entries(1)
-    count = 0
-    try:
-        async for entry in entries:
-            result.add(entry)
-            count += 1
-            if count % _YIELD_EVERY == 0:
-                await asyncio.sleep(0)
-    except StorageError as exc:
-        result.unreadable(str(exc))
-    finally:
-        await _close(entries)
-    return result.as_dict()
-
-
-# --- offline -----------------------------------------------------------------------------------------------------
+# --- offline ----------------------------------------------------------------------------------------------------
 
 def offline_verify(base_dir: Path, tenant_ids: list[str] | None, signer: CheckpointSigner,
                    progress: bool) -> int:
-    """Verify tenant logs on disk without a running gateway (``libervia verify``); 0 if all valid, else 1.
+    """The file store's offline check (``libervia verify``), kept importable here for its callers.
 
-    Reads the files only: a torn tail is reported, not quarantined (the gateway quarantines it when it next opens
-    the log). ``tenant_ids=None`` means every tenant with a log or with checkpoints. ``progress`` allows a byte
-    progress bar on stderr, shown only when stderr is a terminal.
+    It lives in ``libervia_plugins.storage_files.offline_check`` now, beside the on-disk layout it reads; verify
+    going through the storage hooks removes this last import of a plugin by the host.
     """
-    # The embedded store owns the on-disk layout; import it here so the host does not depend on it otherwise.
-    from libervia_plugins.storage_files.eventlog import FileLayout, LogFile, read_checkpoint_file
+    from libervia_plugins.storage_files.offline_check import offline_verify as check_files
 
-    layout = FileLayout(Path(base_dir))
-    names = tenant_ids if tenant_ids is not None else layout.known_tenants()
-    if not names:
-        print(f"no tenant event logs under {layout.base_dir}")
-        return 0
-    exit_code = 0
-    for tenant in names:
-        try:
-            paths = layout.tenant(tenant, create=False)
-        except ValueError as exc:
-            print(f"tenant {tenant}: INVALID: {exc}")
-            exit_code = 1
-            continue
-        checkpoints = read_checkpoint_file(paths.checkpoints)
-        if not paths.events.exists() and tenant_ids is not None and not checkpoints:
-            print(f"tenant {tenant}: INVALID: no event log at {paths.events}")
-            exit_code = 1
-            continue
-        check = ChainCheck(tenant, checkpoints, signer)
-        torn = 0
-        if paths.events.exists():
-            with LogFile.open_readonly(paths.events) as log_file:
-                end = log_file.size()
-                bar = _progress_bar(tenant, end, progress)
-                try:
-                    for chunk in log_file.iter_lines(0, end):
-                        if bar is not None:
-                            bar.update(chunk.next_offset - chunk.start)
-                        if not check.feed_lines(chunk.lines):
-                            break
-                finally:
-                    if bar is not None:
-                        bar.close()
-                torn = log_file.torn_tail_bytes(end)
-        result = check.finish()
-        if result["valid"]:
-            print(f"tenant {tenant}: valid, {result['totalVerified']} events, head {result['headHash']}")
-        else:
-            exit_code = 1
-            print(f"tenant {tenant}: INVALID at seq {result['firstInvalidIndex']}: {result['reason']}")
-        if torn:
-            print(f"tenant {tenant}: warning: torn last line of {torn} bytes (an unacknowledged write); the "
-                  "gateway moves it to eventlog/quarantine/ when it opens the log")
-    return exit_code
-
-
-def _progress_bar(tenant: str, total: int, progress: bool) -> tqdm | None:
-    """A byte progress bar on stderr, only when asked and stderr is a terminal (tqdm's ``disable=None``)."""
-    if not progress:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="B", unit_scale=True, desc=tenant, file=sys.stderr, leave=False, disable=None)
+    return check_files(base_dir, tenant_ids, signer, progress)

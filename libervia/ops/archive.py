@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from pathlib import PurePosixPath
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from tqdm import tqdm
 
@@ -67,7 +67,7 @@ def checked_relpath(path: str) -> str:
     return path
 
 
-def byte_progress(desc: str, total: int | None, enabled: bool) -> tqdm:
+def byte_progress(desc: str, total: int | None, enabled: bool) -> tqdm[Any]:
     """A byte-counting progress bar on stderr; a no-op object when ``enabled`` is false."""
     return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, disable=not enabled,
                 leave=False, dynamic_ncols=True)
@@ -77,7 +77,7 @@ class CountingReader:
     """Reads from ``raw`` at most ``limit`` bytes (all when None), hashing and counting them, and advancing
     ``bar`` when one is given."""
 
-    def __init__(self, raw: IO[bytes], bar: tqdm | None = None, limit: int | None = None):
+    def __init__(self, raw: IO[bytes], bar: tqdm[Any] | None = None, limit: int | None = None):
         self._raw = raw
         self._bar = bar
         self._remaining = limit

@@ -82,7 +82,7 @@ class _ArchiveWriter:
     """The :class:`~libervia.storage.ArchiveSink` of one archive: streams members into the tar, hashing each one
     for the manifest."""
 
-    def __init__(self, tar: tarfile.TarFile, bar: tqdm):
+    def __init__(self, tar: tarfile.TarFile, bar: tqdm[Any]):
         self._tar = tar
         self._bar = bar
         self.files: list[dict[str, Any]] = []

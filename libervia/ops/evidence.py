@@ -23,12 +23,9 @@ import orjson
 
 from libervia import __version__
 from libervia.clock import format_iso
+from libervia.secret_names import is_secret_name
 
 CONTAINER_NAME = "libervia-gateway"
-# Environment variables whose names contain one of these words have their values replaced, here and wherever
-# those values appear in any other collected file (a token pasted into a command line shows up in `ps aux`).
-SECRET_NAME_WORDS = ("TOKEN", "PEPPER", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE_KEY",
-                     "CHECKPOINT_KEY", "API_KEY", "DSN")
 REDACTED = "<redacted>"
 
 _HTTP_TIMEOUT_S = 5
@@ -119,9 +116,9 @@ def _secret_values(environ: Mapping[str, str], admin_token: str | None) -> list[
     return sorted((v for v in values if len(v) >= _MIN_SCRUB_LENGTH), key=len, reverse=True)
 
 
-def _is_secret_name(name: str) -> bool:
-    upper = name.upper()
-    return any(word in upper for word in SECRET_NAME_WORDS)
+# Environment variables with a secret name have their values replaced, here and wherever those values appear in
+# any other collected file (a token pasted into a command line shows up in `ps aux`).
+_is_secret_name = is_secret_name
 
 
 class _Unavailable(Exception):

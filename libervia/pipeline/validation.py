@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
@@ -31,7 +32,7 @@ def nesting_depth(value: Any) -> int:
     stack = [(value, 1)]
     while stack:
         current, depth = stack.pop()
-        children: Any
+        children: Iterable[Any]
         if isinstance(current, dict):
             children = current.values()
         elif isinstance(current, list):

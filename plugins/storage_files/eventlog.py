@@ -1,12 +1,10 @@
 """The embedded event store: one hash-chained JSON-lines file per tenant under ``BASE_DIR``.
 
-Layout (``BASE_DIR`` is shared by every gateway process on the machine)::
-
-    tenants/<id>/eventlog/events.jsonl    the log, one canonical JSON entry per line, append-only
-    tenants/<id>/eventlog/events.lock     flock'd by writers; also holds the pending-write record (below)
-    tenants/<id>/eventlog/quarantine/     torn tails moved aside, never deleted
-    tenants/<id>/snapshots/latest.snapshot   the newest Core snapshot (header line + opaque state)
-    checkpoints/<id>.jsonl                signed checkpoints, outside the tenant's directory
+This module writes: the tenant log (appends, quarantine, snapshots, checkpoints) and the store. Where files
+live is :mod:`.layout`; reading them and settling a crashed writer's leftovers is :mod:`.reading` (the names of
+both stay importable from here). It is a little over 400 lines because the tenant log's writes (append,
+quarantine, snapshot, close) are one discipline over the same two descriptors and locks; split, each part would
+have to re-state it.
 
 How an append stays atomic, durable and unforked:
 
@@ -33,329 +31,54 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import struct
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 from loguru import logger
 
 from libervia.durable import fsync_dir, replace_durably
-from libervia.eventlog.chain import build_entries, canonical_json, encode_line, has_entry_shape
-from libervia.eventlog.checkpoints import CheckpointSigner, checkpoint_from_dict, checkpoints_from_lines
-from libervia.eventlog.group_commit import GroupCommitQueue, LogHealth, PendingAppend
-from libervia.storage import (
-    AppendConflictError,
-    Checkpoint,
-    CorruptStoreError,
-    EventDraft,
-    LogHead,
-    Snapshot,
-    StorageError,
+from libervia.eventlog.chain import canonical_json
+from libervia.eventlog.checkpoints import CheckpointSigner
+from libervia.eventlog.group_commit import Entries, PendingAppend
+from libervia.eventlog.stores import OpenLogs, QueuedEventLog, chain_group
+from libervia.storage import Checkpoint, CorruptStoreError, LogHead, Snapshot, StorageError
+from libervia_plugins.storage_files.layout import FILE_MODE, FileLayout, TenantPaths, ensure_dir, write_all
+from libervia_plugins.storage_files.reading import (
+    NO_PENDING_WRITE,
+    PENDING_WRITE,
+    EventLogStats,
+    Lines,
+    LogFile,
+    TailSettlement,
+    hash_ending_at,
+    last_checkpoint_seq,
+    parse_entry,
+    parse_lines,
+    read_checkpoint_file,
+    settle_tail,
 )
-from libervia.tenants.ids import tenant_data_dir, tenant_id_problem
 
-_FILE_MODE = 0o640
-_READ_CHUNK = 1 << 20        # entries() and verification read this much per I/O call
-_BACK_CHUNK = 8192           # reading the last line backwards from the end
-_SCAN_WINDOW = 64 * 1024     # binary search stops here and scans lines
-_MAX_TAIL_REPAIR_LINES = 10_000
+# Re-exported: these names were defined here before the module was split by job.
+__all__ = [
+    "NO_PENDING_WRITE", "PENDING_WRITE", "EventLogStats", "FileEventStore", "FileLayout", "FileTenantEventLog",
+    "Lines", "LogFile", "TailSettlement", "TenantPaths", "append_checkpoint_file", "hash_ending_at", "parse_entry",
+    "parse_lines", "read_checkpoint_file", "settle_tail", "write_all",
+]
+
 _SNAPSHOT_NAME = "latest.snapshot"
 
 
-# --- layout ------------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class TenantPaths:
-    tenant_dir: Path
-    eventlog_dir: Path
-    events: Path
-    lock: Path
-    quarantine: Path
-    snapshots: Path
-    checkpoints: Path
-
-
-class FileLayout:
-    """Where a tenant's files live under ``BASE_DIR``, refusing ids and symlinks that would lead outside it."""
-
-    def __init__(self, base_dir: Path) -> None:
-        self.base_dir = Path(base_dir)
-        self.tenants_root = self.base_dir / "tenants"
-        self.checkpoints_root = self.base_dir / "checkpoints"
-
-    def tenant(self, tenant_id: str, *, create: bool) -> TenantPaths:
-        """The tenant's paths; with ``create`` the directories are made (durably). Raises ``ValueError`` for an id
-        that breaks the tenant id rule, or a tenant directory or file that is a symlink (it could lead into
-        another tenant's data or out of ``BASE_DIR``)."""
-        if create:
-            _ensure_dir(self.tenants_root)
-            _ensure_dir(self.checkpoints_root)
-        tenant_dir = tenant_data_dir(self.base_dir, tenant_id)
-        _plain_child(tenant_dir.parent, tenant_id, create)
-        eventlog_dir = _plain_child(tenant_dir, "eventlog", create)
-        checkpoints_dir = self.checkpoints_root.resolve()
-        return TenantPaths(
-            tenant_dir=tenant_dir,
-            eventlog_dir=eventlog_dir,
-            events=_plain_child(eventlog_dir, "events.jsonl", False),
-            lock=_plain_child(eventlog_dir, "events.lock", False),
-            quarantine=_plain_child(eventlog_dir, "quarantine", False),
-            snapshots=_plain_child(tenant_dir, "snapshots", False),
-            checkpoints=_plain_child(checkpoints_dir, f"{tenant_id}.jsonl", False),
-        )
-
-    def tenants_with_logs(self) -> list[str]:
-        if not self.tenants_root.is_dir():
-            return []
-        return sorted(p.name for p in self.tenants_root.iterdir()
-                      if tenant_id_problem(p.name) is None and (p / "eventlog" / "events.jsonl").is_file())
-
-    def known_tenants(self) -> list[str]:
-        """Tenants with a log or with checkpoints (a log deleted outright still has its checkpoints)."""
-        names = set(self.tenants_with_logs())
-        if self.checkpoints_root.is_dir():
-            names.update(p.stem for p in self.checkpoints_root.glob("*.jsonl") if tenant_id_problem(p.stem) is None)
-        return sorted(names)
-
-
-def _plain_child(parent: Path, name: str, create_dir: bool) -> Path:
-    child = parent / name
-    if child.is_symlink():
-        raise ValueError(f"{child} is a symlink; tenant data must stay inside BASE_DIR")
-    if create_dir:
-        _ensure_dir(child)
-    return child
-
-
-# --- durable file primitives -------------------------------------------------------------------------------------
-
-def _ensure_dir(path: Path) -> None:
-    """Create ``path`` (and missing parents) so that its existence survives a crash."""
-    if path.is_dir():
-        return
-    _ensure_dir(path.parent)
-    with contextlib.suppress(FileExistsError):
-        path.mkdir()
-    fsync_dir(path.parent)
-
-
-def write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-# --- reading the log file ----------------------------------------------------------------------------------------
-
-@dataclass(slots=True)
-class EventLogStats:
-    """I/O counters of one log, for tests and benchmarks (not exported as metrics)."""
-
-    appends: int = 0        # batches acknowledged
-    events: int = 0         # entries acknowledged
-    writes: int = 0         # group writes (one write call each)
-    fsyncs: int = 0         # fsyncs of events.jsonl
-    bytes_written: int = 0
-    bytes_read: int = 0     # every byte read from events.jsonl and the snapshot
-    checkpoints: int = 0    # checkpoints signed and stored
-    quarantines: int = 0    # torn tails moved aside by this process
-
-
-class Lines(NamedTuple):
-    """Complete lines read from ``start``; ``next_offset`` is where the next read begins."""
-
-    start: int
-    lines: list[bytes]
-    next_offset: int
-
-
-class LogFile:
-    """Positional reads of an events file (``pread`` only, so threads can share the descriptor)."""
-
-    def __init__(self, fd: int, stats: EventLogStats) -> None:
-        self.fd = fd
-        self.stats = stats
-
-    @classmethod
-    @contextlib.contextmanager
-    def open_readonly(cls, path: Path) -> Iterator[LogFile]:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        try:
-            yield cls(fd, EventLogStats())
-        finally:
-            os.close(fd)
-
-    def size(self) -> int:
-        return os.fstat(self.fd).st_size
-
-    def pread(self, offset: int, length: int) -> bytes:
-        data = os.pread(self.fd, length, offset)
-        self.stats.bytes_read += len(data)
-        return data
-
-    def last_line(self, end: int) -> tuple[int, bytes, bool] | None:
-        """``(start, line without newline, terminated)`` of the line that ends at byte ``end``; None if empty."""
-        if end <= 0:
-            return None
-        terminated = self.pread(end - 1, 1) == b"\n"
-        pos = stop = end - 1 if terminated else end
-        pieces: list[bytes] = []
-        start = 0
-        while pos > 0:
-            size = min(_BACK_CHUNK, pos)
-            data = self.pread(pos - size, size)
-            cut = data.rfind(b"\n")
-            if cut >= 0:
-                pieces.append(data[cut + 1:])
-                start = pos - size + cut + 1
-                break
-            pieces.append(data)
-            pos -= size
-        line = b"".join(reversed(pieces))
-        assert start + len(line) == stop
-        return start, line, terminated
-
-    def line_at(self, start: int, end: int) -> bytes | None:
-        """The complete line starting at ``start`` (without newline), or None if it is not terminated by ``end``."""
-        pieces: list[bytes] = []
-        pos = start
-        while pos < end:
-            data = self.pread(pos, min(4096, end - pos))
-            cut = data.find(b"\n")
-            if cut >= 0:
-                pieces.append(data[:cut])
-                return b"".join(pieces)
-            pieces.append(data)
-            pos += len(data)
-        return None
-
-    def _next_line_start(self, pos: int, end: int) -> int:
-        if pos == 0:
-            return 0
-        while pos < end:
-            data = self.pread(pos - 1, min(4096, end - pos + 1))
-            cut = data.find(b"\n")
-            if cut >= 0:
-                return pos - 1 + cut + 1
-            pos += len(data) - 1
-        return end
-
-    def _seq_at(self, start: int, end: int) -> int | None:
-        line = self.line_at(start, end)
-        entry = parse_entry(line) if line is not None else None
-        return entry["seq"] if entry is not None else None
-
-    def line_start_for_seq(self, seq: int, end: int) -> int:
-        """Offset of the first line whose seq is ``>= seq`` (``end`` if none), by binary search then a short scan.
-
-        Only a log whose seqs increase along the file can be searched; when a probe lands on something unreadable
-        the search falls back to scanning from the last good position, so a damaged log still gets an answer.
-        """
-        if seq <= 1 or end <= 0:
-            return 0
-        lo, hi = 0, end
-        while hi - lo > _SCAN_WINDOW:
-            mid = (lo + hi) // 2
-            start = self._next_line_start(mid, hi)
-            if start >= hi:
-                hi = mid
-                continue
-            found = self._seq_at(start, end)
-            if found is None:
-                break
-            if found < seq:
-                lo = start
-            else:
-                hi = start
-        pos = lo
-        while pos < end:
-            line = self.line_at(pos, end)
-            if line is None:
-                return end
-            entry = parse_entry(line)
-            if entry is not None and entry["seq"] >= seq:
-                return pos
-            pos += len(line) + 1
-        return end
-
-    def read_lines(self, start: int, end: int) -> Lines:
-        """The complete lines in ``[start, end)``, about one read's worth (more if one line is longer).
-
-        Lines stay bytes: callers parse them one at a time as they consume them, which keeps no more than one
-        parsed entry alive at once (retaining a chunk of parsed entries costs more than parsing them).
-        """
-        data = self.pread(start, min(_READ_CHUNK, end - start))
-        cut = data.rfind(b"\n")
-        while cut < 0 and start + len(data) < end:  # a line longer than one read
-            more = self.pread(start + len(data), min(_READ_CHUNK, end - start - len(data)))
-            found = more.rfind(b"\n")
-            cut = len(data) + found if found >= 0 else -1
-            data += more
-        if cut < 0:
-            return Lines(start, [], end)  # only a torn tail is left
-        return Lines(start, data[:cut].split(b"\n"), start + cut + 1)
-
-    def iter_lines(self, start: int, end: int) -> Iterator[Lines]:
-        """Every complete line in ``[start, end)``, one read at a time."""
-        pos = start
-        while pos < end:
-            chunk = self.read_lines(pos, end)
-            yield chunk
-            pos = chunk.next_offset
-
-    def torn_tail_bytes(self, end: int) -> int:
-        last = self.last_line(end)
-        return len(last[1]) if last is not None and not last[2] else 0
-
-
-def parse_lines(chunk: Lines) -> Iterator[dict[str, Any]]:
-    offset = chunk.start
-    loads = orjson.loads
-    for line in chunk.lines:
-        try:
-            entry = loads(line)
-        except orjson.JSONDecodeError:
-            entry = None
-        if not isinstance(entry, dict):
-            raise CorruptStoreError(f"unparsable line at byte offset {offset}")
-        yield entry
-        offset += len(line) + 1
-
-
-def parse_entry(line: bytes) -> dict[str, Any] | None:
-    """The entry on ``line`` if it has the shape of one (enough to trust its seq and hash as the head)."""
-    try:
-        entry = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None
-    if (has_entry_shape(entry) and isinstance(entry["seq"], int) and entry["seq"] >= 1
-            and isinstance(entry["hash"], str) and isinstance(entry["ts"], str)):
-        return entry
-    return None
-
-
-# --- checkpoints file --------------------------------------------------------------------------------------------
-
-def read_checkpoint_file(path: Path) -> list[Checkpoint]:
-    """Checkpoints stored at ``path`` in file order; records that are not checkpoints are skipped."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return []
-    return checkpoints_from_lines(data)
-
+# --- the checkpoints file --------------------------------------------------------------------------------------
 
 def append_checkpoint_file(path: Path, checkpoint: Checkpoint) -> None:
     """Append one checkpoint durably; the flock keeps two processes' lines whole."""
     created = not path.exists()
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, _FILE_MODE)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, FILE_MODE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         size = os.fstat(fd).st_size
@@ -369,97 +92,28 @@ def append_checkpoint_file(path: Path, checkpoint: Checkpoint) -> None:
         fsync_dir(path.parent)
 
 
-def _last_checkpoint_seq(path: Path, tenant: str) -> int:
-    try:
-        with LogFile.open_readonly(path) as f:
-            last = f.last_line(f.size())
-    except FileNotFoundError:
-        return 0
-    if last is not None and last[2]:
-        checkpoint = None
-        with contextlib.suppress(orjson.JSONDecodeError):
-            checkpoint = checkpoint_from_dict(orjson.loads(last[1]))
-        if checkpoint is not None and checkpoint.tenant == tenant:
-            return checkpoint.seq
-    return max((cp.seq for cp in read_checkpoint_file(path) if cp.tenant == tenant), default=0)
-
-
-# --- the pending-write record in events.lock ---------------------------------------------------------------------
-
-PENDING_WRITE = struct.Struct(">QQ64s")  # offset, length, ascii hash of the entry before offset (zeros for genesis)
-NO_PENDING_WRITE = bytes(PENDING_WRITE.size)
-
-
 # --- the tenant log ----------------------------------------------------------------------------------------------
 
-class TailSettlement(NamedTuple):
-    group_cut: int | None          # where an interrupted group write starts, if one is found
-    end: int                       # where the log ends once leftovers are set aside
-    head_entry: dict[str, Any] | None
-
-
-def settle_tail(view: LogFile, lock_fd: int, size: int) -> TailSettlement:
-    """Where the log ends once a crashed writer's leftovers are set aside; reads only, under ``events.lock``.
-
-    The one rule, used by the store before it appends and by backups before they copy: a pending-write record in
-    ``events.lock`` whose group is only partly in the file cuts the log at the group's start; then unterminated or
-    unreadable last lines are cut. Everything before ``end`` is never rewritten.
-    """
-    group_cut = None
-    record = os.pread(lock_fd, PENDING_WRITE.size, 0)
-    if len(record) == PENDING_WRITE.size and record != NO_PENDING_WRITE:
-        offset, length, prev = PENDING_WRITE.unpack(record)
-        prev_hash = prev.rstrip(b"\0").decode("ascii", "replace") or None
-        if offset < size < offset + length and hash_ending_at(view, offset) == prev_hash:
-            group_cut = size = offset
-    cut = size
-    for _ in range(_MAX_TAIL_REPAIR_LINES):
-        last = view.last_line(cut)
-        if last is None:
-            return TailSettlement(group_cut, cut, None)
-        start, line, terminated = last
-        entry = parse_entry(line) if terminated else None
-        if entry is not None:
-            return TailSettlement(group_cut, cut, entry)
-        cut = start
-    raise CorruptStoreError(f"the event log ends in more than {_MAX_TAIL_REPAIR_LINES} unreadable lines")
-
-
-def hash_ending_at(view: LogFile, offset: int) -> str | None:
-    """The hash of the entry that ends at ``offset`` (None at the start, "?" for an unreadable line)."""
-    last = view.last_line(offset)
-    if last is None:
-        return None
-    entry = parse_entry(last[1]) if last[2] else None
-    return entry["hash"] if entry is not None else "?"
-
-
-class FileTenantEventLog:
+class FileTenantEventLog(QueuedEventLog):
     """One tenant's log file. Get it from :meth:`FileEventStore.open_log`; it implements ``TenantEventLog``."""
 
     def __init__(self, tenant_id: str, paths: TenantPaths, signer: CheckpointSigner, executor: ThreadPoolExecutor,
                  *, checkpoint_every: int, durable: bool, group_commit: bool,
                  on_close: Callable[[FileTenantEventLog], None]) -> None:
-        self.tenant_id = tenant_id
+        super().__init__(tenant_id, on_close=on_close, group_commit=group_commit)
         self.paths = paths
         self.stats = EventLogStats()
         self._signer = signer
         self._executor = executor
         self._checkpoint_every = checkpoint_every
         self._durable = durable
-        self._on_close = on_close
         self._fd = -1
         self._lock_fd = -1
         self._file: LogFile
         self._thread_lock = threading.Lock()
         self._snapshot_lock = threading.Lock()
-        self._head = LogHead(0, None, None)
         self._end = -1                      # file size as of our last look; -1 forces a re-read
         self._last_checkpoint_seq = 0
-        self._health = LogHealth(tenant_id)
-        self._queue = GroupCommitQueue(self._write_group_in_thread, self._health.write_failed,
-                                       group_commit=group_commit, name=f"eventlog-flush-{tenant_id}")
-        self._closing = False
         # Line starts of seqs we know without searching (a snapshot's next entry), for entries(from_seq).
         self._known_offsets: dict[int, int] = {}
 
@@ -469,8 +123,8 @@ class FileTenantEventLog:
         paths = self.paths
         created = not paths.events.exists()
         self._fd = os.open(paths.events, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
-                           _FILE_MODE)
-        self._lock_fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, _FILE_MODE)
+                           FILE_MODE)
+        self._lock_fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, FILE_MODE)
         if created:
             fsync_dir(paths.eventlog_dir)
         self._file = LogFile(self._fd, self.stats)
@@ -478,7 +132,7 @@ class FileTenantEventLog:
             self._health.quarantined = sum(1 for _ in paths.quarantine.glob("*.jsonl"))
         with self._locked():
             self._sync_tail_locked()
-        self._last_checkpoint_seq = _last_checkpoint_seq(paths.checkpoints, self.tenant_id)
+        self._last_checkpoint_seq = last_checkpoint_seq(paths.checkpoints, self.tenant_id)
         self._health.last_append_at = self._head.last_append_at
 
     @contextlib.contextmanager
@@ -517,10 +171,10 @@ class FileTenantEventLog:
 
     def _quarantine(self, start: int, end: int, why: str) -> None:
         data = self._file.pread(start, end - start)
-        _ensure_dir(self.paths.quarantine)
+        ensure_dir(self.paths.quarantine)
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"{time.time_ns() // 1_000_000 % 1000:03d}Z"
         target = self.paths.quarantine / f"{stamp}-{os.getpid()}-{os.urandom(3).hex()}.jsonl"
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
         try:
             write_all(fd, data)
             os.fsync(fd)
@@ -537,41 +191,19 @@ class FileTenantEventLog:
 
     # -- appending --
 
-    async def append(self, drafts: Sequence[EventDraft], expected_seq: int | None = None) -> list[dict[str, Any]]:
-        if self._closing:
-            raise StorageError(f"the event log of tenant {self.tenant_id} is closed")
-        if not drafts:
-            return []
-        return await self._queue.submit(drafts, expected_seq)
+    async def _write_group(self, batches: list[PendingAppend]) -> list[Entries | Exception]:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._write_group_sync, batches)
 
-    async def _write_group_in_thread(self, batches: list[PendingAppend]) -> list[list[dict[str, Any]] | Exception]:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._write_group, batches)
-
-    def _write_group(self, batches: list[PendingAppend]) -> list[list[dict[str, Any]] | Exception]:
+    def _write_group_sync(self, batches: list[PendingAppend]) -> list[Entries | Exception]:
         with self._locked():
             self._sync_tail_locked()
-            head = start_head = self._head
-            results: list[list[dict[str, Any]] | Exception] = []
-            parts: list[bytes] = []
-            for batch in batches:
-                if batch.expected_seq is not None and batch.expected_seq != head.seq:
-                    results.append(AppendConflictError(batch.expected_seq, head.seq))
-                    continue
-                try:
-                    entries = build_entries(self.tenant_id, head, batch.drafts)
-                    parts.append(b"".join([encode_line(entry) for entry in entries]))
-                except (TypeError, ValueError) as exc:
-                    results.append(ValueError(f"event not stored: {exc}"))
-                    continue
-                last = entries[-1]
-                head = LogHead(last["seq"], last["hash"], last["ts"])
-                results.append(entries)
-            if not parts:
-                return results
-            data = b"".join(parts)
+            group = chain_group(self.tenant_id, self._head, batches)
+            if not group.lines:
+                return group.results
+            data = b"\n".join(group.lines) + b"\n"
             offset = self._end
             try:
-                os.pwrite(self._lock_fd, PENDING_WRITE.pack(offset, len(data), (start_head.hash or "").encode()), 0)
+                os.pwrite(self._lock_fd, PENDING_WRITE.pack(offset, len(data), (group.start.hash or "").encode()), 0)
                 write_all(self._fd, data)
                 if self._durable:
                     os.fsync(self._fd)
@@ -581,19 +213,17 @@ class FileTenantEventLog:
                 self._roll_back(offset)
                 raise StorageError(f"append to the event log of tenant {self.tenant_id} failed: {exc}") from exc
             self._end = offset + len(data)
-            self._head = head
+            self._head = group.head
             self.stats.writes += 1
             self.stats.bytes_written += len(data)
-            for result in results:
-                if isinstance(result, list):
-                    self.stats.appends += 1
-                    self.stats.events += len(result)
+            for entries in group.accepted():
+                self.stats.appends += 1
+                self.stats.events += len(entries)
             self._health.degraded = False
-            self._health.last_append_at = head.last_append_at
-            every = self._checkpoint_every
-            if every > 0 and head.seq // every > start_head.seq // every:
+            self._health.last_append_at = group.head.last_append_at
+            if group.crosses_checkpoint(self._checkpoint_every):
                 self._checkpoint_locked()
-            return results
+            return group.results
 
     def _roll_back(self, offset: int) -> None:
         """Take a failed group's bytes back out so that a failed append leaves nothing behind."""
@@ -670,9 +300,6 @@ class FileTenantEventLog:
     async def size_bytes(self) -> int:
         return await self._run(self._file.size)
 
-    def status(self) -> dict[str, Any]:
-        return self._health.status(self._head)
-
     # -- snapshots --
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
@@ -686,7 +313,7 @@ class FileTenantEventLog:
             start = self._file.line_start_for_seq(snapshot.seq, end)
             line = self._file.line_at(start, end)
             entry = parse_entry(line) if line is not None else None
-            if entry is None or entry["seq"] != snapshot.seq or entry["hash"] != snapshot.hash:
+            if line is None or entry is None or entry["seq"] != snapshot.seq or entry["hash"] != snapshot.hash:
                 raise ValueError(f"snapshot at seq {snapshot.seq} does not match the log of tenant "
                                  f"{self.tenant_id}")
             offset = start + len(line) + 1
@@ -694,7 +321,7 @@ class FileTenantEventLog:
             "tenant": self.tenant_id, "seq": snapshot.seq, "hash": snapshot.hash, "offset": offset,
             "stateBytes": len(snapshot.state), "stateSha256": hashlib.sha256(snapshot.state).hexdigest(),
         })
-        _ensure_dir(self.paths.snapshots)
+        ensure_dir(self.paths.snapshots)
         with self._snapshot_lock:  # the temp file name is per process, so one writer per process at a time
             replace_durably(self.paths.snapshots / _SNAPSHOT_NAME, header + b"\n" + snapshot.state)
         self._known_offsets[snapshot.seq + 1] = offset
@@ -735,26 +362,15 @@ class FileTenantEventLog:
 
     # -- closing --
 
-    @property
-    def closed(self) -> bool:
-        return self._closing
-
-    async def close(self) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        try:
-            await self._queue.drain()
-            await self._run(self._close_sync)
-        finally:
-            self._on_close(self)
+    async def _close_io(self) -> None:
+        await self._run(self._close_sync)
 
     def _close_sync(self) -> None:
         try:
             with self._locked():
                 self._sync_tail_locked()
                 self._last_checkpoint_seq = max(self._last_checkpoint_seq,
-                                                _last_checkpoint_seq(self.paths.checkpoints, self.tenant_id))
+                                                last_checkpoint_seq(self.paths.checkpoints, self.tenant_id))
                 self._checkpoint_locked()
         finally:
             with self._thread_lock:
@@ -782,28 +398,21 @@ class FileEventStore:
         self._durable = durable
         self._group_commit = group_commit
         self._executor = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="libervia-eventlog")
-        self._logs: dict[str, FileTenantEventLog] = {}
-        self._open_lock = asyncio.Lock()
+        self._logs: OpenLogs[FileTenantEventLog] = OpenLogs()
 
     async def open_log(self, tenant_id: str) -> FileTenantEventLog:
-        async with self._open_lock:
-            log = self._logs.get(tenant_id)
-            if log is not None:
-                return log
-            try:
-                paths = await self._run(lambda: self.layout.tenant(tenant_id, create=True))
-            except ValueError as exc:  # a symlinked or escaping tenant directory: an operator must look
-                raise StorageError(f"tenant {tenant_id}: {exc}") from exc
-            log = FileTenantEventLog(tenant_id, paths, self.signer, self._executor,
-                                     checkpoint_every=self.checkpoint_every, durable=self._durable,
-                                     group_commit=self._group_commit, on_close=self._forget)
-            await self._run(log.open_sync)
-            self._logs[tenant_id] = log
-            return log
+        return await self._logs.open(tenant_id, lambda: self._open(tenant_id))
 
-    def _forget(self, log: FileTenantEventLog) -> None:
-        if self._logs.get(log.tenant_id) is log:
-            del self._logs[log.tenant_id]
+    async def _open(self, tenant_id: str) -> FileTenantEventLog:
+        try:
+            paths = await self._run(lambda: self.layout.tenant(tenant_id, create=True))
+        except ValueError as exc:  # a symlinked or escaping tenant directory: an operator must look
+            raise StorageError(f"tenant {tenant_id}: {exc}") from exc
+        log = FileTenantEventLog(tenant_id, paths, self.signer, self._executor,
+                                 checkpoint_every=self.checkpoint_every, durable=self._durable,
+                                 group_commit=self._group_commit, on_close=self._logs.forget)
+        await self._run(log.open_sync)
+        return log
 
     async def tenant_ids(self) -> list[str]:
         return await self._run(self.layout.tenants_with_logs)
@@ -823,11 +432,7 @@ class FileEventStore:
 
     async def close(self) -> None:
         """Close every open log (each signs a final checkpoint) and stop the I/O threads."""
-        for log in list(self._logs.values()):
-            try:
-                await log.close()
-            except Exception as exc:
-                logger.error("closing the event log of tenant {} failed: {}", log.tenant_id, exc)
+        await self._logs.close_all()
         self._executor.shutdown(wait=True)
 
     async def _run(self, func: Callable[..., Any], *args: Any) -> Any:

@@ -4,7 +4,7 @@ How an append stays atomic, durable and unforked:
 
 * Appends queue up; one flush at a time per log takes every queued batch (group commit) into one transaction:
   lock the tenant's ``event_heads`` row (``SELECT ... FOR UPDATE``), chain the batches onto the head found there
-  with :func:`libervia.eventlog.chain.build_entries`, insert every line with one statement, move the head, and
+  with :func:`libervia.eventlog.stores.chain_group`, insert every line with one statement, move the head, and
   commit. The commit is the durability point, so all batches in a group share one WAL flush.
 * The row lock orders writers of every process, so the chain never forks; the primary key ``(tenant, seq)``
   would refuse a second entry at a seq even if it did not.
@@ -23,8 +23,7 @@ loads the log into memory nor pins a pooled connection while the client reads sl
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -32,14 +31,12 @@ import asyncpg
 import orjson
 from loguru import logger
 
-from libervia.eventlog.chain import build_entries, canonical_json
 from libervia.eventlog.checkpoints import CheckpointSigner
-from libervia.eventlog.group_commit import GroupCommitQueue, LogHealth, PendingAppend
+from libervia.eventlog.group_commit import Entries, PendingAppend
+from libervia.eventlog.stores import OpenLogs, QueuedEventLog, chain_group
 from libervia.storage import (
-    AppendConflictError,
     Checkpoint,
     CorruptStoreError,
-    EventDraft,
     LogHead,
     Snapshot,
     StorageError,
@@ -94,21 +91,19 @@ def _hash_in_line(line: str | None) -> str | None:
     return entry.get("hash") if isinstance(entry, dict) else None
 
 
-class PostgresTenantEventLog:
-    """One tenant's log. Get it from :meth:`PostgresEventStore.open_log`; it implements ``TenantEventLog``."""
+class PostgresTenantEventLog(QueuedEventLog):
+    """One tenant's log. Get it from :meth:`PostgresEventStore.open_log`; it implements ``TenantEventLog``.
+
+    Its status never counts quarantined tails: a transaction commits whole or not at all.
+    """
 
     def __init__(self, tenant_id: str, db: Database, sql: _Sql, signer: CheckpointSigner, *, checkpoint_every: int,
                  on_close: Callable[[PostgresTenantEventLog], None]) -> None:
-        self.tenant_id = tenant_id
+        super().__init__(tenant_id, on_close=on_close)
         self._db = db
         self._sql = sql
         self._signer = signer
         self._checkpoint_every = checkpoint_every
-        self._on_close = on_close
-        self._head = LogHead(0, None, None)    # as of our last look, for status()
-        self._health = LogHealth(tenant_id)  # quarantined stays 0: a transaction commits whole or not at all
-        self._queue = GroupCommitQueue(self._write_group, self._health.write_failed, name=f"eventlog-flush-{tenant_id}")
-        self._closing = False
         self._closed = False
 
     async def open(self) -> None:
@@ -127,53 +122,28 @@ class PostgresTenantEventLog:
 
     # -- appending --
 
-    async def append(self, drafts: Sequence[EventDraft], expected_seq: int | None = None) -> list[dict[str, Any]]:
-        if self._closing:
-            raise StorageError(f"the event log of tenant {self.tenant_id} is closed")
-        if not drafts:
-            return []
-        return await self._queue.submit(drafts, expected_seq)
-
-    async def _write_group(self, batches: list[PendingAppend]) -> list[list[dict[str, Any]] | Exception]:
+    async def _write_group(self, batches: list[PendingAppend]) -> list[Entries | Exception]:
         sql, tenant = self._sql, self.tenant_id
         with self._errors("append to"):
             async with self._db.pool.acquire() as conn, conn.transaction():
                 row = await conn.fetchrow(sql.lock_head, tenant)
                 if row is None:
                     raise CorruptStoreError(f"the event log of tenant {tenant} has no head row in PostgreSQL")
-                head = start = _head_of(row)
-                results: list[list[dict[str, Any]] | Exception] = []
-                seqs: list[int] = []
-                lines: list[str] = []
-                added_bytes = 0
-                for batch in batches:
-                    if batch.expected_seq is not None and batch.expected_seq != head.seq:
-                        results.append(AppendConflictError(batch.expected_seq, head.seq))
-                        continue
-                    try:
-                        entries = build_entries(tenant, head, batch.drafts)
-                        encoded = [canonical_json(entry) for entry in entries]
-                    except (TypeError, ValueError) as exc:
-                        results.append(ValueError(f"event not stored: {exc}"))
-                        continue
-                    seqs += [entry["seq"] for entry in entries]
-                    lines += [line.decode() for line in encoded]
-                    # Counted as the file store counts them (a newline each), so size quotas mean the same.
-                    added_bytes += sum(len(line) + 1 for line in encoded)
-                    last = entries[-1]
-                    head = LogHead(last["seq"], last["hash"], last["ts"])
-                    results.append(entries)
-                if not seqs:
+                group = chain_group(tenant, _head_of(row), batches)
+                head = group.head
+                if not group.lines:
                     self._head = head  # every batch was refused, but the head read under the lock is news
-                    return results
-                await conn.execute(sql.insert_lines, tenant, seqs, lines)
+                    return group.results
+                seqs = [entry["seq"] for entries in group.accepted() for entry in entries]
+                # Counted as the file store counts them (a newline each), so size quotas mean the same.
+                added_bytes = sum(len(line) + 1 for line in group.lines)
+                await conn.execute(sql.insert_lines, tenant, seqs, [line.decode() for line in group.lines])
                 await conn.execute(sql.move_head, tenant, head.seq, head.hash, head.last_append_at, added_bytes)
-                every = self._checkpoint_every
-                if every > 0 and head.seq // every > start.seq // every:
+                if group.crosses_checkpoint(self._checkpoint_every):
                     await self._insert_checkpoint(conn, head)
         self._head = head
         self._health.degraded = False
-        return results
+        return group.results
 
     async def _insert_checkpoint(self, conn: asyncpg.Connection, head: LogHead) -> None:
         assert head.hash is not None
@@ -219,9 +189,6 @@ class PostgresTenantEventLog:
             size = await self._db.pool.fetchval(self._sql.size, self.tenant_id)
         return int(size or 0)
 
-    def status(self) -> dict[str, Any]:
-        return self._health.status(self._head)
-
     # -- snapshots --
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
@@ -248,17 +215,9 @@ class PostgresTenantEventLog:
 
     # -- closing --
 
-    @property
-    def closed(self) -> bool:
-        return self._closing
-
-    async def close(self) -> None:
-        """Wait for queued appends, then sign a checkpoint at the head unless one already pins it."""
-        if self._closing:
-            return
-        self._closing = True
+    async def _close_io(self) -> None:
+        """Sign a checkpoint at the head unless one already pins it."""
         try:
-            await self._queue.drain()
             with self._errors("checkpoint"):
                 async with self._db.pool.acquire() as conn:
                     head = _head_of(await conn.fetchrow(self._sql.head, self.tenant_id))
@@ -267,7 +226,6 @@ class PostgresTenantEventLog:
                         await self._insert_checkpoint(conn, head)
         finally:
             self._closed = True
-            self._on_close(self)
 
 
 class PostgresEventStore:
@@ -279,26 +237,19 @@ class PostgresEventStore:
         self._sql = _Sql(db.tables)
         self.signer = signer
         self.checkpoint_every = checkpoint_every
-        self._logs: dict[str, PostgresTenantEventLog] = {}
-        self._open_lock = asyncio.Lock()
+        self._logs: OpenLogs[PostgresTenantEventLog] = OpenLogs()
 
     async def open_log(self, tenant_id: str) -> PostgresTenantEventLog:
         problem = tenant_id_problem(tenant_id)
         if problem is not None:
             raise ValueError(f"invalid tenant id {tenant_id!r}: it {problem}")
-        async with self._open_lock:
-            log = self._logs.get(tenant_id)
-            if log is not None:
-                return log
-            log = PostgresTenantEventLog(tenant_id, self._db, self._sql, self.signer,
-                                         checkpoint_every=self.checkpoint_every, on_close=self._forget)
-            await log.open()
-            self._logs[tenant_id] = log
-            return log
+        return await self._logs.open(tenant_id, lambda: self._open(tenant_id))
 
-    def _forget(self, log: PostgresTenantEventLog) -> None:
-        if self._logs.get(log.tenant_id) is log:
-            del self._logs[log.tenant_id]
+    async def _open(self, tenant_id: str) -> PostgresTenantEventLog:
+        log = PostgresTenantEventLog(tenant_id, self._db, self._sql, self.signer,
+                                     checkpoint_every=self.checkpoint_every, on_close=self._logs.forget)
+        await log.open()
+        return log
 
     async def tenant_ids(self) -> list[str]:
         with self._db.errors("list the tenants with an event log"):
@@ -318,8 +269,4 @@ class PostgresEventStore:
 
     async def close(self) -> None:
         """Close every open log (each signs a final checkpoint)."""
-        for log in list(self._logs.values()):
-            try:
-                await log.close()
-            except Exception as exc:
-                logger.error("closing the event log of tenant {} failed: {}", log.tenant_id, exc)
+        await self._logs.close_all()

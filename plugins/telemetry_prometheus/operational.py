@@ -80,9 +80,6 @@ class RecentWindow:
             slot.latency = [0] * (len(self._bounds) + 1)
         return slot
 
-    def record_request(self, status: int, duration_ms: float) -> None:
-        self.record_requests([(status, duration_ms)])
-
     def record_requests(self, finished: Iterable[tuple[int, float]]) -> None:
         """Requests that finished together (one event-loop turn) land in one slot, looked up once."""
         slot = self._current()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from libervia.core.model import OBSERVACAO_MINIMA
+from libervia.core.model import MINIMUM_OBSERVATIONS as OBSERVACAO_MINIMA
 
 
 def situacao(**changes: Any) -> dict[str, Any]:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 
 from libervia.core import TenantCore
-from libervia.core.model import OBSERVACAO_MINIMA, PerfilRisco
-from libervia.core.policy import ClosedLayerRule, ProtocoloInput, SituacaoInput
+from libervia.core.model import MINIMUM_OBSERVATIONS as OBSERVACAO_MINIMA
+from libervia.core.model import RiskProfile as PerfilRisco
+from libervia.core.policy import ClosedLayerRule
+from libervia.core.policy import ProtocolInput as ProtocoloInput
+from libervia.core.policy import SituationInput as SituacaoInput
 from libervia.errors import ApiError
 from libervia_plugins.policy_default import DEFAULT_RULES
 from tests.core import bodies
