@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 import tempfile
@@ -19,7 +20,7 @@ from libervia.plugin_manager import LoadedPlugins, load_plugins
 from libervia.settings import Settings, ensure_writable_dir, free_disk_mb, load_settings
 
 if TYPE_CHECKING:
-    from libervia.eventlog.checkpoints import CheckpointSigner
+    pass
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -63,7 +63,7 @@ hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 MAY_BE_AWAITABLE = frozenset({
     "libervia_startup", "libervia_shutdown", "libervia_readiness_checks", "libervia_authenticate",
     "libervia_rate_limiter", "libervia_storage", "libervia_render_metrics", "libervia_closed_layer_rules",
-    "libervia_autonomy_policy", "libervia_consequence_policy",
+    "libervia_autonomy_policy", "libervia_consequence_policy", "libervia_tenant_purged",
 })
 
 
@@ -340,10 +340,19 @@ def libervia_consequence_policy(
 # --- tenant purge (issue 10.2) -----------------------------------------------------------------------------------
 
 @hookspec
-def libervia_tenant_purged(gateway: Gateway, tenant_id: str) -> Any:
-    """``tenant_id`` was purged: its data is gone and the id may be created again from genesis.
+def libervia_tenant_purged(gateway: Gateway, tenant_id: str) -> Awaitable[None] | None:
+    """Forget everything kept in memory about a purged tenant.
 
-    Drop everything kept about it in memory (metric series labelled with it, caches keyed by it), so that
-    nothing of the old tenant is reachable through the new one. May be a coroutine. Called on the process that
-    ran the purge, after the storage removed the data and the registry forgot the tenant.
+    Called: on the process that ran ``POST /admin/tenants/{id}/purge``, after the storage removed (or set aside)
+    the tenant's data and the registry forgot the tenant, before the purge is answered. Every plugin's
+    implementation is called. Drop metric series labelled with the id, caches keyed by it, anything else about
+    it: the id may be created again from genesis, and nothing of the old tenant may be reachable through the new
+    one.
+
+    Args:
+        gateway: the running gateway.
+        tenant_id: the purged tenant's id (already validated and lower-cased).
+
+    Returns:
+        Nothing (or an awaitable that the host awaits).
     """

@@ -97,7 +97,11 @@ CREATED = {"tenant.create", "key.create", "key.rotate", "core.decide", "core.con
            "review.open"}
 # Routes whose success is not JSON.
 TEXT_BODIES = {"metrics": "text/plain", "tenant_metrics": "text/plain", "docs": "text/html",
-               "docs.asset": "application/octet-stream"}
+               "docs.asset": "application/octet-stream", "console.index": "text/html",
+               "console.asset": "application/octet-stream"}
+# Routes that answer a redirect instead of a body.
+REDIRECTS = {"console.redirect": "308"}
+LOCATION_HEADER = {"Location": {"description": "Where the resource is", **_HEADER}}
 # Statuses other than the success that a route answers with its own response schema (readiness: 503 + checks).
 ALSO_SUCCESS_SHAPED = {"ready": "503"}
 
@@ -206,8 +210,10 @@ def _errors(route: Route) -> dict[str, Any]:
 
 def _operation(route: Route, path: str, components: dict[str, Any],
                links: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    success_status = "201" if route.name in CREATED else "200"
+    success_status = REDIRECTS.get(route.name or "") or ("201" if route.name in CREATED else "200")
     success = _success(route, components)
+    if route.name in REDIRECTS:
+        success = {"description": "Redirect", "headers": {**success["headers"], **LOCATION_HEADER}}
     if route.name in links:
         success["links"] = links[route.name]
     responses: dict[str, Any] = {success_status: success, **_errors(route)}

@@ -117,8 +117,10 @@ def _bounded_messages(validator_class: Any) -> Any:
             return keyword(validator, value, _shown(instance), schema)
         return check
 
+    # jsonschema's extend() is untyped in its stubs; what it returns is a validator class like the one given.
     return validators.extend(validator_class, {name: bounded(validator_class.VALIDATORS[name])
-                                               for name in _SHOWING_KEYWORDS if name in validator_class.VALIDATORS})
+                                               for name in _SHOWING_KEYWORDS if name in validator_class.VALIDATORS}
+                             )  # type: ignore[no-untyped-call]
 
 
 _PlainValidator = _bounded_messages(Draft202012Validator)

@@ -39,8 +39,8 @@ BARE_NAMES: dict[str, str] = {
 }
 # Prefixed names whose values are secrets or plain strings, also taken raw.
 RAW_PREFIXED = ("ADMIN_TOKEN", "AUTH_PEPPER", "CHECKPOINT_KEY", "BASE_DIR", "HOST")
-# Variables of ours that are not settings.
-META_VARIABLES = {"ENV", "SETTINGS", "SETTINGS_FILE", "TRACE_PLUGINS"}
+# Variables of ours that are not settings (URL: the gateway the admin subcommands talk to).
+META_VARIABLES = {"ENV", "SETTINGS", "SETTINGS_FILE", "TRACE_PLUGINS", "URL"}
 SECRET_SETTINGS = ("admin_token", "auth_pepper", "checkpoint_key")
 
 

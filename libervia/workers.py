@@ -101,7 +101,7 @@ class LoguruLogger(glogging.Logger):  # type: ignore[misc]
         return None
 
 
-class GatewayWorker(GunicornWebWorker):  # type: ignore[misc]
+class GatewayWorker(GunicornWebWorker):
     """aiohttp's worker, with the gateway's drain: readiness 503 first, listeners closed after the drain delay."""
 
     gateway: Gateway | None = None

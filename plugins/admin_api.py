@@ -14,8 +14,8 @@ from loguru import logger
 
 from libervia import context, hookimpl
 from libervia.clock import now_iso
-from libervia.errors import invalid_state
 from libervia.core.model import Entity, EventType
+from libervia.errors import invalid_state
 from libervia.gateway import Gateway
 from libervia.hookcalls import call_all
 from libervia.responses import json_response

@@ -14,7 +14,6 @@ import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -300,17 +299,3 @@ async def verify_fast(log: TenantEventLog, checkpoints: Sequence[Checkpoint], si
     result = check.finish()
     result["fromSeq"] = anchor.seq
     return result
-
-
-# --- offline ----------------------------------------------------------------------------------------------------
-
-def offline_verify(base_dir: Path, tenant_ids: list[str] | None, signer: CheckpointSigner,
-                   progress: bool) -> int:
-    """The file store's offline check (``libervia verify``), kept importable here for its callers.
-
-    It lives in ``libervia_plugins.storage_files.offline_check`` now, beside the on-disk layout it reads; verify
-    going through the storage hooks removes this last import of a plugin by the host.
-    """
-    from libervia_plugins.storage_files.offline_check import offline_verify as check_files
-
-    return check_files(base_dir, tenant_ids, signer, progress)

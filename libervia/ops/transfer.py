@@ -65,7 +65,7 @@ async def build_storage(settings: Settings, plugins: LoadedPlugins) -> Storage:
     storage = await call_first(plugins.pm.hook.libervia_storage, gateway=gateway)
     if storage is None:
         raise StorageError(f"plugin {settings.get('storage')!r} provided no storage")
-    return storage  # type: ignore[no-any-return]
+    return storage
 
 
 @asynccontextmanager
@@ -84,7 +84,7 @@ def importer(storage: Storage) -> LogImporter:
     return storage
 
 
-def bar(desc: str, total: int | None, progress: bool, unit: str = "tenant") -> tqdm:
+def bar(desc: str, total: int | None, progress: bool, unit: str = "tenant") -> tqdm[Any]:
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=not progress, leave=False,
                 dynamic_ncols=True)
 

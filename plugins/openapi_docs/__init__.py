@@ -60,7 +60,7 @@ class OpenApiDocs:
     def document(self) -> dict[str, Any]:
         if self._document is None:
             routes: list[Route] = []
-            for batch in self.gateway.hook.libervia_routes(gateway=self.gateway):
+            for batch in self.gateway.pm.hook.libervia_routes(gateway=self.gateway):
                 routes.extend(batch or [])
             self._document = build_openapi(self.gateway, routes)
         return self._document

@@ -105,7 +105,8 @@ def _names(requirements: list[str]) -> set[str]:
 
 def _undeclared(modules: set[str], declared: set[str]) -> list[str]:
     distributions = packages_distributions()
-    ours = {"libervia", "libervia_plugins", "libervia_schemas"}
+    # _typeshed exists only for type checkers (imported under TYPE_CHECKING)
+    ours = {"libervia", "libervia_plugins", "libervia_schemas", "_typeshed"}
     missing = []
     for module in sorted(modules - ours - set(sys.stdlib_module_names)):
         dists = {d.lower().replace("_", "-") for d in distributions.get(module, [module])}

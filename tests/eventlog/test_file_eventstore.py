@@ -20,10 +20,11 @@ from loguru import logger
 
 from libervia.eventlog.chain import build_entries, encode_line
 from libervia.eventlog.checkpoints import CheckpointSigner
-from libervia.eventlog.verify import offline_verify, verify_fast, verify_full
+from libervia.eventlog.verify import verify_fast, verify_full
 from libervia.storage import EventStore, LogHead, Snapshot, StorageError
 from libervia.testing.contracts.eventstore import SIGNER, EventStoreContract, MakeStore, all_entries, draft
 from libervia_plugins.storage_files.eventlog import PENDING_WRITE, FileEventStore, FileTenantEventLog
+from libervia_plugins.storage_files.offline_check import offline_verify
 
 WRITER = Path(__file__).with_name("append_writer.py")
 WRITER_SIGNER = CheckpointSigner(b"crash-test-checkpoint-key-0123456789")

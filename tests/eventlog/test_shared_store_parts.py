@@ -20,7 +20,7 @@ from libervia.eventlog.checkpoints import CheckpointSigner
 from libervia.eventlog.group_commit import Entries, PendingAppend
 from libervia.eventlog.stores import OpenLogs, QueuedEventLog, chain_group
 from libervia.storage import Checkpoint, EventStore, LogHead, Snapshot, StorageError
-from tests.contracts.eventstore_contract import EventStoreContract, MakeStore
+from libervia.testing.contracts.eventstore import EventStoreContract, MakeStore
 
 
 @dataclass

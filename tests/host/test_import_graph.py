@@ -1,5 +1,6 @@
 """The host's modules form no import cycle, counting every import (``TYPE_CHECKING`` and function-local ones
-too), and the host never imports a plugin module: read from the source, so nothing has to run."""
+too): read from the source, so nothing has to run. (That the host imports no plugin module is
+``tests/test_import_boundaries.py``.)"""
 
 from __future__ import annotations
 
@@ -71,24 +72,3 @@ def test_the_host_has_no_import_cycle() -> None:
 
 def test_the_cycle_reader_finds_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c", "a"]]
-
-
-# Still reading the file store's files directly, until backup, restore and verify go through the storage hooks
-# (issue 12); nothing may join this list.
-KNOWN_PLUGIN_IMPORTS = {"libervia/eventlog/verify.py", "libervia/ops/backup.py", "libervia/ops/restore.py"}
-
-
-def test_the_host_imports_no_plugin() -> None:
-    offenders = {str(path.relative_to(ROOT.parent)) for path in ROOT.rglob("*.py")
-                 if "libervia_plugins" in {name.split(".")[0] for name in _all_imports(path)}}
-    assert offenders <= KNOWN_PLUGIN_IMPORTS
-
-
-def _all_imports(path: Path) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
-            names.add(node.module)
-    return names

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from libervia.core.model import Categoria, ConsequenceAction, Modo, PerfilRisco, Severidade
+from libervia.core.model import AutonomyMode, ConsequenceAction, ConsequenceCategory, RiskProfile, Severity
 from libervia.core.policy import (
     AutonomyDecision,
     AutonomyPolicy,
@@ -32,8 +32,8 @@ from libervia.core.policy import (
     ClosedLayerRule,
     ConsequenceDecision,
     ConsequencePolicy,
-    ProtocoloInput,
-    SituacaoInput,
+    ProtocolInput,
+    SituationInput,
     collect_rules,
 )
 from libervia.hookcalls import call_all, call_first
@@ -43,19 +43,19 @@ from libervia.testing.gateway import GatewayHarness
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def situations() -> list[tuple[SituacaoInput, ProtocoloInput]]:
-    complete = SituacaoInput(
+def situations() -> list[tuple[SituationInput, ProtocolInput]]:
+    complete = SituationInput(
         dominio="financeiro", contexto="contexto", objetivo="objetivo", incertezas=["taxa"],
         alternativas=[{"descricao": "A"}, {"descricao": "B"}], riscos=[{"descricao": "perda"}],
         consequencia_relevante="perda de capital", caso_uso_declarado=1,
         raw={"dominio": "financeiro"})
-    empty = SituacaoInput(dominio="", contexto="", objetivo="", incertezas=[], alternativas=[], riscos=[],
+    empty = SituationInput(dominio="", contexto="", objetivo="", incertezas=[], alternativas=[], riscos=[],
                           consequencia_relevante="", caso_uso_declarado=0, raw={})
-    protocolo = ProtocoloInput(criterios_minimos=["c"], riscos_considerados=["r"],
-                               limites_definidos=[{"valor": 10}], perfil_risco=PerfilRisco.MODERADO,
+    protocolo = ProtocolInput(criterios_minimos=["c"], riscos_considerados=["r"],
+                               limites_definidos=[{"valor": 10}], perfil_risco=RiskProfile.MODERADO,
                                alternativas_avaliadas=["A", "B"], alternativa_escolhida="A", raw={})
-    bare = ProtocoloInput(criterios_minimos=[], riscos_considerados=[], limites_definidos=[],
-                          perfil_risco=PerfilRisco.CONSERVADOR, alternativas_avaliadas=[],
+    bare = ProtocolInput(criterios_minimos=[], riscos_considerados=[], limites_definidos=[],
+                          perfil_risco=RiskProfile.CONSERVADOR, alternativas_avaliadas=[],
                           alternativa_escolhida="", raw={})
     return [(complete, protocolo), (empty, bare), (complete, bare), (empty, protocolo)]
 
@@ -102,7 +102,7 @@ class AutonomyPolicyContract(PolicyContract):
     def requests() -> list[AutonomyRequest]:
         return [AutonomyRequest(agent_id="agent-1", modo=modo, politica="padrao", perfil_risco=perfil,
                                 dominio="financeiro", caso_uso=1)
-                for modo, perfil in itertools.product(Modo, PerfilRisco)]
+                for modo, perfil in itertools.product(AutonomyMode, RiskProfile)]
 
     async def test_answers_a_decision_naming_rule_and_reason(self, contract_gateway: GatewayHarness,
                                                              policy_tenant: str) -> None:
@@ -118,7 +118,7 @@ class AutonomyPolicyContract(PolicyContract):
                                                  policy_tenant: str) -> None:
         policy = await self.policy(contract_gateway, policy_tenant)
         for request in self.requests():
-            if request.modo is not Modo.ENSINO:
+            if request.modo is not AutonomyMode.ENSINO:
                 assert policy.evaluate(request, [], NOW).permitido is False, request.modo
 
 
@@ -132,7 +132,7 @@ class ConsequencePolicyContract(PolicyContract):
 
     @staticmethod
     def triggers() -> list[AutonomyTriggers]:
-        combos: list[Any] = list(itertools.product([None, *Severidade], [None, *Categoria], [False, True]))
+        combos: list[Any] = list(itertools.product([None, *Severity], [None, *ConsequenceCategory], [False, True]))
         return [AutonomyTriggers(severidade=None if s is None else s.value, categoria=None if c is None else c.value,
                                  violou_limites=v) for s, c, v in combos]
 

@@ -33,7 +33,7 @@ async def render(harness: GatewayHarness, fmt: str, tenant_id: str | None = None
     gateway = harness.gateway
     rendered = await call_first(gateway.pm.hook.libervia_render_metrics, gateway=gateway, fmt=fmt,
                                 tenant_id=tenant_id)
-    return rendered  # type: ignore[no-any-return]
+    return rendered
 
 
 class TelemetryContract(GatewayContract):
