@@ -73,7 +73,7 @@ class RouteSteps:
                 raise
             if tenant_id is not None:
                 if gateway.registry.status_of(tenant_id) is None:
-                    await gateway.registry.refresh()  # created through another worker or gateway a moment ago
+                    await gateway.registry.refresh_after_miss()
                 tenant_key = who.role is not Role.GLOBAL_ADMIN
                 require_known(gateway.registry, tenant_id,
                               must_be_active=tenant_key and route.access in NEEDS_ACTIVE_TENANT)

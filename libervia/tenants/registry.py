@@ -76,6 +76,7 @@ class TenantRegistry:
         self._usage: dict[str, str] = {}
         self._usage_dirty: dict[str, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._miss_refresh: asyncio.Future[None] | None = None
         self.loaded = False
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
@@ -112,6 +113,18 @@ class TenantRegistry:
                 await self.refresh()
             except Exception:
                 logger.opt(exception=True).error("registry refresh failed; serving the last good copy")
+
+    async def refresh_after_miss(self) -> None:
+        """Refresh because a lookup missed: the key or tenant may have been created through another process a
+        moment ago. Misses that arrive while a refresh is running share it, so a burst of unknown tokens costs one
+        version check (a ``stat`` on the file store), not one each."""
+        if self._miss_refresh is None or self._miss_refresh.done():
+            self._miss_refresh = asyncio.ensure_future(self.refresh())
+        try:
+            await asyncio.shield(self._miss_refresh)
+        except Exception:
+            # The store is unreachable: the miss stands on the last good copy, as every other lookup does.
+            logger.opt(exception=True).warning("registry refresh after a lookup miss failed")
 
     async def refresh(self) -> None:
         if await self._store.version() != self._version:
