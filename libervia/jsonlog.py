@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import sys
 import threading
 import traceback
@@ -25,12 +24,11 @@ import orjson
 from loguru import logger
 
 from libervia.clock import format_iso
-from libervia.secret_names import is_secret_name
+from libervia.secret_names import BEARER_CREDENTIAL, is_secret_name
 
 # What the log never writes: a value under a key that names a secret (the one predicate of
 # libervia.secret_names), a bearer credential inside text, and the exact values of the secrets this process was
 # configured with (registered at start-up by :func:`register_secret`).
-_BEARER = re.compile(r"(?i)bearer\s+[^\s\"',;]+")
 _known_secrets: list[str] = []
 REDACTED = "[REDACTED]"
 
@@ -47,7 +45,7 @@ def register_secret(value: str | None) -> None:
 def redact_text(text: str) -> str:
     """``text`` without bearer credentials or configured secret values."""
     if "earer" in text or "EARER" in text:
-        text = _BEARER.sub("Bearer " + REDACTED, text)
+        text = BEARER_CREDENTIAL.sub("Bearer " + REDACTED, text)
     for secret in _known_secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)

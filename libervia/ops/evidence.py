@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -23,7 +24,7 @@ import orjson
 
 from libervia import __version__
 from libervia.clock import format_iso
-from libervia.secret_names import is_secret_name
+from libervia.secret_names import BEARER_CREDENTIAL, is_secret_name
 
 CONTAINER_NAME = "libervia-gateway"
 REDACTED = "<redacted>"
@@ -101,11 +102,15 @@ def redacted_environment(environ: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+_BEARER_BYTES = re.compile(BEARER_CREDENTIAL.pattern.encode(), BEARER_CREDENTIAL.flags & ~re.UNICODE)
+
+
 def scrub(content: bytes, secrets: list[str]) -> bytes:
-    """Replace every occurrence of any secret value in ``content``."""
+    """Replace every occurrence of any secret value in ``content``, and every bearer credential (a tenant key in
+    another process's command line, say, which no setting names)."""
     for secret in secrets:
         content = content.replace(secret.encode(), REDACTED.encode())
-    return content
+    return _BEARER_BYTES.sub(b"Bearer " + REDACTED.encode(), content)
 
 
 def _secret_values(environ: Mapping[str, str], admin_token: str | None) -> list[str]:

@@ -35,8 +35,8 @@ enabled = true
 
 [checks.positive_data_acceptance]
 # A schema-valid request may still break a domain rule (422), exceed a quota (403 QUOTA_EXCEEDED: the fuzzer PATCHes
-# quotas too) or meet a missing or changed resource (404, 409): none of these is a 400.
-expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]
+# quotas too) or meet a missing or changed resource (404, 409): none of these is a 400. /admin/ui redirects (308).
+expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "422", "429"]
 
 [generation]
 # Unknown query parameters and extra headers are accepted on purpose (v1 ignored them): not negative data.
@@ -58,8 +58,10 @@ def narrowed(document: dict[str, Any], tenant: str, key_role: bool) -> dict[str,
             kept = []
             for parameter in operation.get("parameters", []):
                 if parameter.get(TENANT_PARAMETER):
-                    parameter["schema"] = {"type": "string", "enum": [tenant]}
-                    parameter["required"] = parameter["in"] == "path" or not key_role
+                    optional = parameter["in"] == "header" and key_role
+                    # A blank X-Tenant-Id counts as no header (the key still names the tenant).
+                    parameter["schema"] = {"type": "string", "enum": [tenant, ""] if optional else [tenant]}
+                    parameter["required"] = not optional
                 kept.append(parameter)
             if "parameters" in operation:
                 operation["parameters"] = kept
