@@ -19,6 +19,8 @@ BENCHES = [
     ("Event log: durable vs non-durable appends, verify vs raw", ["eventlog_bench.py"]),
     ("Core: durable decisions/s", ["core_bench.py"]),
     ("PostgreSQL event store", ["postgres_eventlog_bench.py"]),
+    ("Workers, PostgreSQL vs embedded store, Redis vs embedded limiter", ["scale_bench.py"]),
+    ("Embedded limiter: shared SQLite state vs a dict", ["ratelimit_shared_bench.py"]),
 ]
 
 
