@@ -16,9 +16,6 @@ if TYPE_CHECKING:
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("libervia.gateway")
 COMMON_HEADERS_KEY: web.AppKey[Callable[[web.Request, web.StreamResponse], None]] = web.AppKey("libervia.headers")
 
-STATE = "libervia.state"
-
-
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who is calling: the global admin, or a tenant key of some role."""
@@ -47,6 +44,9 @@ class RequestState:
     body: Any = None
     query: dict[str, Any] | None = None
     rate_limit_headers: dict[str, str] | None = None
+
+
+STATE: web.RequestKey[RequestState] = web.RequestKey("libervia.state", RequestState)
 
 
 def state(request: web.Request) -> RequestState:
