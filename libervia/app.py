@@ -43,10 +43,22 @@ async def start_gateway(settings: Settings, plugins: LoadedPlugins) -> Gateway:
     gateway.registry = TenantRegistry(storage.registry, settings.auth_pepper, settings.get("registry_refresh_s"))
     await gateway.registry.start()
     gateway.runtime = build_runtime(gateway)
+    gateway.registry.on_tenants_gone(lambda tenant_ids: forget_purged(gateway, tenant_ids))
     await gateway.runtime.start()
     gateway.rate_limiter = await call_first(plugins.pm.hook.libervia_rate_limiter, gateway=gateway)
     await call_all(plugins.pm.hook.libervia_startup, gateway=gateway)
     return gateway
+
+
+async def forget_purged(gateway: Gateway, tenant_ids: set[str]) -> None:
+    """Tenants purged through any process: drop their instances (writing nothing) and let every plugin forget
+    them, so no route, key or metric of this process shows the old tenant through a new one of the same id."""
+    try:
+        await gateway.runtime.discard_tenants(tenant_ids)
+        for tenant_id in sorted(tenant_ids):
+            await call_all(gateway.pm.hook.libervia_tenant_purged, gateway=gateway, tenant_id=tenant_id)
+    except Exception:
+        logger.opt(exception=True).error("forgetting purged tenants failed: {}", sorted(tenant_ids))
 
 
 async def stop_gateway(gateway: Gateway) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -80,6 +80,11 @@ class _CountingLog:
     async def close(self) -> None:
         await self._log.close()
 
+    async def discard(self) -> None:
+        """The store's ``discard`` when it has one (see ``TenantEventLog.close``), else ``close``."""
+        discard = getattr(self._log, "discard", None)
+        await (discard() if discard is not None else self._log.close())
+
 
 @dataclass(slots=True)
 class _Slot:
@@ -140,6 +145,20 @@ class TenantRuntime:
         await self._evict(tenant_id, "shutdown")
         self._summaries.pop(tenant_id, None)
         self._locks.pop(tenant_id, None)
+
+    async def discard_tenants(self, tenant_ids: Iterable[str]) -> None:
+        """Drop the instances of tenants purged through any process, writing nothing: their data is gone, or the
+        id already names a new tenant whose log and snapshots the old instance must not touch."""
+        for tenant_id in tenant_ids:
+            async with self._lock(tenant_id):
+                slot = self._slots.pop(tenant_id, None)
+                if slot is not None:
+                    if slot.core is not None:
+                        slot.core.discard()
+                    await slot.log.discard()
+                    logger.bind(tenantId=tenant_id).info("tenant {} instance dropped (purged)", tenant_id)
+            self._summaries.pop(tenant_id, None)
+            self._locks.pop(tenant_id, None)
 
     # --- access --------------------------------------------------------------------------------------------------
 

@@ -128,7 +128,13 @@ class TenantEventLog(Protocol):
     async def load_snapshot(self) -> Snapshot | None: ...
 
     async def close(self) -> None:
-        """Flush and release the log; further appends fail."""
+        """Flush and release the log; further appends fail.
+
+        A log may also offer ``async def discard()``: release it writing nothing more (no closing checkpoint, no
+        tail settlement), used when the tenant was purged, perhaps through another process, and the same id may
+        already name a new tenant whose files or rows this log must not touch. Logs built on
+        :class:`libervia.eventlog.stores.QueuedEventLog` have it; without it the runtime calls ``close``.
+        """
 
 
 @runtime_checkable

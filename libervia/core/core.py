@@ -128,6 +128,10 @@ class TenantCore:
             if self.state.seq > self._snapshot_seq and self.state.seq >= self._snapshot_every:
                 await self._save_snapshot()
 
+    def discard(self) -> None:
+        """Stop accepting calls and write nothing (the tenant was purged; its id may name a new tenant)."""
+        self._closed = True
+
     @property
     def closed(self) -> bool:
         return self._closed

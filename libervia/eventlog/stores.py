@@ -78,6 +78,7 @@ class QueuedEventLog:
                                        name=f"eventlog-flush-{tenant_id}")
         self._on_close = on_close
         self._closing = False
+        self.discarding = False  # closing after a purge: _close_io must write nothing
 
     async def _write_group(self, batches: list[PendingAppend]) -> list[Entries | Exception]:
         raise NotImplementedError
@@ -98,6 +99,11 @@ class QueuedEventLog:
     @property
     def closed(self) -> bool:
         return self._closing
+
+    async def discard(self) -> None:
+        """Close without the store writing anything on the way out (see ``TenantEventLog.discard``)."""
+        self.discarding = True
+        await self.close()
 
     async def close(self) -> None:
         """Wait for queued appends, then let the store release the log; further appends fail."""

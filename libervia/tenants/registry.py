@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -77,6 +77,8 @@ class TenantRegistry:
         self._usage_dirty: dict[str, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._miss_refresh: asyncio.Future[None] | None = None
+        self._gone_listeners: list[Callable[[set[str]], Coroutine[Any, Any, None]]] = []
+        self._listener_tasks: set[asyncio.Task[None]] = set()
         self.loaded = False
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
@@ -131,7 +133,21 @@ class TenantRegistry:
             version, doc = await self._store.read()
             self._install(version, doc)
 
+    def on_tenants_gone(self, listener: Callable[[set[str]], Coroutine[Any, Any, None]]) -> None:
+        """Call ``listener`` with the ids of tenants this copy knew that are gone from the registry, or came back
+        as another tenant (a new ``createdAt``): purged, by this process or any other sharing the store."""
+        self._gone_listeners.append(listener)
+
     def _install(self, version: str, doc: dict[str, Any]) -> None:
+        before = self._doc.get("tenants", {})
+        after = doc.get("tenants", {})
+        gone = {tenant_id for tenant_id, record in before.items()
+                if after.get(tenant_id, {}).get("createdAt") != record.get("createdAt")}
+        if gone:
+            for listener in self._gone_listeners:
+                task = asyncio.get_running_loop().create_task(listener(gone))
+                self._listener_tasks.add(task)
+                task.add_done_callback(self._listener_tasks.discard)
         by_hash = {}
         for tenant_id, tenant in doc.get("tenants", {}).items():
             for key in tenant.get("keys", []):

@@ -367,6 +367,8 @@ class FileTenantEventLog(QueuedEventLog):
 
     def _close_sync(self) -> None:
         try:
+            if self.discarding:
+                return  # purged: these paths may be a new tenant's now; only the descriptors are released
             with self._locked():
                 self._sync_tail_locked()
                 self._last_checkpoint_seq = max(self._last_checkpoint_seq,

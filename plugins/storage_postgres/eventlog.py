@@ -216,8 +216,10 @@ class PostgresTenantEventLog(QueuedEventLog):
     # -- closing --
 
     async def _close_io(self) -> None:
-        """Sign a checkpoint at the head unless one already pins it."""
+        """Sign a checkpoint at the head unless one already pins it (not when discarding after a purge)."""
         try:
+            if self.discarding:
+                return
             with self._errors("checkpoint"):
                 async with self._db.pool.acquire() as conn:
                     head = _head_of(await conn.fetchrow(self._sql.head, self.tenant_id))

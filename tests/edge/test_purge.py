@@ -73,3 +73,45 @@ async def test_purged_id_starts_at_genesis_with_postgresql(gateway_factory: Any,
         await _purge_then_recreate(gateway)
     finally:
         await drop_schema(postgres_dsn, schema)
+
+
+async def test_a_purge_through_one_process_leaves_nothing_of_the_old_tenant_in_another(
+        gateway_factory: Any, tmp_path: Any) -> None:
+    """Two processes on one BASE_DIR (as workers are): the one that did not run the purge has the old tenant's
+    Core open. It must drop it writing nothing, so the re-created id shows genesis there too and the new tenant's
+    checkpoints never hold a checkpoint of the old chain (on the old code it served the old events, and wrote the
+    old head's checkpoint into the new tenant's file when it closed)."""
+    shared = tmp_path / "shared"
+    purger, other = gateway_factory(base_dir=shared), gateway_factory(base_dir=shared)
+    admin = purger.admin_token
+    await purger.create_tenant("tdel")
+    public = await purger.create_key("tdel", "public")
+    for _ in range(3):  # the other process opens the tenant's Core and log
+        status, _, body = await other.request("GET", "/api/v1/eventos", public)
+        assert status == 200, body
+    _, _, old_events = await other.request("GET", "/admin/tenants/tdel/events", admin)
+    assert old_events["total"] >= 1
+    _, _, old_verify = await other.request("GET", "/admin/tenants/tdel/audit/verify", admin)
+    for method, path in (("DELETE", "/admin/tenants/tdel"), ("POST", "/admin/tenants/tdel/purge")):
+        status, _, body = await purger.request(method, path, admin)
+        assert status == 200, body
+    await purger.create_tenant("tdel")
+    # the other process may see the change only after its registry poll: wait for the new tenant there
+    for _ in range(200):
+        _, _, tenant = await other.request("GET", "/admin/tenants/tdel", admin)
+        if tenant.get("status") == "active" and tenant.get("keys", {}).get("active") == 0:
+            break
+    status, _, events = await other.request("GET", "/admin/tenants/tdel/events", admin)
+    assert (status, events["total"]) == (200, 0), events
+    _, _, verify = await other.request("GET", "/admin/tenants/tdel/audit/verify", admin)
+    assert verify["valid"] is True and verify["headHash"] != old_verify["headHash"], verify
+    status, _, body = await other.request("GET", "/api/v1/eventos", public)
+    assert (status, body["code"]) == (401, "INVALID_TOKEN")
+    # closing both writes only checkpoints of the new chain into the new tenant's file
+    assert other.stop() == 0 and purger.stop() == 0
+    checkpoints = (shared / "checkpoints" / "tdel.jsonl")
+    lines = checkpoints.read_text().splitlines() if checkpoints.exists() else []
+    assert all(old_verify["headHash"] not in line for line in lines), lines
+    restarted = gateway_factory(base_dir=shared)
+    _, _, verify = await restarted.request("GET", "/admin/tenants/tdel/audit/verify", admin)
+    assert verify["valid"] is True, verify
