@@ -159,6 +159,11 @@ def measure(name: str, gateway: GatewayProcess, bare_url: str, bare_pid: int, ar
         lines.append(f"[{name}] {line}")
         print(lines[-1], flush=True)
 
+    if args.decisions_only:
+        one, spread = asyncio.run(decisions(gateway, args.decision_seconds, 16))
+        add(f"POST /api/v1/decisoes, 16 clients on one tenant  {one:7.0f}/s   (target >= 1,500/s)")
+        add(f"POST /api/v1/decisoes, 16 clients / 16 tenants   {spread:7.0f}/s   (target >= 2,000/s)")
+        return
     tenant_ids = [f"t{i:02d}" for i in range(17)]
     asyncio.run(_create_tenants(gateway, tenant_ids, lambda: None))
     key = asyncio.run(gateway.create_key("t00", "public"))
@@ -199,6 +204,8 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=1000)
     parser.add_argument("--decisions", type=int, default=10_000, help="0 skips the memory run")
     parser.add_argument("--decision-seconds", type=float, default=5.0)
+    parser.add_argument("--decisions-only", action="store_true",
+                        help="measure only the two decision rates (pipelined commits), nothing else")
     parser.add_argument("--baseline-python", default=None,
                         help="the interpreter of another checkout (e.g. the code before a change, installed in "
                              "its own venv): its gateway is measured in the same run, against the same bare app")

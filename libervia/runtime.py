@@ -59,6 +59,30 @@ class _CountingLog:
         self._on_append(len(entries))
         return entries
 
+    @property
+    def append_chained(self) -> Callable[[list[dict[str, Any]]], asyncio.Future[list[dict[str, Any]]]] | None:
+        """The store's pipelined append, counted once durable (None where the store has none: the Core then
+        appends one command at a time)."""
+        chained = getattr(self._log, "append_chained", None)
+        if chained is None:
+            return None
+
+        def counted(entries: list[dict[str, Any]]) -> asyncio.Future[list[dict[str, Any]]]:
+            future: asyncio.Future[list[dict[str, Any]]] = chained(entries)
+
+            def stored(done: asyncio.Future[list[dict[str, Any]]]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    self._on_append(len(entries))
+
+            future.add_done_callback(stored)
+            return future
+
+        return counted
+
+    @property
+    def commit_stats(self) -> Callable[[], dict[str, int]] | None:
+        return getattr(self._log, "commit_stats", None)
+
     def entries(self, from_seq: int = 1, to_seq: int | None = None) -> AsyncIterator[dict[str, Any]]:
         return self._log.entries(from_seq, to_seq)
 

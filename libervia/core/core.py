@@ -483,7 +483,13 @@ class TenantCore:
                 "events": state.seq, "headHash": state.head_hash, "lastEventAt": state.last_event_at,
                 "snapshotSeq": self._snapshot_seq, "replayedFromSnapshot": self.replayed_from_snapshot,
                 "replayedEvents": self.replayed_events, "busy": self.busy, **self.counters,
+                "appendsInFlight": len(self._inflight), **self._commit_stats(),
                 "mandates": summarise(state)["mandates"]}
+
+    def _commit_stats(self) -> dict[str, int]:
+        """The log's group-commit counters, where its store keeps them (how many commands shared each write)."""
+        stats = getattr(self._log, "commit_stats", None)
+        return stats() if callable(stats) else {}
 
 
 def summarise(state: CoreState) -> dict[str, Any]:
