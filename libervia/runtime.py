@@ -46,6 +46,9 @@ class RuntimeParts:
     tenant_counts: Callable[[], dict[str, int]]
 
 
+Entries = list[dict[str, Any]]
+
+
 class _CountingLog:
     """The tenant's log as the runtime hands it out: every append is reported to telemetry."""
 
@@ -60,17 +63,17 @@ class _CountingLog:
         return entries
 
     @property
-    def append_chained(self) -> Callable[[list[dict[str, Any]]], asyncio.Future[list[dict[str, Any]]]] | None:
+    def append_chained(self) -> Callable[[Entries, list[bytes]], asyncio.Future[Entries]] | None:
         """The store's pipelined append, counted once durable (None where the store has none: the Core then
         appends one command at a time)."""
         chained = getattr(self._log, "append_chained", None)
         if chained is None:
             return None
 
-        def counted(entries: list[dict[str, Any]]) -> asyncio.Future[list[dict[str, Any]]]:
-            future: asyncio.Future[list[dict[str, Any]]] = chained(entries)
+        def counted(entries: Entries, lines: list[bytes]) -> asyncio.Future[Entries]:
+            future: asyncio.Future[Entries] = chained(entries, lines)
 
-            def stored(done: asyncio.Future[list[dict[str, Any]]]) -> None:
+            def stored(done: asyncio.Future[Entries]) -> None:
                 if not done.cancelled() and done.exception() is None:
                     self._on_append(len(entries))
 

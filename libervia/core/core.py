@@ -32,7 +32,7 @@ from libervia.core.model import EventType, MandateStatus, ReviewStatus
 from libervia.core.policy import TenantPolicies
 from libervia.core.projection import CoreState, Projection, event_summary
 from libervia.errors import ApiError, quota_exceeded
-from libervia.eventlog.chain import build_entries
+from libervia.eventlog.chain import chain_drafts
 from libervia.storage import (
     AppendConflictError,
     CorruptStoreError,
@@ -245,11 +245,12 @@ class TenantCore:
             durable.set_result(entries)
         else:
             try:
-                entries = build_entries(self.tenant_id, LogHead(state.seq, state.head_hash, state.last_event_at),
-                                        outcome.drafts)
+                entries, lines = chain_drafts(self.tenant_id,
+                                              LogHead(state.seq, state.head_hash, state.last_event_at),
+                                              outcome.drafts)
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"event not stored: {exc}") from exc
-            durable = append_chained(entries)
+            durable = append_chained(entries, lines)
             self._track(durable)
         try:
             for entry in entries:

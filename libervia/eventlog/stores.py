@@ -20,7 +20,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from loguru import logger
 
-from libervia.eventlog.chain import build_entries, canonical_json
+from libervia.eventlog.chain import canonical_json, chain_drafts
 from libervia.eventlog.group_commit import Entries, GroupCommitQueue, LogHealth, PendingAppend
 from libervia.storage import AppendConflictError, EventDraft, LogHead, StorageError
 
@@ -64,8 +64,7 @@ def chain_group(tenant_id: str, head: LogHead, batches: Sequence[PendingAppend])
             if chained is not None and batch.chained_lines is not None:
                 entries, lines = chained, batch.chained_lines
             else:
-                entries = build_entries(tenant_id, group.head, batch.drafts)
-                lines = [canonical_json(entry) for entry in entries]
+                entries, lines = chain_drafts(tenant_id, group.head, batch.drafts)
         except (TypeError, ValueError) as exc:
             group.results.append(ValueError(f"event not stored: {exc}"))
             continue
@@ -101,15 +100,18 @@ class QueuedEventLog:
             return []
         return await self._queue.submit(drafts, expected_seq)
 
-    def append_chained(self, entries: Entries) -> asyncio.Future[Entries]:
-        """Queue entries the caller chained itself (with :func:`build_entries` on the head it expects), without
+    def append_chained(self, entries: Entries, lines: list[bytes] | None = None) -> asyncio.Future[Entries]:
+        """Queue entries the caller chained itself (with :func:`chain_drafts` on the head it expects, which also
+        gives their ``lines``; encoded here when not given), without
         waiting: the future resolves once they are durable, or fails with :class:`AppendConflictError` if the
         head is no longer their ``prev`` when their group is written. Pipelined Cores use it to validate the next
         command while this one is being written.
         """
         if self._closing:
             raise StorageError(f"the event log of tenant {self.tenant_id} is closed")
-        return self._queue.enqueue([], entries[0]["seq"] - 1, entries, [canonical_json(entry) for entry in entries])
+        if lines is None:
+            lines = [canonical_json(entry) for entry in entries]
+        return self._queue.enqueue([], entries[0]["seq"] - 1, entries, lines)
 
     def commit_stats(self) -> dict[str, int]:
         """How many durable writes stored how many batches: batches per write is what group commit shares."""

@@ -48,14 +48,15 @@ class HeldLog:
         await self.before_append()
         return await self._log.append(drafts, expected_seq=expected_seq)
 
-    def append_chained(self, entries: list[dict[str, Any]]) -> asyncio.Future[list[dict[str, Any]]]:
-        """The pipelined Core's append goes through the same hold as ``append``. The entries are copied now, as
-        the real log encodes them now: the Core folds them into its state (which may share their objects) at once."""
+    def append_chained(self, entries: list[dict[str, Any]], lines: list[bytes]
+                       ) -> asyncio.Future[list[dict[str, Any]]]:
+        """The pipelined Core's append goes through the same hold as ``append``. The entries are copied now (their
+        lines are already encoded): the Core folds them into its state, which may share their objects, at once."""
         kept = copy.deepcopy(entries)
 
         async def held() -> list[dict[str, Any]]:
             await self.before_append()
-            return await self._log.append_chained(kept)
+            return await self._log.append_chained(kept, lines)
 
         return asyncio.ensure_future(held())
 
