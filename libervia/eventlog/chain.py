@@ -11,6 +11,7 @@ canonical JSON of the whole entry, ``hash`` included, so a line is byte-for-byte
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import threading
@@ -117,11 +118,17 @@ class _IdGenerator:
                 self._last_random = int.from_bytes(os.urandom(10), "big") >> 1
             self._last_ms = now_ms
             value = (now_ms << _RANDOM_BITS) | self._last_random
-        chars = []
-        for _ in range(26):
-            chars.append(_CROCKFORD[value & 31])
-            value >>= 5
-        return "evt_" + "".join(reversed(chars))
+        return "evt_" + crockford26(value)
+
+
+_FROM_RFC4648 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD.encode("ascii"))
+
+
+def crockford26(value: int) -> str:
+    """A 128-bit value as 26 Crockford base32 characters (two leading zero bits), in C rather than a loop:
+    shifted left by 6 bits into 17 bytes, the standard base32 encoder's first 26 characters are exactly those
+    digits in the RFC 4648 alphabet."""
+    return base64.b32encode((value << 6).to_bytes(17, "big"))[:26].translate(_FROM_RFC4648).decode("ascii")
 
 
 new_event_id = _IdGenerator()

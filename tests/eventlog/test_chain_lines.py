@@ -1,8 +1,11 @@
-"""The stored line ``chain_drafts`` builds next to each entry is exactly ``canonical_json(entry)``."""
+"""What ``chain_drafts`` builds without a second serialisation or a Python digit loop: each stored line is
+exactly ``canonical_json(entry)``, and event ids are the same Crockford digits as before."""
 
 from __future__ import annotations
 
-from libervia.eventlog.chain import canonical_json, chain_drafts, entry_hash
+import random
+
+from libervia.eventlog.chain import canonical_json, chain_drafts, crockford26, entry_hash, new_event_id
 from libervia.storage import EventDraft, LogHead
 
 
@@ -17,3 +20,19 @@ def test_each_line_is_the_canonical_json_of_its_entry_even_with_id_like_text_bef
         assert lines == [canonical_json(entry) for entry in entries]
         assert [entry["hash"] for entry in entries] == [entry_hash(entry) for entry in entries]
         assert entries[0]["prev"] == head.hash and entries[1]["prev"] == entries[0]["hash"]
+
+
+def crockford_by_digits(value: int) -> str:
+    """The definition: 26 base-32 digits of ``value``, most significant first, in Crockford's alphabet."""
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    return "".join(alphabet[(value >> (5 * (25 - i))) & 31] for i in range(26))
+
+
+def test_event_ids_are_26_crockford_digits_of_their_128_bit_value() -> None:
+    rng = random.Random(20261201)
+    values = [0, 1, 31, 32, (1 << 128) - 1, 1 << 127, *(rng.getrandbits(128) for _ in range(2000))]
+    for value in values:
+        assert crockford26(value) == crockford_by_digits(value)
+    ids = [new_event_id() for _ in range(1000)]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert all(len(i) == 30 and i.startswith("evt_0") for i in ids)
