@@ -45,25 +45,27 @@ async def tenant_metrics(gateway: GatewayProcess, tenant: str) -> dict[str, Any]
     return metrics
 
 
-def assert_shared_writes(metrics: dict[str, Any]) -> None:
-    """Every decision is one batch of the tenant's log (the tenant's creation may be one more); with one fsync per
-    command (no pipelining) there would be as many durable writes as batches."""
+async def decisions_sharing_writes(gateway: GatewayProcess, tenant: str) -> tuple[str, list[dict[str, Any]]]:
+    """Create the tenant, post :data:`CONCURRENT` decisions to it at once, check that all were acknowledged and
+    that they shared durable writes; answer the tenant's key and the decisions' bodies."""
+    await gateway.create_tenant(tenant, quotas={"rateLimitRpm": 0})
+    token = await gateway.create_key(tenant, "public")
+    results = await post_decisions(gateway, token, CONCURRENT)
+    assert [status for status, _ in results] == [201] * CONCURRENT, results[:3]
+    metrics = await tenant_metrics(gateway, tenant)
+    # Every decision is one batch of the tenant's log (the tenant's creation may be one more); with one fsync per
+    # command (no pipelining) there would be as many durable writes as batches.
     assert metrics["logGroupWrites"] < CONCURRENT <= metrics["logBatchesWritten"], metrics
+    assert metrics["appendsInFlight"] == 0
+    return token, [body for _, body in results]
 
 
 async def test_concurrent_decisions_on_one_tenant_share_fsyncs_and_survive_kill_9(gateway_factory: Any) -> None:
     gateway: GatewayProcess = gateway_factory()
     tenant = "pipelined"
-    await gateway.create_tenant(tenant, quotas={"rateLimitRpm": 0})
-    token = await gateway.create_key(tenant, "public")
+    token, results = await decisions_sharing_writes(gateway, tenant)
 
-    results = await post_decisions(gateway, token, CONCURRENT)
-    assert [status for status, _ in results] == [201] * CONCURRENT, results[:3]
-    metrics = await tenant_metrics(gateway, tenant)
-    assert_shared_writes(metrics)
-    assert metrics["appendsInFlight"] == 0
-
-    acknowledged = {body["episodio_id"] for _, body in results}
+    acknowledged = {body["episodio_id"] for body in results}
     assert gateway.proc is not None
     gateway.proc.send_signal(signal.SIGKILL)
     gateway.proc.wait(10)
