@@ -3,9 +3,13 @@ exactly ``canonical_json(entry)``, and event ids are the same Crockford digits a
 
 from __future__ import annotations
 
+import enum
 import random
+from datetime import date
 
-from libervia.eventlog.chain import canonical_json, chain_drafts, crockford26, entry_hash, new_event_id
+import pytest
+
+from libervia.eventlog.chain import ENTRY_FIELDS, canonical_json, chain_drafts, crockford26, entry_hash, new_event_id
 from libervia.storage import EventDraft, LogHead
 
 
@@ -36,3 +40,18 @@ def test_event_ids_are_26_crockford_digits_of_their_128_bit_value() -> None:
     ids = [new_event_id() for _ in range(1000)]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert all(len(i) == 30 and i.startswith("evt_0") for i in ids)
+
+
+def test_entries_hold_plain_json_in_the_order_of_entry_fields() -> None:
+    class Colour(enum.Enum):
+        RED = "red"
+
+    draft = EventDraft("EVT", "Thing", "t", {"tuple": (1, 2), "colour": Colour.RED, "when": date(2026, 12, 1),
+                                             "float": 0.1, "text": "ação"})
+    entries, lines = chain_drafts("acme", LogHead(0, None, None), [draft])
+    assert list(entries[0]) == list(ENTRY_FIELDS)
+    assert entries[0]["payload"] == {"tuple": [1, 2], "colour": "red", "when": "2026-12-01", "float": 0.1,
+                                     "text": "ação"}
+    assert lines == [canonical_json(entries[0])]
+    with pytest.raises(TypeError):
+        chain_drafts("acme", LogHead(0, None, None), [EventDraft("EVT", "Thing", "t", {"x": object()})])
