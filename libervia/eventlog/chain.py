@@ -29,7 +29,6 @@ ENTRY_FIELDS: tuple[str, ...] = (
     "hash",
 )
 _ENTRY_FIELD_SET = frozenset(ENTRY_FIELDS)
-_BODY_FIELDS = ENTRY_FIELDS[:-1]
 
 _CANONICAL = orjson.OPT_SORT_KEYS
 
@@ -166,7 +165,7 @@ def chain_drafts(tenant: str, head: LogHead, drafts: Sequence[EventDraft], ts: s
     lines: list[bytes] = []
     for draft in drafts:
         seq += 1
-        body = canonical_json({
+        entry: dict[str, Any] = {
             "seq": seq,
             "id": new_event_id(),
             "ts": stamp,
@@ -176,13 +175,12 @@ def chain_drafts(tenant: str, head: LogHead, drafts: Sequence[EventDraft], ts: s
             "entidade_id": draft.entidade_id,
             "actor": draft.actor,
             "request_id": draft.request_id,
-            "payload": dict(draft.payload),
+            # A round trip through JSON freezes the payload into plain JSON values (and rejects the rest), so the
+            # entry returned to the caller is exactly what a reader will get back.
+            "payload": orjson.loads(canonical_json(dict(draft.payload))),
             "prev": prev,
-        })
-        # Read back from its own bytes, the entry holds plain JSON values only (a payload's tuples, enums or
-        # dates frozen as a reader will get them), and the serialisation that is hashed is the one stored.
-        parsed = orjson.loads(body)
-        entry: dict[str, Any] = {field: parsed[field] for field in _BODY_FIELDS}
+        }
+        body = canonical_json(entry)
         digest = hashlib.sha256(prev.encode("ascii") if prev is not None else b"")
         digest.update(body)
         entry["hash"] = prev = digest.hexdigest()

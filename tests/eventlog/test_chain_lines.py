@@ -3,6 +3,7 @@ exactly ``canonical_json(entry)``, and event ids are the same Crockford digits a
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import random
 from datetime import date
@@ -46,12 +47,18 @@ def test_entries_hold_plain_json_in_the_order_of_entry_fields() -> None:
     class Colour(enum.Enum):
         RED = "red"
 
+    @dataclasses.dataclass
+    class Record:  # orjson writes a dataclass's fields in declaration order, even with sorted keys
+        zeta: int = 1
+        alpha: str = "a"
+
     draft = EventDraft("EVT", "Thing", "t", {"tuple": (1, 2), "colour": Colour.RED, "when": date(2026, 12, 1),
-                                             "float": 0.1, "text": "ação"})
+                                             "float": 0.1, "text": "ação", "record": Record()})
     entries, lines = chain_drafts("acme", LogHead(0, None, None), [draft])
     assert list(entries[0]) == list(ENTRY_FIELDS)
     assert entries[0]["payload"] == {"tuple": [1, 2], "colour": "red", "when": "2026-12-01", "float": 0.1,
-                                     "text": "ação"}
+                                     "text": "ação", "record": {"zeta": 1, "alpha": "a"}}
+    assert b'"record":{"alpha":"a","zeta":1}' in lines[0]
     assert lines == [canonical_json(entries[0])]
     with pytest.raises(TypeError):
         chain_drafts("acme", LogHead(0, None, None), [EventDraft("EVT", "Thing", "t", {"x": object()})])
