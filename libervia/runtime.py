@@ -46,6 +46,9 @@ class RuntimeParts:
     tenant_counts: Callable[[], dict[str, int]]
 
 
+Entries = list[dict[str, Any]]
+
+
 class _CountingLog:
     """The tenant's log as the runtime hands it out: every append is reported to telemetry."""
 
@@ -58,6 +61,30 @@ class _CountingLog:
         entries = await self._log.append(drafts, expected_seq=expected_seq)
         self._on_append(len(entries))
         return entries
+
+    @property
+    def append_chained(self) -> Callable[[Entries, list[bytes]], asyncio.Future[Entries]] | None:
+        """The store's pipelined append, counted once durable (None where the store has none: the Core then
+        appends one command at a time)."""
+        chained = getattr(self._log, "append_chained", None)
+        if chained is None:
+            return None
+
+        def counted(entries: Entries, lines: list[bytes]) -> asyncio.Future[Entries]:
+            future: asyncio.Future[Entries] = chained(entries, lines)
+
+            def stored(done: asyncio.Future[Entries]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    self._on_append(len(entries))
+
+            future.add_done_callback(stored)
+            return future
+
+        return counted
+
+    @property
+    def commit_stats(self) -> Callable[[], dict[str, int]] | None:
+        return getattr(self._log, "commit_stats", None)
 
     def entries(self, from_seq: int = 1, to_seq: int | None = None) -> AsyncIterator[dict[str, Any]]:
         return self._log.entries(from_seq, to_seq)

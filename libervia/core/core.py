@@ -1,9 +1,11 @@
 """``TenantCore``: one tenant's Core, an event-sourced state over its hash-chained log.
 
-Every command runs under the tenant's lock: catch up with entries other writers appended, validate against the
-state, check the quotas, append all of the command's events in one atomic durable append, fold the stored
-entries into the projection. Concurrent requests to one tenant therefore never interleave validation and
-append, and a command that fails validation writes nothing.
+Every command is validated under the tenant's lock: catch up with entries other writers appended (when none of
+ours is in flight), validate against the state, check the quotas, chain all of the command's events on the
+state's head, fold them into the projection and queue them as one atomic append. The lock is released before the
+write, so the tenant's next commands validate against a state that includes them and their appends share the next
+fsync (group commit); each command answers only once its own entries are durable. A command that fails validation
+writes nothing; one chained on entries that were not stored is refused by the store and validated again.
 
 The lock only orders this process. Another gateway process sharing the tenant's store can append between our
 catch-up and our append, so the append says which head it was validated at (``expected_seq``); the store refuses
@@ -18,6 +20,7 @@ import functools
 import inspect
 import random
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +32,15 @@ from libervia.core.model import EventType, MandateStatus, ReviewStatus
 from libervia.core.policy import TenantPolicies
 from libervia.core.projection import CoreState, Projection, event_summary
 from libervia.errors import ApiError, quota_exceeded
-from libervia.storage import AppendConflictError, CorruptStoreError, QuotaExceededError, Snapshot, TenantEventLog
+from libervia.eventlog.chain import chain_drafts
+from libervia.storage import (
+    AppendConflictError,
+    CorruptStoreError,
+    LogHead,
+    QuotaExceededError,
+    Snapshot,
+    TenantEventLog,
+)
 
 Quotas = Awaitable[Mapping[str, Any] | None] | Mapping[str, Any] | None
 QuotaSource = Callable[[], Quotas]
@@ -52,6 +63,16 @@ _LOGGED_MANDATE_EVENTS = {
     EventType.AUTONOMY_REVOKED: "revoked",
     EventType.AUTONOMY_REVOKED_BY_CONSEQUENCE: "revoked",
 }
+
+
+@dataclass(slots=True)
+class _Staged:
+    """A validated command: its outcome, its answer, and what must be durable before it is given."""
+
+    outcome: Outcome
+    response: dict[str, Any]
+    durable: asyncio.Future[list[dict[str, Any]]]
+    own: bool   # the entries are this command's (False: it only read pipelined state)
 
 
 class CoreClosedError(Exception):
@@ -77,6 +98,8 @@ class TenantCore:
         self._snapshot_seq = 0
         self._snapshot_due = False
         self._closed = False
+        self._inflight: list[asyncio.Future[list[dict[str, Any]]]] = []   # staged appends, in chain order
+        self._diverged = False   # something folded into the projection was not stored
         self.started_at = now_iso()
         self.last_used_at = self.started_at
         self.replayed_from_snapshot: int | None = None
@@ -96,6 +119,12 @@ class TenantCore:
 
     async def start(self) -> None:
         """Rebuild the state: the newest snapshot that still matches the log, then the tail after it."""
+        before = await self._load()
+        self.replayed_events = self.state.seq - before
+
+    async def _load(self) -> int:
+        """Load the newest matching snapshot into the (empty) projection and fold in the tail; return the seq
+        the replay started at."""
         snapshot = await self._log.load_snapshot()
         if snapshot is not None and await self._snapshot_matches(snapshot):
             try:
@@ -108,7 +137,7 @@ class TenantCore:
                 self._projection = Projection()
         before = self.state.seq
         await self._catch_up()
-        self.replayed_events = self.state.seq - before
+        return before
 
     async def _snapshot_matches(self, snapshot: Snapshot) -> bool:
         async for entry in self._log.entries(from_seq=snapshot.seq, to_seq=snapshot.seq):
@@ -125,6 +154,7 @@ class TenantCore:
             if self._closed:
                 return
             self._closed = True
+            await self._settle()
             if self.state.seq > self._snapshot_seq and self.state.seq >= self._snapshot_every:
                 await self._save_snapshot()
 
@@ -138,52 +168,55 @@ class TenantCore:
 
     @property
     def busy(self) -> bool:
-        return self._lock.locked()
+        return self._lock.locked() or bool(self._inflight)
 
     # --- running commands ----------------------------------------------------------------------------------------
 
     async def run(self, command: Command) -> dict[str, Any]:
-        """Run one command atomically with respect to every other call on this tenant."""
-        async with self._lock:
-            self._touch()
-            if self._closed:
-                raise CoreClosedError(self.tenant_id)
-            self.counters["commands"] += 1
-            try:
-                outcome = await self._validate_and_append(command)
-            except ApiError:
-                self.counters["rejected"] += 1
-                raise
-            if outcome.error is not None:
-                self.counters["rejected"] += 1
-                raise outcome.error
-            return outcome.respond(self.state)
+        """Run one command atomically with respect to every other call on this tenant, answering only once its
+        events are durable.
 
-    async def _validate_and_append(self, command: Command) -> Outcome:
-        """Validate against the newest state and append the outcome's events at exactly that state's head."""
-        deadline = asyncio.get_running_loop().time() + APPEND_RETRY_BUDGET_S
+        Commands are pipelined: the lock covers validation and chaining, not the write. A staged command's
+        entries are folded into the projection at once, so the next command validates against a state that
+        includes them while they are being written, and its own entries join the next group commit. If a write
+        fails or another process appended first, every command chained after it is refused by the store too (its
+        entries name a ``prev`` that is not the head); the projection is then rebuilt from the log, and each of
+        them is validated again against the durable state (a write that failed answers its own error).
+        """
+        self.counters["commands"] += 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + APPEND_RETRY_BUDGET_S
         attempt = 0
-        while attempt < APPEND_ATTEMPTS or asyncio.get_running_loop().time() < deadline:
+        while attempt < APPEND_ATTEMPTS or loop.time() < deadline:
             if attempt:
                 # Jitter, so that processes that keep colliding on one tenant fall out of step.
                 await asyncio.sleep(random.uniform(0, min(APPEND_JITTER_CAP_S, 0.002 * attempt)))  # noqa: S311
-            await self._catch_up()
-            outcome = command(Commands(self.tenant_id, self.state, self.policies), self._clock())
-            if not outcome.drafts:
-                return outcome
-            await self._check_quotas(len(outcome.drafts))
+            async with self._lock:
+                self._touch()
+                if self._closed:
+                    raise CoreClosedError(self.tenant_id)
+                try:
+                    staged = await self._stage(command)
+                except ApiError:
+                    self.counters["rejected"] += 1
+                    raise
             try:
-                entries = await self._log.append(outcome.drafts, expected_seq=self.state.seq)
+                # Shielded: a client that goes away must not pull its entries out from under the commands
+                # chained on them.
+                entries = await asyncio.shield(staged.durable)
             except AppendConflictError:
                 self.counters["appendConflicts"] += 1
                 attempt += 1
                 continue
             except QuotaExceededError as exc:
+                self.counters["rejected"] += 1
                 raise quota_exceeded(str(exc) or "The tenant's storage quota is used up.") from exc
-            for entry in entries:
-                self._projection.apply(entry)
-            self._after_append(entries)
-            return outcome
+            if staged.own:
+                self._after_append(entries)
+            if staged.outcome.error is not None:
+                self.counters["rejected"] += 1
+                raise staged.outcome.error
+            return staged.response
         logger.bind(tenantId=self.tenant_id).warning(
             "tenant {}: a command lost the race to append {} times to other writers; answering 409",
             self.tenant_id, attempt)
@@ -191,12 +224,94 @@ class TenantCore:
                        "applied (other writers); nothing was recorded. Retry the request.",
                        details={"attempts": attempt})
 
+    async def _stage(self, command: Command) -> _Staged:
+        """Under the lock: validate against the newest state (durable or pipelined), chain the outcome's events
+        on its head, fold them in and queue them. The caller answers once ``durable`` resolves."""
+        if self._diverged:
+            await self._settle()
+        if not self._inflight:
+            await self._catch_up()  # nothing of ours is in flight, so the store's head is the one to validate at
+        outcome = command(Commands(self.tenant_id, self.state, self.policies), self._clock())
+        if not outcome.drafts:
+            # An answer read from pipelined state (an idempotent replay, say) waits until that state is durable.
+            response = outcome.respond(self.state) if outcome.error is None else {}
+            return _Staged(outcome, response, self._durable_tail(), own=False)
+        await self._check_quotas(len(outcome.drafts))
+        state = self.state
+        append_chained = getattr(self._log, "append_chained", None)
+        if append_chained is None:  # a store without pipelining: append and wait under the lock, as before
+            durable: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
+            try:
+                entries = await self._log.append(outcome.drafts, expected_seq=state.seq)
+            except Exception as exc:
+                durable.set_exception(exc)
+                return _Staged(outcome, {}, durable, own=True)
+            durable.set_result(entries)
+        else:
+            try:
+                entries, lines = chain_drafts(self.tenant_id,
+                                              LogHead(state.seq, state.head_hash, state.last_event_at),
+                                              outcome.drafts)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"event not stored: {exc}") from exc
+            durable = append_chained(entries, lines)
+            self._track(durable)
+        try:
+            for entry in entries:
+                self._projection.apply(entry)
+        except Exception:
+            self._diverged = True
+            raise
+        return _Staged(outcome, outcome.respond(self.state) if outcome.error is None else {}, durable, own=True)
+
+    def _track(self, durable: asyncio.Future[list[dict[str, Any]]]) -> None:
+        self._inflight.append(durable)
+
+        def settled(future: asyncio.Future[list[dict[str, Any]]]) -> None:
+            self._inflight.remove(future)
+            # Entries already folded into the projection were not stored: it must be rebuilt from the log.
+            if future.cancelled() or future.exception() is not None:
+                self._diverged = True
+
+        durable.add_done_callback(settled)
+
+    def _durable_tail(self) -> asyncio.Future[list[dict[str, Any]]]:
+        """A future that resolves once everything the projection holds is durable (fails if some of it is not)."""
+        tail = self._inflight[-1] if self._inflight else None
+        done: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
+        if tail is None:
+            done.set_result([])
+            return done
+
+        def follow(future: asyncio.Future[list[dict[str, Any]]]) -> None:
+            if future.cancelled() or future.exception() is not None:
+                # What was read is gone: the command is validated again once the projection is rebuilt.
+                done.set_exception(AppendConflictError(self.state.seq, self.state.seq))
+            else:
+                done.set_result([])
+
+        tail.add_done_callback(follow)
+        return done
+
+    async def _settle(self) -> None:
+        """Under the lock: wait until nothing of ours is in flight, and rebuild the projection from the log if
+        something folded into it was not stored."""
+        while self._inflight:
+            await asyncio.wait(list(self._inflight))
+        if self._diverged:
+            logger.bind(tenantId=self.tenant_id).info(
+                "tenant {}: a pipelined append was not stored; rebuilding the state from the log", self.tenant_id)
+            self._projection = Projection()
+            await self._load()
+            self._diverged = False
+
     async def read(self, reader: Callable[[Commands], Any]) -> Any:
-        """Run a read against the newest state (caught up with other writers)."""
+        """Run a read against the newest durable state (caught up with other writers)."""
         async with self._lock:
             self._touch()
             if self._closed:
                 raise CoreClosedError(self.tenant_id)
+            await self._settle()
             await self._catch_up()
             return reader(Commands(self.tenant_id, self.state, self.policies))
 
@@ -262,6 +377,7 @@ class TenantCore:
             return
         async with self._lock:
             self._snapshot_due = False
+            await self._settle()  # a snapshot holds durable state only
             if self.state.seq - self._snapshot_seq < self._snapshot_every:
                 return
             snapshot = self._take_snapshot()
@@ -372,7 +488,13 @@ class TenantCore:
                 "events": state.seq, "headHash": state.head_hash, "lastEventAt": state.last_event_at,
                 "snapshotSeq": self._snapshot_seq, "replayedFromSnapshot": self.replayed_from_snapshot,
                 "replayedEvents": self.replayed_events, "busy": self.busy, **self.counters,
+                "appendsInFlight": len(self._inflight), **self._commit_stats(),
                 "mandates": summarise(state)["mandates"]}
+
+    def _commit_stats(self) -> dict[str, int]:
+        """The log's group-commit counters, where its store keeps them (how many commands shared each write)."""
+        stats = getattr(self._log, "commit_stats", None)
+        return stats() if callable(stats) else {}
 
 
 def summarise(state: CoreState) -> dict[str, Any]:

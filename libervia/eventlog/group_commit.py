@@ -24,6 +24,11 @@ class PendingAppend:
     drafts: list[EventDraft]
     expected_seq: int | None
     future: asyncio.Future[Entries]
+    # Entries the caller already chained on the head it expects (a pipelined command) and their stored lines,
+    # encoded when queued (the caller goes on to fold the entries into state that may share their objects):
+    # written as they are if the head is still exactly their ``prev``, refused otherwise.
+    chained: Entries | None = None
+    chained_lines: list[bytes] | None = None
 
 
 WriteGroup = Callable[[list[PendingAppend]], Awaitable[list[Entries | Exception]]]
@@ -65,14 +70,21 @@ class GroupCommitQueue:
         self._name = name
         self._pending: list[PendingAppend] = []
         self._flusher: asyncio.Task[None] | None = None
+        self.groups_written = 0    # durable writes (fsyncs, transactions) that stored at least one batch
+        self.batches_written = 0   # batches those writes stored
 
     async def submit(self, drafts: Sequence[EventDraft], expected_seq: int | None) -> Entries:
+        return await self.enqueue(drafts, expected_seq)
+
+    def enqueue(self, drafts: Sequence[EventDraft], expected_seq: int | None, chained: Entries | None = None,
+                chained_lines: list[bytes] | None = None) -> asyncio.Future[Entries]:
+        """Queue one batch now (so batches are written in the order they were queued) and return its future."""
         loop = asyncio.get_running_loop()
-        batch = PendingAppend(list(drafts), expected_seq, loop.create_future())
+        batch = PendingAppend(list(drafts), expected_seq, loop.create_future(), chained, chained_lines)
         self._pending.append(batch)
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush(), name=self._name)
-        return await batch.future
+        return batch.future
 
     async def drain(self) -> None:
         """Wait until every queued append is written (or refused)."""
@@ -100,6 +112,10 @@ class GroupCommitQueue:
                     self._on_failure(exc)
                     failure = exc if isinstance(exc, StorageError) else StorageError(str(exc))
                     results = [failure] * len(group)
+                stored = sum(1 for result in results if not isinstance(result, BaseException))
+                if stored:
+                    self.groups_written += 1
+                    self.batches_written += stored
                 for batch, result in zip(group, results, strict=True):
                     if batch.future.done():
                         continue

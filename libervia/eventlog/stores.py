@@ -20,7 +20,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from loguru import logger
 
-from libervia.eventlog.chain import build_entries, canonical_json
+from libervia.eventlog.chain import canonical_json, chain_drafts
 from libervia.eventlog.group_commit import Entries, GroupCommitQueue, LogHealth, PendingAppend
 from libervia.storage import AppendConflictError, EventDraft, LogHead, StorageError
 
@@ -47,16 +47,24 @@ def chain_group(tenant_id: str, head: LogHead, batches: Sequence[PendingAppend])
 
     A batch whose ``expected_seq`` is not the head it would be chained on (counting the batches of the group
     accepted before it) fails alone with :class:`AppendConflictError`; so does one whose payload is not JSON
-    (``ValueError``). Neither moves the head nor contributes a line.
+    (``ValueError``). Neither moves the head nor contributes a line. A batch the caller chained already
+    (``chained``) must follow the head exactly, seq and hash: a pipelined command chained on a batch that was
+    refused or never stored is refused in turn, so the chain stays single.
     """
     group = ChainedGroup(start=head, head=head)
     for batch in batches:
+        chained = batch.chained
+        if chained is not None and (chained[0]["seq"] != group.head.seq + 1 or chained[0]["prev"] != group.head.hash):
+            group.results.append(AppendConflictError(chained[0]["seq"] - 1, group.head.seq))
+            continue
         if batch.expected_seq is not None and batch.expected_seq != group.head.seq:
             group.results.append(AppendConflictError(batch.expected_seq, group.head.seq))
             continue
         try:
-            entries = build_entries(tenant_id, group.head, batch.drafts)
-            lines = [canonical_json(entry) for entry in entries]
+            if chained is not None and batch.chained_lines is not None:
+                entries, lines = chained, batch.chained_lines
+            else:
+                entries, lines = chain_drafts(tenant_id, group.head, batch.drafts)
         except (TypeError, ValueError) as exc:
             group.results.append(ValueError(f"event not stored: {exc}"))
             continue
@@ -92,6 +100,23 @@ class QueuedEventLog:
         if not drafts:
             return []
         return await self._queue.submit(drafts, expected_seq)
+
+    def append_chained(self, entries: Entries, lines: list[bytes] | None = None) -> asyncio.Future[Entries]:
+        """Queue entries the caller chained itself (with :func:`chain_drafts` on the head it expects, which also
+        gives their ``lines``; encoded here when not given), without
+        waiting: the future resolves once they are durable, or fails with :class:`AppendConflictError` if the
+        head is no longer their ``prev`` when their group is written. Pipelined Cores use it to validate the next
+        command while this one is being written.
+        """
+        if self._closing:
+            raise StorageError(f"the event log of tenant {self.tenant_id} is closed")
+        if lines is None:
+            lines = [canonical_json(entry) for entry in entries]
+        return self._queue.enqueue([], entries[0]["seq"] - 1, entries, lines)
+
+    def commit_stats(self) -> dict[str, int]:
+        """How many durable writes stored how many batches: batches per write is what group commit shares."""
+        return {"logGroupWrites": self._queue.groups_written, "logBatchesWritten": self._queue.batches_written}
 
     def status(self) -> dict[str, Any]:
         return self._health.status(self._head)

@@ -8,6 +8,7 @@ processes would), and, over HTTP, two real gateway processes sharing one ``BASE_
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -38,11 +39,26 @@ class HeldLog:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._log, name)
 
-    async def append(self, drafts: Sequence[EventDraft], expected_seq: int | None = None) -> list[dict[str, Any]]:
+    async def before_append(self) -> None:
         barrier, self.barrier = self.barrier, None
         if barrier is not None:
             await barrier.wait()
+
+    async def append(self, drafts: Sequence[EventDraft], expected_seq: int | None = None) -> list[dict[str, Any]]:
+        await self.before_append()
         return await self._log.append(drafts, expected_seq=expected_seq)
+
+    def append_chained(self, entries: list[dict[str, Any]], lines: list[bytes]
+                       ) -> asyncio.Future[list[dict[str, Any]]]:
+        """The pipelined Core's append goes through the same hold as ``append``. The entries are copied now (their
+        lines are already encoded): the Core folds them into its state, which may share their objects, at once."""
+        kept = copy.deepcopy(entries)
+
+        async def held() -> list[dict[str, Any]]:
+            await self.before_append()
+            return await self._log.append_chained(kept, lines)
+
+        return asyncio.ensure_future(held())
 
 
 class OvertakenLog(HeldLog):
@@ -54,10 +70,10 @@ class OvertakenLog(HeldLog):
         self.other = other
         self.overtaking = True
 
-    async def append(self, drafts: Sequence[EventDraft], expected_seq: int | None = None) -> list[dict[str, Any]]:
+    async def before_append(self) -> None:
         if self.overtaking:
             await self.other.append([EventDraft("OTHER_PROCESS_WROTE", "Thing", "t", {})])
-        return await super().append(drafts, expected_seq)
+        await super().before_append()
 
 
 async def start_core(harness: CoreHarness, log: HeldLog, tenant: str = "acme") -> TenantCore:
