@@ -144,10 +144,14 @@ async def memory_after(gateway: GatewayProcess, count: int, clients: int = 16) -
 
 
 def baseline_launcher(python: str) -> tuple[str, ...]:
-    """Run another checkout's gateway (its own interpreter and packages) where GatewayProcess runs ours."""
+    """Run another checkout's gateway (its own interpreter and packages) where GatewayProcess runs ours, with
+    that checkout's own settings.toml (ours names settings an older gateway does not know). ``python`` is the
+    interpreter of a venv inside that checkout (``CHECKOUT/.venv/bin/python``)."""
+    checkout = Path(python).absolute().parent.parent.parent
     code = ("import runpy, sys; sys.argv = ['libervia', *sys.argv[4:]]; "
             "runpy.run_module('libervia', run_name='__main__', alter_sys=True)")
-    return ("env", "-u", "PYTHONPATH", *SERVER_CPU, python, "-c", code)
+    return ("env", "-u", "PYTHONPATH", f"LIBERVIA_SETTINGS_FILE={checkout / 'settings.toml'}", *SERVER_CPU,
+            python, "-c", code)
 
 
 def decision_rates(gateway: GatewayProcess, args: argparse.Namespace, add: Callable[[str], None]) -> None:
