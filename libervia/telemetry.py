@@ -25,3 +25,4 @@ AUTH_FAILURE = "auth_failure"          # labels: reason, tenant_id (registered t
 TENANT_CONFLICT = "tenant_conflict"    # labels: tenant_id
 RATE_LIMITED = "rate_limited"          # labels: tenant_id
 EVENTLOG_APPEND = "eventlog_append"    # labels: tenant_id; value = events appended
+RATE_LIMITER_ERROR = "rate_limiter_error"  # labels: outcome ("allowed" fail-open, "rejected" fail-closed)

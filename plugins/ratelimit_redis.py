@@ -25,7 +25,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from libervia import hookimpl
+from libervia import hookimpl, telemetry
 from libervia.ratelimit import Gcra, RateDecision
 from libervia.schemas import load_schema
 from libervia.storage import CheckResult
@@ -81,8 +81,11 @@ class RedisRateLimiter:
         on_error: OnError = "allow",
         error_backoff_s: float = 1.0,
         clock: Callable[[], float] | None = None,
+        on_backend_error: Callable[[str], None] | None = None,
     ) -> None:
         self._client = client
+        # Told the outcome of every decision taken without Redis ("allowed" or "rejected"), for the metric.
+        self._on_backend_error = on_backend_error
         self._prefix = key_prefix
         self._on_error = on_error
         self._error_backoff_s = error_backoff_s
@@ -93,7 +96,8 @@ class RedisRateLimiter:
         self._closed = False
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], clock: Callable[[], float] | None = None) -> RedisRateLimiter:
+    def from_config(cls, config: dict[str, Any], clock: Callable[[], float] | None = None,
+                    on_backend_error: Callable[[str], None] | None = None) -> RedisRateLimiter:
         """Build a limiter from the validated plugin section (``schemas/plugins/ratelimit_redis``)."""
         # A blocking pool makes a request wait (up to the socket timeout) for a free connection when every one is
         # busy; the default pool raises at once, which under load would decide requests by on_error.
@@ -109,7 +113,7 @@ class RedisRateLimiter:
         )
         client = Redis.from_pool(pool)
         return cls(client, key_prefix=config["key_prefix"], on_error=config["on_error"],
-                   error_backoff_s=config["error_backoff_s"], clock=clock)
+                   error_backoff_s=config["error_backoff_s"], clock=clock, on_backend_error=on_backend_error)
 
     async def hit(self, key: str, limit_per_minute: int) -> RateDecision:
         gcra = Gcra.of(limit_per_minute, US_PER_S)
@@ -126,6 +130,8 @@ class RedisRateLimiter:
         return gcra.decision(bool(int(allowed)), int(tat), int(now))
 
     def _fallback(self, gcra: Gcra) -> RateDecision:
+        if self._on_backend_error is not None:
+            self._on_backend_error("allowed" if self._on_error == "allow" else "rejected")
         if self._on_error == "allow":
             return gcra.decision(True, gcra.interval, 0)  # as if the key were fresh
         wait = max(1.0, self._error_backoff_s)
@@ -164,7 +170,9 @@ def libervia_config_schema() -> dict[str, Any]:
 
 @hookimpl
 def libervia_rate_limiter(gateway: Gateway) -> RedisRateLimiter:
-    return RedisRateLimiter.from_config(gateway.plugin_config(PLUGIN_NAME))
+    return RedisRateLimiter.from_config(
+        gateway.plugin_config(PLUGIN_NAME),
+        on_backend_error=lambda outcome: gateway.count(telemetry.RATE_LIMITER_ERROR, outcome=outcome))
 
 
 @hookimpl

@@ -85,6 +85,7 @@ ERRORS = "libervia_http_errors_total"
 AUTH_FAILURES = "libervia_auth_failures_total"
 CONFLICTS = "libervia_tenant_conflicts_total"
 RATE_LIMITED = "libervia_rate_limited_total"
+LIMITER_ERRORS = "libervia_rate_limiter_errors_total"
 TENANTS = "libervia_tenants"
 ACTIVE_INSTANCES = "libervia_active_instances"
 APPENDS = "libervia_eventlog_appends_total"
@@ -101,6 +102,8 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
      "unless registered).", "counter"),
     (CONFLICTS, "Requests refused with TENANT_CONFLICT, by tenant (unknown unless registered).", "counter"),
     (RATE_LIMITED, "Requests refused with RATE_LIMITED, by tenant.", "counter"),
+    (LIMITER_ERRORS, "Rate-limit decisions taken without the limiter's backend (unreachable), by outcome: "
+     "allowed (fail open) or rejected (fail closed).", "counter"),
     (TENANTS, "Registered tenants, by status.", "gauge"),
     (ACTIVE_INSTANCES, "Tenant Core instances running, summed over the live gateway processes of the machine.",
      "gauge"),
@@ -217,6 +220,7 @@ class GatewayMetrics:
             telemetry.TENANT_CONFLICT: CONFLICTS,
             telemetry.RATE_LIMITED: RATE_LIMITED,
             telemetry.EVENTLOG_APPEND: APPENDS,
+            telemetry.RATE_LIMITER_ERROR: LIMITER_ERRORS,
         }
 
     @property
@@ -291,8 +295,11 @@ class GatewayMetrics:
         if family is None or not value > 0:
             return False
         tenant = self.tenant_label(labels.get("tenant_id"))
-        if name == telemetry.AUTH_FAILURE:
-            series: Labels = (("reason", self._reason_label(labels.get("reason", ""))), ("tenant_id", tenant))
+        if name == telemetry.RATE_LIMITER_ERROR:
+            outcome = labels.get("outcome")
+            series: Labels = (("outcome", outcome if outcome in ("allowed", "rejected") else "OTHER"),)
+        elif name == telemetry.AUTH_FAILURE:
+            series = (("reason", self._reason_label(labels.get("reason", ""))), ("tenant_id", tenant))
         else:
             series = (("tenant_id", tenant),)
         self.own.add_counter(family, series, value)

@@ -141,6 +141,11 @@ async def test_redis_going_away_fails_open_or_closed_logged_never_500(
         assert set(seen) == {expected}, seen
         ready, _, body = await gateway.request("GET", "/health/ready")
         assert ready == (200 if on_error == "allow" else 503), body
+        _, _, metrics = await gateway.request("GET", "/internal/metrics/json", gateway.admin_token)
+        outcome = "allowed" if on_error == "allow" else "rejected"
+        counted = [v["value"] for m in metrics["metrics"] if m["name"] == "libervia_rate_limiter_errors_total"
+                   for v in m["values"] if v["labels"] == {"outcome": outcome}]
+        assert counted and counted[0] >= 10, metrics  # every decision taken without Redis is counted
         await proxy.restore()
         await until(lambda: _status_is(gateway, token, 200))
     finally:

@@ -35,6 +35,7 @@ FAMILIES = [
     ("libervia_auth_failures_total", "counter"),
     ("libervia_tenant_conflicts_total", "counter"),
     ("libervia_rate_limited_total", "counter"),
+    ("libervia_rate_limiter_errors_total", "counter"),
     ("libervia_tenants", "gauge"),
     ("libervia_active_instances", "gauge"),
     ("libervia_eventlog_appends_total", "counter"),
