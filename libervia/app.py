@@ -97,7 +97,9 @@ def create_app(gateway: Gateway) -> web.Application:
     app[COMMON_HEADERS_KEY] = scope.decorate
     steps = RouteSteps(gateway)
     seen: dict[tuple[str, str], str] = {}
-    for route in collect_routes(gateway):
+    routes = collect_routes(gateway)
+    declared_head = {route.path for route in routes if route.method.upper() == "HEAD"}
+    for route in routes:
         paths = [route.path]
         if route.access is Access.TENANT_API and route.path.startswith(API_PREFIX + "/"):
             paths.append(API_TENANT_PREFIX + route.path[len(API_PREFIX):])
@@ -110,8 +112,8 @@ def create_app(gateway: Gateway) -> web.Application:
                 raise StartupError([f"plugins: route {key[0]} {path} is declared twice ({seen[key]}, {route.name})"])
             seen[key] = route.name or path
             for method in methods:
-                if method == "HEAD" and ("HEAD", path) in seen:
-                    continue  # a plugin declared its own HEAD route
+                if method == "HEAD" and path in declared_head:
+                    continue  # a plugin declares its own HEAD route for this path
                 app.router.add_route(method, path, scope.around(guarded, path))
     # Last, so that it only sees what no route took: JSON 404/405 and CORS preflights, inside the same scope.
     app.router.add_route("*", "/{path:.*}", scope.around(unmatched, UNMATCHED_ROUTE), name=UNMATCHED_ROUTE)

@@ -165,13 +165,13 @@ class EdgeProtocol(RequestHandler):
         if request.writer.output_size > 0:
             raise ConnectionError("Response is sent already, cannot send another response with the error message")
         unparsed = isinstance(exc, HttpProcessingError)  # refused by the parser: nothing of it is trustworthy
-        if status >= 500 and not unparsed:
+        if status == 504:  # aiohttp's handler timeout (no exception): not a bug of ours
+            error = ApiError(503, "TIMEOUT", "The request could not be completed in time.")
+        elif status >= 500 and not unparsed:
             # Something escaped the request scope itself: a bug. The traceback goes to the log (redacted).
             logger.opt(exception=exc).error(f"unhandled {type(exc).__name__} outside the request scope")
             error = ApiError(500, "INTERNAL_ERROR", "An unexpected error occurred; it has been logged with this "
                              "request id.")
-        elif status == 504:
-            error = ApiError(503, "TIMEOUT", "The request could not be completed in time.")
         else:
             error = parse_error(exc, status)
         rid = new_request_id()

@@ -42,6 +42,9 @@ class RuntimeParts:
     policies: Callable[[str], Awaitable[TenantPolicies]]
     quotas: Callable[[str], Quotas]
     on_append: Callable[[str, int], None]
+    # Which incarnation of the id the registry knows (its createdAt; None once purged): an instance opened for
+    # another incarnation is dropped before use, so a re-created tenant never sees its predecessor's instance.
+    incarnation: Callable[[str], str | None]
     uptime_s: Callable[[], float]
     tenant_counts: Callable[[], dict[str, int]]
 
@@ -117,6 +120,7 @@ class _CountingLog:
 class _Slot:
     log: _CountingLog
     last_used: float
+    incarnation: str | None
     core: TenantCore | None = None
 
 
@@ -170,8 +174,9 @@ class TenantRuntime:
     async def forget_tenant(self, tenant_id: str) -> None:
         """Stop the tenant and drop everything kept about it (a purge: the id may come back from genesis)."""
         await self._evict(tenant_id, "shutdown")
+        # The per-tenant lock stays: a caller may be waiting on it, and a fresh lock beside it would let two
+        # instances of one tenant start in this process.
         self._summaries.pop(tenant_id, None)
-        self._locks.pop(tenant_id, None)
 
     async def discard_tenants(self, tenant_ids: Iterable[str]) -> None:
         """Drop the instances of tenants purged through any process, writing nothing: their data is gone, or the
@@ -184,14 +189,13 @@ class TenantRuntime:
                         slot.core.discard()
                     await slot.log.discard()
                     logger.bind(tenantId=tenant_id).info("tenant {} instance dropped (purged)", tenant_id)
-            self._summaries.pop(tenant_id, None)
-            self._locks.pop(tenant_id, None)
+            self._summaries.pop(tenant_id, None)  # the lock stays, as in forget_tenant
 
     # --- access --------------------------------------------------------------------------------------------------
 
     async def core(self, tenant_id: str) -> TenantCore:
         """The tenant's Core, started on first use (exactly one per tenant)."""
-        slot = self._slots.get(tenant_id)
+        slot = await self._live_slot(tenant_id)
         if slot is None or slot.core is None or slot.core.closed:
             async with self._lock(tenant_id):
                 slot = await self._open(tenant_id)
@@ -210,9 +214,18 @@ class TenantRuntime:
         except CoreClosedError:
             return await action(await self.core(tenant_id))
 
+    async def _live_slot(self, tenant_id: str) -> _Slot | None:
+        """The tenant's slot, unless it was opened for an earlier incarnation of the id (purged, perhaps through
+        another process, and created again): that one is dropped, writing nothing."""
+        slot = self._slots.get(tenant_id)
+        if slot is not None and slot.incarnation != self._parts.incarnation(tenant_id):
+            await self.discard_tenants([tenant_id])
+            return None
+        return slot
+
     async def event_log(self, tenant_id: str) -> TenantEventLog:
         """The tenant's open log, the same object its Core appends to."""
-        slot = self._slots.get(tenant_id)
+        slot = await self._live_slot(tenant_id)
         if slot is None:
             async with self._lock(tenant_id):
                 slot = await self._open(tenant_id)
@@ -314,7 +327,8 @@ class TenantRuntime:
                 self.events_appended += n
                 self._parts.on_append(tenant_id, n)
 
-            slot = self._slots[tenant_id] = _Slot(log=_CountingLog(raw, count), last_used=time.monotonic())
+            slot = self._slots[tenant_id] = _Slot(log=_CountingLog(raw, count), last_used=time.monotonic(),
+                                                  incarnation=self._parts.incarnation(tenant_id))
         return slot
 
     async def _start_core(self, tenant_id: str, log: TenantEventLog) -> TenantCore:

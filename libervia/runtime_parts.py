@@ -32,7 +32,8 @@ def runtime_parts(gateway: Gateway) -> RuntimeParts:
         gateway.count(EVENTLOG_APPEND, value=count, tenant_id=tenant_id)
 
     return RuntimeParts(events=gateway.storage.events, policies=lambda tenant_id: tenant_policies(gateway, tenant_id),
-                        quotas=gateway.registry.quotas, on_append=on_append, uptime_s=gateway.uptime_s,
+                        quotas=gateway.registry.quotas, on_append=on_append,
+                        incarnation=gateway.registry.incarnation, uptime_s=gateway.uptime_s,
                         tenant_counts=gateway.registry.counts_by_status)
 
 

@@ -349,11 +349,6 @@ def problems(instance: Any, schema: Mapping[str, Any] | str, *, fill_defaults: b
     return _bounded(validator.iter_errors(instance), limit)
 
 
-def validate_request(instance: Any, schema: SchemaRef) -> Any:
-    """Validate a request body or query (filling defaults); raise 400 ``VALIDATION_ERROR`` naming each path."""
-    return compile_schema(schema).validate(instance)
-
-
 def coerce_query(params: Iterable[tuple[str, str]], schema: SchemaRef) -> dict[str, Any]:
     """Turn query-string values into the types the schema declares (integer, number, boolean), then validate.
 

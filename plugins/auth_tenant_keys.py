@@ -12,12 +12,8 @@ from libervia.routing import Role
 
 
 @hookimpl
-async def libervia_authenticate(gateway: Gateway, request: web.Request, token: str) -> Principal | None:
-    registry = gateway.registry
-    match = registry.match_token(token)
-    if match is None:
-        await registry.refresh_after_miss()  # a key created through another worker or gateway a moment ago
-        match = registry.match_token(token)
+def libervia_authenticate(gateway: Gateway, request: web.Request, token: str) -> Principal | None:
+    match = gateway.registry.match_token(token)
     if match is None:
         return None
     if match.status != "active":

@@ -43,7 +43,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from libervia import hookimpl
+from loguru import logger
+
+from libervia import hookimpl, telemetry
 from libervia.ratelimit import NS_PER_S, PERIOD_S, Gcra, RateDecision
 from libervia.schemas import load_schema
 
@@ -52,9 +54,10 @@ if TYPE_CHECKING:
 
 PLUGIN_NAME = "ratelimit_memory"
 DATABASE_NAME = "ratelimit.sqlite3"
-# A writer waits this long for another process's write lock before the hit fails (it never does in practice:
-# the lock is held for one statement).
-BUSY_TIMEOUT_MS = 5000
+# A writer waits this long for another process's write lock (held for one statement) before the hit fails open:
+# the wait blocks the event loop, so it must stay short.
+BUSY_TIMEOUT_MS = 100
+WARNING_INTERVAL_S = 30.0
 
 # Mirrors Gcra.admit in one statement. SET expressions all see the old row, so ``hit`` and ``tat`` are decided
 # on the same state; ``hit`` takes this call's unique nonce only when the request is allowed, which is how the
@@ -75,8 +78,11 @@ class MemoryRateLimiter:
     (seconds) is for tests; every process sharing a file must share the clock, which the wall clock is.
     """
 
-    def __init__(self, path: Path | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: Path | None = None, clock: Callable[[], float] = time.time,
+                 on_backend_error: Callable[[str], None] | None = None) -> None:
         self._clock = clock
+        self._on_backend_error = on_backend_error
+        self._next_warning = 0.0
         # isolation_level None: autocommit, each UPSERT is its own transaction. check_same_thread off because the
         # gateway may close from another thread than the one that opened; calls never overlap.
         self._db = sqlite3.connect(":memory:" if path is None else str(path), isolation_level=None,
@@ -96,9 +102,24 @@ class MemoryRateLimiter:
         if now >= self._next_sweep:
             self._sweep(now)
         nonce = next(self._nonces)
-        tat, hit = self._db.execute(_HIT, {"key": key, "now": now, "interval": gcra.interval,
-                                           "window": gcra.window, "nonce": nonce}).fetchone()
+        try:
+            tat, hit = self._db.execute(_HIT, {"key": key, "now": now, "interval": gcra.interval,
+                                               "window": gcra.window, "nonce": nonce}).fetchone()
+        except sqlite3.Error as exc:
+            # The shared file is unusable (disk full, read-only, locked past the timeout): a rate limit must not
+            # turn into a 500 for every request, so the request passes, as the Redis limiter's fail-open does.
+            self._warn(exc)
+            if self._on_backend_error is not None:
+                self._on_backend_error("allowed")
+            return gcra.decision(True, gcra.interval, 0)
         return gcra.decision(hit == nonce, tat, now)
+
+    def _warn(self, exc: BaseException) -> None:
+        moment = time.monotonic()
+        if moment >= self._next_warning:
+            self._next_warning = moment + WARNING_INTERVAL_S
+            logger.warning("rate limiter: its shared state is unusable ({}: {}); requests are allowed until it "
+                           "answers", type(exc).__name__, exc)
 
     def __len__(self) -> int:
         """Number of keys currently held (for tests of the size bound)."""
@@ -121,4 +142,5 @@ def libervia_config_schema() -> dict[str, Any]:
 def libervia_rate_limiter(gateway: Gateway) -> MemoryRateLimiter:
     configured = gateway.plugin_config(PLUGIN_NAME).get("path")
     path = Path(configured) if configured else Path(gateway.settings.base_dir) / DATABASE_NAME
-    return MemoryRateLimiter(path)
+    return MemoryRateLimiter(
+        path, on_backend_error=lambda outcome: gateway.count(telemetry.RATE_LIMITER_ERROR, outcome=outcome))

@@ -373,9 +373,11 @@ class TenantCore:
         The state is serialised under the lock (a consistent cut) but written after releasing it, so the
         tenant's next commands do not wait for the snapshot's disk write.
         """
-        if not self._snapshot_due:
+        if not self._snapshot_due or self._closed:
             return
         async with self._lock:
+            if self._closed:  # discarded after a purge (or closed, which left its own snapshot): write nothing
+                return
             self._snapshot_due = False
             await self._settle()  # a snapshot holds durable state only
             if self.state.seq - self._snapshot_seq < self._snapshot_every:

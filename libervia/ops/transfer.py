@@ -178,6 +178,14 @@ async def copy_store(source: Storage, target: Storage, progress: bool,
     Re-runnable: logs the target already holds whole are skipped, a log it holds in part gets the rest.
     """
     loader = importer(target)
+    _version, document = await source.registry.read()
+    _target_version, existing = await target.registry.read()
+    # The target's registry is replaced by the source's: a tenant only the target knows would lose its record and
+    # keys (its log left orphaned). A re-run finds only tenants the source has.
+    foreign = sorted(set(existing.get("tenants", {})) - set(document.get("tenants", {})))
+    if foreign:
+        raise StorageError(f"the target already holds tenants the source does not ({', '.join(foreign[:10])}); "
+                           "migrate only into an empty store or one a previous migrate of this source filled")
     chains: dict[str, dict[str, Any]] = {}
     tenants = await source.events.tenant_ids()
     total = 0
@@ -191,7 +199,7 @@ async def copy_store(source: Storage, target: Storage, progress: bool,
             total += added
             chains[tenant] = head
             tenants_bar.update()
-    _version, document = await source.registry.read()
+    _version, document = await source.registry.read()  # again: the copy of every log took a while
     await replace_registry(target, document)
     await target.registry.record_key_usage(await source.registry.key_usage())
     say(f"copied {len(tenants)} tenant logs ({total} new entries) and the registry "

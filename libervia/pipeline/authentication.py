@@ -171,8 +171,18 @@ async def authenticate(gateway: Gateway, throttle: FailureThrottle, request: web
     if known_wait > 0 and not plausible_token(token):
         raise _throttled(known_wait)
     try:
+        asked_at = gateway.registry.copy_version
         principal = await call_first(gateway.pm.hook.libervia_authenticate, gateway=gateway, request=request,
                                      token=token)
+        if principal is None:
+            # No authenticator knew the token. A key created through another worker or gateway a moment ago is
+            # not in this process's registry copy yet: re-read it (concurrent misses share one read), and ask
+            # once more only if the copy changed since the first answer. The admin token and known keys never
+            # get here; an unknown token costs one version check.
+            await gateway.registry.refresh_after_miss()
+            if gateway.registry.copy_version != asked_at:
+                principal = await call_first(gateway.pm.hook.libervia_authenticate, gateway=gateway,
+                                             request=request, token=token)
     except AuthError as exc:
         if exc.reason == "INVALID_TOKEN":
             wait = await throttle.record_failure(address)

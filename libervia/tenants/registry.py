@@ -128,6 +128,11 @@ class TenantRegistry:
             # The store is unreachable: the miss stands on the last good copy, as every other lookup does.
             logger.opt(exception=True).warning("registry refresh after a lookup miss failed")
 
+    @property
+    def copy_version(self) -> str:
+        """The store version this process's copy was read at (changes whenever the copy is replaced)."""
+        return self._version
+
     async def refresh(self) -> None:
         if await self._store.version() != self._version:
             version, doc = await self._store.read()
@@ -168,6 +173,11 @@ class TenantRegistry:
     def quotas(self, tenant_id: str) -> dict[str, Any]:
         record = self._doc["tenants"].get(tenant_id)
         return dict(record["quotas"]) if record else {}
+
+    def incarnation(self, tenant_id: str) -> str | None:
+        """Which tenant of that id this is (its ``createdAt``; a purged and re-created id has another), or None."""
+        record = self._doc["tenants"].get(tenant_id)
+        return record.get("createdAt") if record else None
 
     def is_registered(self, tenant_id: str) -> bool:
         return tenant_id in self._doc["tenants"]

@@ -39,7 +39,10 @@ _MAX_UNSETTLED_TAIL = 64 * 1024 * 1024
 # Entries a target may hold and still count as empty: earlier restores' leftovers, a file system's own, and the
 # embedded rate limiter's state (not data: losing it only means full quotas).
 _IGNORED_PREFIXES = (".pre-restore-", ".restore-")
-_IGNORED_NAMES = frozenset({"lost+found", "ratelimit.sqlite3", "ratelimit.sqlite3-wal", "ratelimit.sqlite3-shm"})
+# What a served BASE_DIR holds besides stored data: the embedded limiter's state and the telemetry plugin's
+# per-process share files (BASE_DIR/telemetry), neither of which a restore replaces.
+_IGNORED_NAMES = frozenset({"lost+found", "ratelimit.sqlite3", "ratelimit.sqlite3-wal", "ratelimit.sqlite3-shm",
+                            "telemetry"})
 
 
 class FileArchiver:

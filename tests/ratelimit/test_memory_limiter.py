@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -63,3 +64,24 @@ def test_gcra_burst_is_exactly_the_limit_and_rate_error_is_bounded(limit: int, t
     assert gcra.admit(now + limit * gcra.interval, now) == (False, now + limit * gcra.interval)
     exact_interval = 60 * ticks_per_s / limit
     assert abs(gcra.interval - exact_interval) / exact_interval <= max(0.5 / exact_interval, 1e-12)
+
+
+async def test_a_locked_shared_state_fails_open_instead_of_a_500(tmp_path: Path) -> None:
+    """Another process holding the shared file's write lock past the busy timeout (or a file gone unusable) must
+    not turn every request into a 500: the hit passes and the outcome is reported (on the old code it raised)."""
+    import sqlite3
+
+    path = tmp_path / "ratelimit.sqlite3"
+    outcomes: list[str] = []
+    limiter = MemoryRateLimiter(path, on_backend_error=outcomes.append)
+    assert (await limiter.hit("k", 60)).allowed
+    holder = sqlite3.connect(str(path), isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # a real lock by another connection, as another worker would hold it
+    try:
+        decision = await limiter.hit("k", 60)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert decision.allowed and outcomes == ["allowed"]
+    assert (await limiter.hit("k", 60)).allowed and outcomes == ["allowed"]  # the file works again
+    await limiter.close()

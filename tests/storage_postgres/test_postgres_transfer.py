@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -135,3 +136,21 @@ def test_the_libervia_migrate_command_moves_a_base_dir_into_postgres(tmp_path: P
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "tenant acme: valid, 47 events" in verified.stdout
     assert os.path.isdir(source)
+
+
+def test_migrate_refuses_a_target_whose_registry_holds_tenants_the_source_lacks(
+        tmp_path: Path, postgres: dict[str, str]) -> None:
+    """The target's registry is replaced by the source's: migrating into a store that already serves other tenants
+    would drop their records and keys. It is refused, and the target keeps them (on the old code it was wiped)."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    build_base_dir(first)
+    assert migrate((first, None), (tmp_path / "unused", postgres), KEY) == 0
+    shutil.copytree(first, second)  # the same logs: only the registry differs
+    registry = second / "config" / "tenants.json"
+    document = orjson.loads(registry.read_bytes())
+    del document["tenants"]["globex"]
+    registry.write_bytes(orjson.dumps(document))
+    assert migrate((second, None), (tmp_path / "unused", postgres), KEY) != 0
+    back = tmp_path / "back"
+    assert migrate((tmp_path / "unused", postgres), (back, None), KEY) == 0
+    assert "globex" in orjson.loads((back / "config" / "tenants.json").read_bytes())["tenants"]
