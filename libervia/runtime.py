@@ -218,7 +218,12 @@ class TenantRuntime:
         """The tenant's slot, unless it was opened for an earlier incarnation of the id (purged, perhaps through
         another process, and created again): that one is dropped, writing nothing."""
         slot = self._slots.get(tenant_id)
-        if slot is not None and slot.incarnation != self._parts.incarnation(tenant_id):
+        if slot is None:
+            return None
+        current = self._parts.incarnation(tenant_id)
+        if slot.incarnation is None:
+            slot.incarnation = current  # opened while the tenant was being created: this is its incarnation
+        elif current is not None and slot.incarnation != current:
             await self.discard_tenants([tenant_id])
             return None
         return slot
