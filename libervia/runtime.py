@@ -3,7 +3,7 @@
 A tenant's Core is created on its first request, exactly once even when many first requests arrive together
 (a per-tenant lock guards creation), and evicted when idle for ``idle_ttl_s`` or when more than
 ``max_instances`` tenants are open (least recently used first). Evicting flushes: the Core finishes its
-in-flight command, leaves a snapshot, and the tenant's log is closed.
+in-flight command, flushes its record index, and the tenant's log is closed.
 
 Each open tenant has one log object, shared by its Core and by anyone else who asks for
 :meth:`TenantRuntime.event_log` (the audit and admin routes), so there is one writer per process and every
@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from loguru import logger
@@ -47,6 +49,12 @@ class RuntimeParts:
     incarnation: Callable[[str], str | None]
     uptime_s: Callable[[], float]
     tenant_counts: Callable[[], dict[str, int]]
+    # Where each tenant's record index lives (``<index_root>/<tenant id>/``); None keeps every index in a private
+    # temporary file, rebuilt from the log at each start.
+    index_root: Path | None = None
+
+    def index_dir(self, tenant_id: str) -> Path | None:
+        return self.index_root / tenant_id if self.index_root is not None else None
 
 
 Entries = list[dict[str, Any]]
@@ -174,6 +182,9 @@ class TenantRuntime:
     async def forget_tenant(self, tenant_id: str) -> None:
         """Stop the tenant and drop everything kept about it (a purge: the id may come back from genesis)."""
         await self._evict(tenant_id, "shutdown")
+        index_dir = self._parts.index_dir(tenant_id)
+        if index_dir is not None:  # a cache of what was purged; a new tenant of this id names its own file anyway
+            shutil.rmtree(index_dir, ignore_errors=True)
         # The per-tenant lock stays: a caller may be waiting on it, and a fresh lock beside it would let two
         # instances of one tenant start in this process.
         self._summaries.pop(tenant_id, None)
@@ -340,7 +351,7 @@ class TenantRuntime:
         policies = await self._parts.policies(tenant_id)
         quotas = self._parts.quotas
         core = TenantCore(tenant_id, log, policies, quotas=lambda: quotas(tenant_id),
-                          snapshot_every=self.snapshot_every)
+                          snapshot_every=self.snapshot_every, index_dir=self._parts.index_dir(tenant_id))
         started = time.monotonic()
         await core.start()
         self.cores_started += 1

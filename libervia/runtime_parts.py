@@ -34,7 +34,8 @@ def runtime_parts(gateway: Gateway) -> RuntimeParts:
     return RuntimeParts(events=gateway.storage.events, policies=lambda tenant_id: tenant_policies(gateway, tenant_id),
                         quotas=gateway.registry.quotas, on_append=on_append,
                         incarnation=gateway.registry.incarnation, uptime_s=gateway.uptime_s,
-                        tenant_counts=gateway.registry.counts_by_status)
+                        tenant_counts=gateway.registry.counts_by_status,
+                        index_root=gateway.settings.base_dir / "record-index")
 
 
 async def tenant_policies(gateway: Gateway, tenant_id: str) -> TenantPolicies:

@@ -11,6 +11,12 @@ The lock only orders this process. Another gateway process sharing the tenant's 
 catch-up and our append, so the append says which head it was validated at (``expected_seq``); the store refuses
 it if the head moved, and the command is caught up and validated again, a few times at most, before the client
 gets 409 ``CONCURRENT_UPDATE``. Two processes therefore never both spend a mandate's last use.
+
+Memory holds live state only: the records changed since the last flush, a few recently read ones, and the compact
+part of the state (see :mod:`libervia.core.projection`). Every ``FLUSH_RECORDS`` changed records, or every
+``snapshot_every`` events, the Core waits for its appends in flight and writes what changed to the tenant's
+record index (:mod:`libervia.core.record_index`); a restart loads the newest flushed state that matches the log
+and folds in the tail, as it once did from a snapshot.
 """
 
 from __future__ import annotations
@@ -19,9 +25,11 @@ import asyncio
 import functools
 import inspect
 import random
+import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
@@ -31,6 +39,7 @@ from libervia.core.commands import COMMANDS, CommandMethod, Commands, Outcome
 from libervia.core.model import EventType, MandateStatus, ReviewStatus
 from libervia.core.policy import TenantPolicies
 from libervia.core.projection import CoreState, Projection, event_summary
+from libervia.core.record_index import IndexUnusableError, RecordIndex, StateRow
 from libervia.errors import ApiError, quota_exceeded
 from libervia.eventlog.chain import chain_drafts
 from libervia.storage import (
@@ -38,7 +47,7 @@ from libervia.storage import (
     CorruptStoreError,
     LogHead,
     QuotaExceededError,
-    Snapshot,
+    StorageError,
     TenantEventLog,
 )
 
@@ -56,6 +65,10 @@ Command = Callable[[Commands, datetime], Outcome]
 APPEND_ATTEMPTS = 32
 APPEND_RETRY_BUDGET_S = 10.0
 APPEND_JITTER_CAP_S = 0.02
+
+# How many changed records the Core keeps in memory before writing them to the record index. Each flush waits for
+# the tenant's appends in flight (a pause of one fsync once every ~200 decisions); fewer flushes cost memory.
+FLUSH_RECORDS = 1000
 
 _LOGGED_MANDATE_EVENTS = {
     EventType.AUTONOMY_SUSPENDED: "suspended",
@@ -86,7 +99,7 @@ def _utc_now() -> datetime:
 class TenantCore:
     def __init__(self, tenant_id: str, log: TenantEventLog, policies: TenantPolicies, *,
                  quotas: QuotaSource | None = None, snapshot_every: int = 1000,
-                 clock: Callable[[], datetime] = _utc_now) -> None:
+                 clock: Callable[[], datetime] = _utc_now, index_dir: Path | None = None) -> None:
         self.tenant_id = tenant_id
         self.policies = policies
         self._log = log
@@ -94,10 +107,12 @@ class TenantCore:
         self._snapshot_every = max(1, snapshot_every)
         self._clock = clock
         self._lock = asyncio.Lock()
-        self._projection = Projection()
-        self._snapshot_seq = 0
+        self._index = RecordIndex(index_dir)
+        self._projection = Projection(CoreState(self._index))
+        self._snapshot_seq = 0   # the seq of the newest state flushed to the record index
         self._snapshot_due = False
         self._closed = False
+        self._background: asyncio.Task[None] | None = None
         self._inflight: list[asyncio.Future[list[dict[str, Any]]]] = []   # staged appends, in chain order
         self._diverged = False   # something folded into the projection was not stored
         self.started_at = now_iso()
@@ -123,29 +138,57 @@ class TenantCore:
         self.replayed_events = self.state.seq - before
 
     async def _load(self) -> int:
-        """Load the newest matching snapshot into the (empty) projection and fold in the tail; return the seq
-        the replay started at."""
-        snapshot = await self._log.load_snapshot()
-        if snapshot is not None and await self._snapshot_matches(snapshot):
-            try:
-                self._projection = Projection.from_bytes(snapshot.state)
-                self._snapshot_seq = snapshot.seq
-                self.replayed_from_snapshot = snapshot.seq
-            except (ValueError, KeyError, TypeError) as exc:
-                logger.warning("tenant {} snapshot at seq {} unreadable, replaying the whole log: {}",
-                               self.tenant_id, snapshot.seq, exc)
-                self._projection = Projection()
+        """Load the newest flushed state that matches the log into the (empty) projection and fold in the tail;
+        return the seq the replay started at."""
+        try:
+            row = await self._matching_state()
+            if row is not None:
+                self._projection.load_compact(row.body)
+                self._snapshot_seq = row.seq
+                self.replayed_from_snapshot = row.seq
+        except (sqlite3.Error, IndexUnusableError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("tenant {} record index unusable, rebuilding it from the log: {}", self.tenant_id, exc)
+            self._rebuild_index()
         before = self.state.seq
         await self._catch_up()
         return before
 
-    async def _snapshot_matches(self, snapshot: Snapshot) -> bool:
-        async for entry in self._log.entries(from_seq=snapshot.seq, to_seq=snapshot.seq):
-            if entry.get("hash") == snapshot.hash:
-                return True
-        logger.warning("tenant {} snapshot at seq {} does not match the log; ignoring it", self.tenant_id,
-                       snapshot.seq)
-        return False
+    def _rebuild_index(self) -> None:
+        try:
+            self._index.reset()
+        except (sqlite3.Error, IndexUnusableError) as exc:
+            raise StorageError(f"tenant {self.tenant_id}: the record index cannot be created: {exc}") from exc
+        self._projection = Projection(CoreState(self._index))
+        self._snapshot_seq = 0
+        self.replayed_from_snapshot = None
+
+    async def _matching_state(self) -> StateRow | None:
+        """The newest state row of the index, if the log still holds the entry it was flushed at.
+
+        The rows are read before the log's head: a flush only follows the durable append of what it covers, so a
+        row beyond the head, or one whose hash is not the log's at its seq, means the log was replaced (a restore)
+        and the whole index is rebuilt."""
+        genesis = await self._hash_at(1)
+        if genesis is None:
+            return None
+        self._index.open(genesis)
+        rows = self._index.states()
+        if not rows:
+            return None
+        head = await self._log.head()
+        newest = rows[0]
+        if newest.seq > head.seq or await self._hash_at(newest.seq) != newest.hash:
+            logger.warning("tenant {} record index is at seq {}, which the log (head {}) does not hold; "
+                           "rebuilding it", self.tenant_id, newest.seq, head.seq)
+            self._rebuild_index()
+            return None
+        return newest
+
+    async def _hash_at(self, seq: int) -> str | None:
+        async for entry in self._log.entries(from_seq=seq, to_seq=seq):
+            digest = entry.get("hash")
+            return digest if isinstance(digest, str) else None
+        return None
 
     async def close(self) -> None:
         """Stop accepting calls and leave a snapshot so the next start replays little. The log is the
@@ -155,12 +198,20 @@ class TenantCore:
                 return
             self._closed = True
             await self._settle()
-            if self.state.seq > self._snapshot_seq and self.state.seq >= self._snapshot_every:
-                await self._save_snapshot()
+            if self.state.changed_count or self.state.seq > self._snapshot_seq:
+                await self._flush()
+            self._index.close()
 
     def discard(self) -> None:
-        """Stop accepting calls and write nothing (the tenant was purged; its id may name a new tenant)."""
+        """Stop accepting calls and write nothing (the tenant was purged; its id may name a new tenant). The
+        index is closed once a call that holds the lock now has finished with it."""
         self._closed = True
+        with_lock = asyncio.get_running_loop().create_task(self._close_index_when_free())
+        self._background = with_lock
+
+    async def _close_index_when_free(self) -> None:
+        async with self._lock:
+            self._index.close()
 
     @property
     def closed(self) -> bool:
@@ -301,7 +352,7 @@ class TenantCore:
         if self._diverged:
             logger.bind(tenantId=self.tenant_id).info(
                 "tenant {}: a pipelined append was not stored; rebuilding the state from the log", self.tenant_id)
-            self._projection = Projection()
+            self._projection = Projection(CoreState(self._index))
             await self._load()
             self._diverged = False
 
@@ -327,6 +378,8 @@ class TenantCore:
         if head.seq > self.state.seq:
             async for entry in self._log.entries(from_seq=self.state.seq + 1, to_seq=head.seq):
                 self._projection.apply(entry)
+                if self.state.changed_count >= FLUSH_RECORDS:
+                    await self._flush()  # a long tail (a restart, another process's burst) stays bounded too
 
     async def _check_quotas(self, count: int) -> None:
         quotas = await self._current_quotas()
@@ -364,48 +417,43 @@ class TenantCore:
             logger.bind(tenantId=self.tenant_id, mandateId=payload.get("mandate_id"), cause=cause).info(
                 "mandate {} of tenant {} {} (cause: {}, actor: {}, reason: {})", payload.get("mandate_id"),
                 self.tenant_id, word, cause, entry.get("actor"), payload.get("motivo"))
-        if self.state.seq - self._snapshot_seq >= self._snapshot_every:
+        if (self.state.seq - self._snapshot_seq >= self._snapshot_every
+                or self.state.changed_count >= FLUSH_RECORDS):
             self._snapshot_due = True
 
-    async def maybe_snapshot(self) -> None:
-        """Save a snapshot when enough events accumulated since the last one (called after commands).
-
-        The state is serialised under the lock (a consistent cut) but written after releasing it, so the
-        tenant's next commands do not wait for the snapshot's disk write.
-        """
+    async def maybe_flush(self) -> None:
+        """Write what changed to the record index when enough accumulated (called after commands)."""
         if not self._snapshot_due or self._closed:
             return
         async with self._lock:
-            if self._closed:  # discarded after a purge (or closed, which left its own snapshot): write nothing
+            if self._closed:  # discarded after a purge (or closed, which flushed itself): write nothing
                 return
             self._snapshot_due = False
-            await self._settle()  # a snapshot holds durable state only
-            if self.state.seq - self._snapshot_seq < self._snapshot_every:
-                return
-            snapshot = self._take_snapshot()
-            if snapshot is None:
-                return
-            self._snapshot_seq = snapshot.seq  # claimed now so concurrent callers do not take it twice
-        await self._write_snapshot(snapshot)
+            await self._settle()  # the index holds durable state only
+            await self._flush()
 
-    def _take_snapshot(self) -> Snapshot | None:
-        state = self.state
-        if state.head_hash is None:
-            return None
-        return Snapshot(seq=state.seq, hash=state.head_hash, state=self._projection.to_bytes())
-
-    async def _save_snapshot(self) -> None:
-        snapshot = self._take_snapshot()
-        if snapshot is not None:
-            self._snapshot_seq = snapshot.seq
-            await self._write_snapshot(snapshot)
-
-    async def _write_snapshot(self, snapshot: Snapshot) -> None:
-        try:
-            await self._log.save_snapshot(snapshot)
-        except Exception as exc:  # a missed snapshot costs replay time, never correctness
-            logger.warning("tenant {} snapshot at seq {} failed: {}", self.tenant_id, snapshot.seq, exc)
+    async def _flush(self) -> None:
+        """Under the lock, with nothing in flight: write the changed records and the compact state at this seq."""
+        rows = self._projection.flush_rows()
+        if rows is None:
             return
+        records, history, state_row = rows
+        try:
+            if not self._index.is_open:
+                genesis = await self._hash_at(1)
+                if genesis is None:
+                    return
+                self._index.open(genesis)
+            # In a worker thread: a flush of a thousand records must not stall other tenants' requests.
+            await asyncio.to_thread(self._index.write, records, history, state_row)
+        except (sqlite3.Error, IndexUnusableError, OSError) as exc:
+            # Costs memory and replay time, never correctness: the state is rebuilt from the index and the log
+            # (flush_rows let go of the mandates' new history, which only the log now holds).
+            logger.warning("tenant {} record index flush at seq {} failed: {}", self.tenant_id, state_row.seq, exc)
+            self._diverged = True
+            return
+        self._projection.flushed()
+        self._snapshot_seq = state_row.seq
         self.counters["snapshots"] += 1
 
     # --- commands ------------------------------------------------------------------------------------------------
@@ -428,7 +476,7 @@ class TenantCore:
         try:
             return await self.run(command)
         finally:
-            await self.maybe_snapshot()
+            await self.maybe_flush()
 
     # --- queries -------------------------------------------------------------------------------------------------
 
@@ -442,7 +490,10 @@ class TenantCore:
         return await self.read(select)
 
     async def mandate(self, mandate_id: str) -> dict[str, Any]:
-        return await self.read(lambda c: c.mandate(mandate_id).to_api(with_history=True))
+        def find(c: Commands) -> dict[str, Any]:
+            mandate = c.mandate(mandate_id)
+            return {**mandate.to_api(), "history": c.state.mandate_history(mandate)}
+        return await self.read(find)
 
     async def reviews(self, *, status: str | None = None) -> list[dict[str, Any]]:
         return await self.read(lambda c: [r.to_api() for r in c.state.reviews.values()
@@ -467,7 +518,7 @@ class TenantCore:
             summary = summarise(c.state)
             return {"tenant": self.tenant_id, "mandates": summary["mandates"], "reviews": summary["reviews"],
                     "consequences": summary["consequences"],
-                    "episodes": {estado: sum(1 for e in c.state.episodios.values() if e.estado == estado)
+                    "episodes": {estado: c.state.episode_states.get(estado, 0)
                                  for estado in ("CRIADO", "DECIDIDO", "EM_OBSERVACAO", "ENCERRADO")},
                     "events": c.state.seq, "recentEvents": list(reversed(c.state.recent_events))}
         return await self.read(build)
@@ -490,7 +541,8 @@ class TenantCore:
                 "events": state.seq, "headHash": state.head_hash, "lastEventAt": state.last_event_at,
                 "snapshotSeq": self._snapshot_seq, "replayedFromSnapshot": self.replayed_from_snapshot,
                 "replayedEvents": self.replayed_events, "busy": self.busy, **self.counters,
-                "appendsInFlight": len(self._inflight), **self._commit_stats(),
+                "appendsInFlight": len(self._inflight), "recordsInMemory": state.resident_count,
+                **self._commit_stats(),
                 "mandates": summarise(state)["mandates"]}
 
     def _commit_stats(self) -> dict[str, int]:
@@ -501,11 +553,7 @@ class TenantCore:
 
 def summarise(state: CoreState) -> dict[str, Any]:
     """Counts for the dashboard and the tenant list: cheap, from the projection alone."""
-    mandates = {status.value: 0 for status in MandateStatus}
-    for mandate in state.mandates.values():
-        mandates[mandate.status.value] += 1
-    reviews = {status.value: 0 for status in ReviewStatus}
-    for review in state.reviews.values():
-        reviews[review.status.value] += 1
-    return {"seq": state.seq, "mandates": {**mandates, "total": len(state.mandates)}, "reviews": reviews,
-            "consequences": {"total": len(state.consequencias)}}
+    mandates = {status.value: state.mandate_statuses.get(status.value, 0) for status in MandateStatus}
+    reviews = {status.value: state.review_statuses.get(status.value, 0) for status in ReviewStatus}
+    return {"seq": state.seq, "mandates": {**mandates, "total": sum(mandates.values())}, "reviews": reviews,
+            "consequences": {"total": state.consequence_count}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -38,14 +39,24 @@ class CoreHarness:
         log = await self.store.open_log(tenant)
         extra: dict[str, Any] = {"clock": clock} if clock else {}
         core = TenantCore(tenant, log, policies or default_policies(), snapshot_every=snapshot_every,
-                          quotas=(lambda: quotas) if quotas is not None else None, **extra)
+                          quotas=(lambda: quotas) if quotas is not None else None,
+                          index_dir=self.index_dir(tenant), **extra)
         await core.start()
         self.cores.append(core)
         return core
 
-    async def restart(self, core: TenantCore, **options: Any) -> TenantCore:
-        """Close the Core and its log, then build a new Core from a new store over the same files."""
-        await core.close()
+    def index_dir(self, tenant: str) -> Path:
+        """Where the tenant's record index lives, as the runtime places it."""
+        return self.base_dir / "record-index" / tenant
+
+    async def restart(self, core: TenantCore, *, crash: bool = False, **options: Any) -> TenantCore:
+        """Close the Core and its log, then build a new Core from a new store over the same files. ``crash``
+        skips the Core's close, as a killed process would (what it had not flushed is only in the log)."""
+        if crash:
+            core.discard()
+            await asyncio.sleep(0)  # let the discarded Core close its index
+        else:
+            await core.close()
         await core.log.close()
         self.cores.remove(core)
         await self.store.close()

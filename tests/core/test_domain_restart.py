@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 
 import pytest
 
 from libervia.core import TenantCore
 from libervia.errors import ApiError
-from libervia.storage import Snapshot
 from tests.core import bodies
 from tests.core.conftest import CoreHarness, decided, mandate_for
 
@@ -36,10 +36,12 @@ async def _mid_life(core: TenantCore) -> None:
     assert core.state.mandates[degraded["id"]].modo == "VIVENCIA_ASSISTIDA"
 
 
-async def test_restart_rebuilds_identical_state(harness: CoreHarness) -> None:
+async def test_restart_without_an_index_rebuilds_identical_state(harness: CoreHarness) -> None:
     core = await harness.open()
     await _mid_life(core)
     before, dashboard = core._projection.to_bytes(), await core.dashboard()
+    await core.close()
+    shutil.rmtree(harness.index_dir(core.tenant_id))
     restarted = await harness.restart(core)
     assert restarted.replayed_from_snapshot is None and restarted.replayed_events == restarted.state.seq
     assert restarted._projection.to_bytes() == before
@@ -48,25 +50,28 @@ async def test_restart_rebuilds_identical_state(harness: CoreHarness) -> None:
     await restarted.decide(bodies.decisao(), actor="k")
 
 
-async def test_snapshot_plus_tail_gives_the_same_state(harness: CoreHarness) -> None:
+async def test_flushed_state_plus_tail_gives_the_same_state(harness: CoreHarness) -> None:
     core = await harness.open(snapshot_every=20)
     await _mid_life(core)
+    await core.decide(bodies.decisao(), actor="k")  # a tail after the last flush (the crash loses no log entry)
     assert core.counters["snapshots"] >= 1
-    snapshot = await core.log.load_snapshot()
-    assert snapshot is not None and 0 < snapshot.seq
+    flushed = core.metrics()["snapshotSeq"]
+    assert 0 < flushed < core.state.seq
     before = core._projection.to_bytes()
-    restarted = await harness.restart(core, snapshot_every=20)
-    assert restarted.replayed_from_snapshot is not None
-    assert restarted.replayed_events == restarted.state.seq - restarted.replayed_from_snapshot
+    restarted = await harness.restart(core, crash=True, snapshot_every=20)
+    assert restarted.replayed_from_snapshot == flushed
+    assert restarted.replayed_events == restarted.state.seq - flushed
     assert restarted._projection.to_bytes() == before
 
 
-async def test_an_unreadable_snapshot_falls_back_to_a_full_replay(harness: CoreHarness) -> None:
+async def test_an_unreadable_index_falls_back_to_a_full_replay(harness: CoreHarness) -> None:
     core = await harness.open(snapshot_every=100000)
     await _mid_life(core)
     before = core._projection.to_bytes()
     head = await core.log.head()
-    await core.log.save_snapshot(Snapshot(seq=head.seq, hash=head.hash, state=b"{not a projection"))
+    await core.close()
+    for path in harness.index_dir(core.tenant_id).iterdir():
+        path.write_bytes(b"not an index " * 512)
     restarted = await harness.restart(core, snapshot_every=100000)
     assert restarted.replayed_from_snapshot is None and restarted.replayed_events == head.seq
     assert restarted._projection.to_bytes() == before

@@ -1,0 +1,210 @@
+"""The tenant's records on disk: an SQLite index beside the event log, so the Core's memory holds live state only.
+
+The log is the truth; this index is a cache of the projection that can always be rebuilt from it. It holds three
+tables:
+
+- ``records``: every record (situation, episode, contract, mandate...) as the projection last left it, one row per
+  *version*. A version is keyed by the seq of the last event that changed the record, so a reader whose state is
+  at seq ``P`` takes the newest version at or before ``P``. Versions are deterministic (the same log gives the same
+  record at the same seq), which is what lets several processes serving one tenant share one index file without
+  coordinating: each writes what it folded, and a row another process wrote is exactly the row it would have
+  written.
+- ``history``: a mandate's history entries, one row each, so a mandate with a long history is not rewritten.
+- ``states``: the compact rest of the state (head, counters, indexes by agent...) at the seq of each flush,
+  written in the same transaction as the records it goes with.
+
+A flush writes everything a process changed up to its seq ``F``, so an index holding a state row at ``F`` holds
+every record version up to ``F``. A state row is only trusted if the log's entry at its seq has its hash; a row
+beyond the log's head, or one that does not match, means the log was replaced (a restore) and the index is
+rebuilt from the log. The file is named after the hash of the log's first entry, so a purged tenant id that is
+created again never reads its predecessor's index.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from loguru import logger
+
+FORMAT = "1"
+# The index is a cache: a page cache of its own per tenant would multiply by the number of tenants.
+CACHE_KIB = 256
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS records (kind TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL,
+    ord INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY (kind, id, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS records_in_order ON records (kind, ord);
+CREATE TABLE IF NOT EXISTS history (owner TEXT NOT NULL, seq INTEGER NOT NULL, body BLOB NOT NULL,
+    PRIMARY KEY (owner, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS states (seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, body BLOB NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRow:
+    kind: str
+    id: str
+    seq: int     # the event that last changed it
+    ord: int     # the event that created it: listings keep creation order
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StateRow:
+    seq: int
+    hash: str
+    body: bytes
+
+
+class IndexUnusableError(Exception):
+    """The index file cannot be used (unreadable, another format, another log): it is rebuilt from the log."""
+
+
+class RecordIndex:
+    """One tenant's index file (or a private temporary one when ``directory`` is None).
+
+    The file is opened on first use, because its name needs the log's first entry. Reads run on the caller's
+    thread (point lookups by primary key); :meth:`write` may run in a worker thread. The Core serialises every
+    call under its lock, so one connection serves both.
+    """
+
+    def __init__(self, directory: Path | None) -> None:
+        self._directory = directory
+        self._db: sqlite3.Connection | None = None
+        self._genesis: str | None = None
+
+    @property
+    def path(self) -> Path | None:
+        if self._directory is None or self._genesis is None:
+            return None
+        return self._directory / f"{self._genesis[:32]}.sqlite"
+
+    @property
+    def is_open(self) -> bool:
+        return self._db is not None
+
+    def open(self, genesis: str) -> None:
+        """Open (or create) the index of the log whose first entry has hash ``genesis``."""
+        if self._db is not None:
+            if genesis != self._genesis:
+                raise IndexUnusableError("the log's first entry changed under an open index")
+            return
+        self._genesis = genesis
+        path = self.path
+        if path is None:
+            self._db = self._connect("")  # SQLite's private temporary database, on disk, gone when closed
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._remove_other_incarnations(path)
+        try:
+            self._db = self._connect(str(path))
+        except sqlite3.DatabaseError as exc:
+            self._db = None
+            raise IndexUnusableError(f"{path.name}: {exc}") from exc
+
+    def _connect(self, target: str) -> sqlite3.Connection:
+        db = sqlite3.connect(target, isolation_level=None, check_same_thread=False, timeout=10.0)
+        try:
+            db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            if target:
+                # WAL: readers in other processes never wait for a writer. NORMAL: a crash may lose the newest
+                # flushes (rebuilt from the log), never leave the file inconsistent.
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = NORMAL")
+            db.executescript(_SCHEMA)
+            found = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            if not found:
+                db.executemany("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+                               [("format", FORMAT), ("genesis", self._genesis or "")])
+            elif found.get("format") != FORMAT or found.get("genesis") != self._genesis:
+                raise IndexUnusableError(f"index of format {found.get('format')!r} for another log")
+        except Exception:
+            db.close()
+            raise
+        return db
+
+    def _remove_other_incarnations(self, keep: Path) -> None:
+        """Index files of earlier logs under this tenant id (purged since) are never read again."""
+        for other in keep.parent.glob("*.sqlite*"):
+            if not other.name.startswith(keep.name):
+                with contextlib.suppress(OSError):
+                    other.unlink()
+
+    def reset(self) -> None:
+        """Forget everything in the index (it disagrees with the log): the caller rebuilds it."""
+        path = self.path
+        self.close()
+        if path is not None:
+            for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                with contextlib.suppress(FileNotFoundError):
+                    name.unlink()
+            logger.warning("record index {} removed: it did not match the event log; rebuilding it", path)
+        if self._genesis is not None:
+            genesis, self._genesis = self._genesis, None
+            self.open(genesis)
+
+    def close(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+
+    # --- reading -------------------------------------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise IndexUnusableError("the record index is not open")
+        return self._db
+
+    def states(self) -> list[StateRow]:
+        """Every state row, newest first."""
+        if self._db is None:
+            return []
+        rows = self._db.execute("SELECT seq, hash, body FROM states ORDER BY seq DESC").fetchall()
+        return [StateRow(seq, digest, body) for seq, digest, body in rows]
+
+    def fetch(self, kind: str, record_id: str, at_seq: int) -> tuple[int, bytes] | None:
+        """The newest version of a record at or before ``at_seq``: ``(ord, body)``, or None."""
+        if self._db is None:
+            return None
+        row = self._db.execute("SELECT ord, body FROM records WHERE kind = ? AND id = ? AND seq <= ? "
+                               "ORDER BY seq DESC LIMIT 1", (kind, record_id, at_seq)).fetchone()
+        return (row[0], row[1]) if row is not None else None
+
+    def listing(self, kind: str, at_seq: int) -> Iterator[tuple[str, int, bytes]]:
+        """Every record of ``kind`` as it was at ``at_seq``, in creation order: ``(id, ord, body)``."""
+        if self._db is None:
+            return iter(())
+        return iter(self._db.execute(
+            "SELECT r.id, r.ord, r.body FROM records r WHERE r.kind = ? AND r.seq = (SELECT MAX(v.seq) FROM records v "
+            "WHERE v.kind = r.kind AND v.id = r.id AND v.seq <= ?) ORDER BY r.ord, r.id", (kind, at_seq)).fetchall())
+
+    def history(self, owner: str, at_seq: int) -> list[bytes]:
+        if self._db is None:
+            return []
+        return [body for (body,) in self._db.execute(
+            "SELECT body FROM history WHERE owner = ? AND seq <= ? ORDER BY seq", (owner, at_seq)).fetchall()]
+
+    # --- writing -------------------------------------------------------------------------------------------------
+
+    def write(self, records: Iterable[RecordRow], history: Iterable[tuple[str, int, bytes]], state: StateRow) -> None:
+        """Store one flush atomically: the changed records, new history rows and the state they belong to."""
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            # OR REPLACE: a row another process wrote for the same version holds the same bytes.
+            db.executemany("INSERT OR REPLACE INTO records (kind, id, seq, ord, body) VALUES (?, ?, ?, ?, ?)",
+                           [(r.kind, r.id, r.seq, r.ord, r.body) for r in records])
+            db.executemany("INSERT OR REPLACE INTO history (owner, seq, body) VALUES (?, ?, ?)", list(history))
+            db.execute("INSERT OR REPLACE INTO states (seq, hash, body) VALUES (?, ?, ?)",
+                       (state.seq, state.hash, state.body))
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
