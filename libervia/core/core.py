@@ -26,6 +26,7 @@ import functools
 import inspect
 import random
 import sqlite3
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -528,12 +529,20 @@ class TenantCore:
 
     async def events(self, *, tipo: str | None = None, entidade: str | None = None, limit: int = 50,
                      offset: int = 0) -> dict[str, Any]:
-        """Events newest first. Entries are immutable once written, so this reads the log without the lock."""
+        """Events newest first. Entries are immutable once written, so this reads the log without the lock.
+
+        The whole log is read to count the matches, but only the newest ``offset + limit`` of them are kept: a
+        page of a long history costs the page, not the history."""
         self._touch()
-        matches = [event_summary(entry) async for entry in self._log.entries()
-                   if (tipo is None or entry["evento"] == tipo) and (entidade is None or entry["entidade"] == entidade)]
-        matches.reverse()
-        return {"eventos": matches[offset:offset + limit], "total": len(matches), "limit": limit, "offset": offset}
+        window: deque[dict[str, Any]] = deque(maxlen=max(0, offset) + max(0, limit))
+        total = 0
+        async for entry in self._log.entries():
+            if (tipo is None or entry["evento"] == tipo) and (entidade is None or entry["entidade"] == entidade):
+                total += 1
+                if window.maxlen:
+                    window.append(event_summary(entry))
+        newest_first = list(reversed(window))
+        return {"eventos": newest_first[offset:offset + limit], "total": total, "limit": limit, "offset": offset}
 
     def metrics(self) -> dict[str, Any]:
         state = self.state

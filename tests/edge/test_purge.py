@@ -9,6 +9,7 @@ import subprocess
 import sys
 from typing import Any
 
+from tests.core.bodies import decisao
 from tests.gateway_process import GatewayProcess
 
 
@@ -17,6 +18,11 @@ async def _purge_then_recreate(gateway: GatewayProcess) -> None:
     admin = gateway.admin_token
     await gateway.create_tenant("tdel")
     old_key = await gateway.create_key("tdel", "tenant_admin")
+    status, _, old_decision = await gateway.request("POST", "/api/v1/decisoes", old_key, json=decisao())
+    assert status == 201, old_decision
+    # Stopping the instance flushes its records to the tenant's record index, which the purge must take too.
+    status, _, _ = await gateway.request("POST", "/admin/tenants/tdel/shutdown", admin)
+    assert status == 200
     status, _, _ = await gateway.request("POST", "/admin/tenants/tdel/suspend", admin, json={"reason": "r"})
     assert status == 200
     status, _, old_events = await gateway.request("GET", "/admin/tenants/tdel/events", admin)
@@ -39,6 +45,8 @@ async def _purge_then_recreate(gateway: GatewayProcess) -> None:
     status, _, eventos = await gateway.request("GET", "/api/v1/eventos", public)
     assert status == 200
     assert all(e["evento"] != "TENANT_SUSPENDED" for e in eventos["eventos"]), eventos
+    status, _, body = await gateway.request("GET", f"/api/v1/episodios/{old_decision['episodio_id']}", public)
+    assert (status, body["code"]) == (404, "EPISODE_NOT_FOUND")
     # the old owner's key is gone with it
     status, _, body = await gateway.request("GET", "/admin/tenants/tdel", old_key)
     assert (status, body["code"]) == (401, "INVALID_TOKEN")

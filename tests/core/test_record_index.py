@@ -1,0 +1,141 @@
+"""Memory bounded by live state: records beyond the last flush live in the record index, and every read answers
+as it did when everything was in memory (issue 11.5)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from typing import Any
+
+import pytest
+
+from libervia.core import TenantCore
+from libervia.core import core as core_module
+from libervia.core import records as records_module
+from libervia.eventlog.checkpoints import CheckpointSigner
+from libervia_plugins.storage_files.eventlog import FileEventStore
+from tests.core import bodies
+from tests.core.conftest import SIGNER_KEY, CoreHarness, decided
+from tests.core.test_domain_restart import _mid_life
+
+
+async def _every_read(core: TenantCore) -> dict[str, Any]:
+    """What each read route of the Core answers, for every record it knows."""
+    episodes = [e.id for e in core.state.episodios.values()]
+    mandates = await core.mandates()
+    reviews = await core.reviews()
+    consequences = await core.consequences()
+    return {
+        "dashboard": await core.dashboard(),
+        "summary": await core.summary(),
+        "episodes": [await core.episode(e) for e in episodes],
+        "mandates": mandates,
+        "mandatesActive": await core.mandates(status="active"),
+        "mandatesOfA2": await core.mandates(agent_id="a2"),
+        "mandate": [await core.mandate(m["id"]) for m in mandates],
+        "reviews": reviews,
+        "reviewsOpen": await core.reviews(status="OPEN"),
+        "review": [await core.review(r["id"]) for r in reviews],
+        "consequences": consequences,
+        "consequence": [await core.consequence(c["id"]) for c in consequences],
+        "events": await core.events(limit=500),
+    }
+
+
+async def test_resident_records_stay_bounded_while_history_grows(harness: CoreHarness,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(core_module, "FLUSH_RECORDS", 40)
+    monkeypatch.setattr(records_module, "RECENT_CAPACITY", 4)
+    core = await harness.open()
+    answers = [await decided(core) for _ in range(60)]   # 300 records, 600 events
+    assert core.state.resident_count <= 40 + 10 + 8 * 4
+    assert core.counters["snapshots"] >= 5
+    # The oldest ones are read back from the index exactly as they were answered.
+    first = answers[0]
+    episode = await core.episode(first["episodio_id"])
+    assert episode["contrato_id"] == first["contrato"]["id"] and episode["estado"] == "DECIDIDO"
+    assert core.state.contratos[first["contrato"]["id"]].to_api() == first["contrato"]
+    # And commands about old records validate against them.
+    recorded = await core.record_consequence(bodies.consequencia(first["contrato"]["id"]), actor="k")
+    assert recorded["observacao"]["contrato_id"] == first["contrato"]["id"]
+
+
+async def test_every_read_answers_the_same_from_the_index_as_from_memory(harness: CoreHarness,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(core_module, "FLUSH_RECORDS", 1)   # flush after every command that changes a record
+    monkeypatch.setattr(records_module, "RECENT_CAPACITY", 1)
+    core = await harness.open()
+    await _mid_life(core)
+    from_index = await _every_read(core)
+    assert core.counters["snapshots"] > 10
+    # The same log folded with everything in memory, as the Core did before the index.
+    monkeypatch.setattr(core_module, "FLUSH_RECORDS", 10**9)
+    await core.close()
+    shutil.rmtree(harness.index_dir(core.tenant_id))
+    in_memory = await harness.restart(core)
+    assert in_memory.counters["snapshots"] == 0 and in_memory.state.changed_count > 20
+    assert await _every_read(in_memory) == from_index
+
+
+async def test_a_log_replaced_by_an_older_copy_rebuilds_the_index(harness: CoreHarness) -> None:
+    """A restore brings back a shorter log: the index, flushed further on, must not lend it records."""
+    core = await harness.open(snapshot_every=5)
+    kept = await decided(core)
+    await core.close()
+    await core.log.close()
+    tenant_dir = harness.base_dir / "tenants" / core.tenant_id
+    backup = harness.base_dir.parent / "backup"
+    shutil.copytree(tenant_dir, backup)
+    core = await harness.restart(core, snapshot_every=5)
+    lost = await decided(core)
+    await core.observe(kept["episodio_id"], actor="k")    # changes a record the old copy also holds
+    await core.close()
+    await core.log.close()
+    shutil.rmtree(tenant_dir)
+    shutil.copytree(backup, tenant_dir)
+
+    restored = await harness.restart(core, snapshot_every=5)
+    assert restored.state.seq == 10 and restored.replayed_from_snapshot is None
+    assert (await restored.episode(kept["episodio_id"]))["estado"] == "DECIDIDO"
+    assert lost["episodio_id"] not in restored.state.episodios
+    # New history on the restored log, then a restart from its own index: still only what this log says.
+    await decided(restored)
+    again = await harness.restart(restored, snapshot_every=5)
+    assert (await again.episode(kept["episodio_id"]))["estado"] == "DECIDIDO"
+    assert lost["episodio_id"] not in again.state.episodios
+
+
+async def test_two_processes_share_one_index_file(harness: CoreHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two Cores over one log and one index directory, as two workers of one machine: each flushes what it
+    folded, and neither ever reads a record version newer than its own state."""
+    monkeypatch.setattr(core_module, "FLUSH_RECORDS", 5)
+    monkeypatch.setattr(records_module, "RECENT_CAPACITY", 1)
+    first = await harness.open()
+    other_store = FileEventStore(harness.base_dir, CheckpointSigner(SIGNER_KEY))   # another process's store
+    second_log = await other_store.open_log(first.tenant_id)
+    second = TenantCore(first.tenant_id, second_log, first.policies, index_dir=harness.index_dir(first.tenant_id))
+    await second.start()
+    decisions = []
+    for round_ in range(6):
+        writer = first if round_ % 2 == 0 else second
+        decisions.append(await decided(writer))
+        if round_ == 3:
+            await writer.observe(decisions[0]["episodio_id"], actor="k")
+    for core in (first, second):
+        for answer in decisions:
+            episode = await core.episode(answer["episodio_id"])
+            assert episode["contrato_id"] == answer["contrato"]["id"]
+        assert (await core.episode(decisions[0]["episodio_id"]))["estado"] == "EM_OBSERVACAO"
+    assert (await first.dashboard()) == (await second.dashboard())
+    await second.close()
+    await other_store.close()
+
+
+async def test_a_discarded_core_lets_a_running_read_finish(harness: CoreHarness) -> None:
+    """A purge discards the instance while a read holds its lock: the read finishes on an open index."""
+    core = await harness.open()
+    answer = await decided(core)
+    read = asyncio.ensure_future(core.episode(answer["episodio_id"]))
+    await asyncio.sleep(0)
+    core.discard()
+    assert (await read)["episodio_id"] == answer["episodio_id"]
