@@ -1,5 +1,6 @@
 """Every figure of issue 11's table in one run: gateway ratios to a bare aiohttp app, scrape cost at 1,000
-tenants, durable decisions/s and memory after 10,000 decisions.
+tenants, durable decisions/s, memory after 10,000 decisions, reads of old episodes (from the record index), and
+memory with 1,000 tenants plus 100,000 decisions on one (``--scale-decisions 0`` skips that one).
 
     python bench/table_bench.py [--seconds 3] [--rounds 3] [--connections 50] [--decisions 10000]
 
@@ -116,31 +117,79 @@ async def decisions(gateway: GatewayProcess, seconds: float, clients: int) -> tu
     return one_result.rps, spread_result.rps
 
 
-async def memory_after(gateway: GatewayProcess, count: int, clients: int = 16) -> tuple[float, float, float]:
-    """RSS before, right after ``count`` decisions on one tenant, and 5 s later (MiB)."""
-    assert gateway.proc is not None
-    tokens = await _tokens(gateway, ["bench-memory"], clients)
-    await _drive(gateway.url, tokens[:1], 0.5)
-    before = rss_mb(gateway.proc.pid)
-    headers = [{"Authorization": f"Bearer {t}"} for t in tokens]
+async def post_decisions(gateway: GatewayProcess, tokens: list[str], count: int) -> list[str]:
+    """``count`` decisions spread over one client per token; the episode ids they created, oldest first."""
     from tests.core import bodies
+    headers = [{"Authorization": f"Bearer {t}"} for t in tokens]
     body = bodies.decisao()
     remaining = count
+    episodes: list[str] = []
     with tqdm(total=count, desc="decisions", unit="dec", leave=False, disable=not sys.stderr.isatty()) as bar:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=len(tokens))) as session:
             async def client(h: dict[str, str]) -> None:
                 nonlocal remaining
                 while remaining > 0:
                     remaining -= 1
                     async with session.post(f"{gateway.url}/api/v1/decisoes", json=body, headers=h) as response:
-                        await response.read()
-                        assert response.status == 201
+                        answer = await response.json()
+                        assert response.status == 201, answer
+                    episodes.append(answer["episodio_id"])
                     bar.update()
 
             await asyncio.gather(*(client(h) for h in headers))
+    return episodes
+
+
+async def memory_after(gateway: GatewayProcess, count: int, clients: int = 16
+                       ) -> tuple[float, float, float, list[str], str]:
+    """RSS before, right after ``count`` decisions on one tenant, and 5 s later (MiB); the episodes created and a
+    token of the tenant."""
+    assert gateway.proc is not None
+    tokens = await _tokens(gateway, ["bench-memory"], clients)
+    await _drive(gateway.url, tokens[:1], 0.5)
+    before = rss_mb(gateway.proc.pid)
+    episodes = await post_decisions(gateway, tokens, count)
     after = rss_mb(gateway.proc.pid)
     await asyncio.sleep(5)
-    return before, after, rss_mb(gateway.proc.pid)
+    return before, after, rss_mb(gateway.proc.pid), episodes, tokens[0]
+
+
+async def episode_reads(gateway: GatewayProcess, token: str, episodes: list[str]) -> tuple[float, float]:
+    """Median client-side ms per sequential ``GET /api/v1/episodios/{id}`` over distinct ids, and the server's
+    CPU us per read: each id is read once, so an old episode comes from the record index, not a cache."""
+    assert gateway.proc is not None
+    headers = {"Authorization": f"Bearer {token}"}
+    times = []
+    async with aiohttp.ClientSession() as session:
+        cpu_before = process_cpu_seconds(gateway.proc.pid)
+        for episode in episodes:
+            began = time.perf_counter()
+            async with session.get(f"{gateway.url}/api/v1/episodios/{episode}", headers=headers) as response:
+                await response.read()
+                assert response.status == 200
+            times.append((time.perf_counter() - began) * 1000)
+        cpu_us = (process_cpu_seconds(gateway.proc.pid) - cpu_before) / len(episodes) * 1e6
+    return statistics.median(times), cpu_us
+
+
+async def memory_at_scale(gateway: GatewayProcess, decisions: int, tenants: int) -> tuple[float, float, float]:
+    """Issue 11.5's memory figure: ``tenants`` tenants with one decision each, then ``decisions`` on one tenant.
+    RSS once the small tenants are in (the idle level), right after the big load, and 10 s after it (MiB)."""
+    assert gateway.proc is not None
+    with tqdm(total=tenants, desc="tenants with one decision", leave=False,
+              disable=not sys.stderr.isatty()) as bar:
+        small = [f"s{i:04d}" for i in range(tenants)]
+        for start in range(0, tenants, 50):
+            tokens = await _tokens(gateway, small[start:start + 50], 1)
+            await post_decisions(gateway, tokens, len(tokens))
+            bar.update(len(tokens))
+    tokens = await _tokens(gateway, ["bench-history"], 16)
+    await asyncio.sleep(2)
+    idle = rss_mb(gateway.proc.pid)
+    await post_decisions(gateway, tokens, decisions)
+    after = rss_mb(gateway.proc.pid)
+    await asyncio.sleep(10)
+    return idle, after, rss_mb(gateway.proc.pid)
 
 
 def baseline_launcher(python: str) -> tuple[str, ...]:
@@ -197,9 +246,27 @@ def measure(name: str, gateway: GatewayProcess, bare_url: str, bare_pid: int, ar
         f"(server CPU {cpu_ms:.2f} ms), {size / 1000:.0f} KB   (target <= 3 ms)")
     decision_rates(gateway, args, add)
     if args.decisions:
-        before, after, settled = asyncio.run(memory_after(gateway, args.decisions))
+        before, after, settled, episodes, token = asyncio.run(memory_after(gateway, args.decisions))
         add(f"RSS after {args.decisions} decisions on one tenant      {after - before:+7.1f} MB "
             f"({before:.0f} -> {after:.0f} MB, {settled:.0f} MB 5 s later; target +<= 10 MB)")
+        sample = min(1000, len(episodes) // 2)
+        old_ms, old_cpu = asyncio.run(episode_reads(gateway, token, episodes[:sample]))
+        new_ms, new_cpu = asyncio.run(episode_reads(gateway, token, episodes[-sample:]))
+        add(f"GET /api/v1/episodios/{{id}}, {sample} oldest episodes   {old_ms:6.2f} ms each, server CPU "
+            f"{old_cpu:.0f} us; {sample} newest: {new_ms:.2f} ms, {new_cpu:.0f} us")
+
+
+def measure_memory_at_scale(name: str, launcher: tuple[str, ...], base: Path, args: argparse.Namespace,
+                            lines: list[str]) -> None:
+    gateway = GatewayProcess(base, {"LOG_LEVEL": "info"}, launcher=launcher).start()
+    try:
+        idle, after, settled = asyncio.run(memory_at_scale(gateway, args.scale_decisions, args.scale_tenants))
+    finally:
+        gateway.stop()
+    lines.append(f"[{name}] RSS with {args.scale_tenants} tenants + {args.scale_decisions} decisions on one "
+                 f"{after:7.1f} MB   (target <= 150 MB; idle {idle:.0f} MB, {settled:.0f} MB 10 s after, "
+                 f"{(settled - idle) / idle * 100:+.0f}% of idle; target within 10%)")
+    print(lines[-1], flush=True)
 
 
 def main() -> None:
@@ -210,6 +277,10 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=1000)
     parser.add_argument("--decisions", type=int, default=10_000, help="0 skips the memory run")
     parser.add_argument("--decision-seconds", type=float, default=5.0)
+    parser.add_argument("--scale-decisions", type=int, default=100_000,
+                        help="decisions on one tenant for the memory-at-scale run (0 skips it)")
+    parser.add_argument("--scale-tenants", type=int, default=1000,
+                        help="tenants with one decision each in the memory-at-scale run")
     parser.add_argument("--decisions-only", action="store_true",
                         help="measure only the two decision rates (pipelined commits), nothing else")
     parser.add_argument("--baseline-python", default=None,
@@ -232,6 +303,8 @@ def main() -> None:
                     measure(name, gateway, bare_url, bare.pid, args, lines)
                 finally:
                     gateway.stop()
+                if args.scale_decisions and not args.decisions_only:
+                    measure_memory_at_scale(name, launcher, Path(tmp) / f"side{index}" / "scale", args, lines)
         finally:
             bare.kill()
     print("\nsummary (shared 2-core machine; wrk pinned to one core, each server to the other)")

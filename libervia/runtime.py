@@ -26,6 +26,7 @@ from loguru import logger
 from libervia.clock import now_iso
 from libervia.core.core import CoreClosedError, Quotas, TenantCore, summarise
 from libervia.core.policy import TenantPolicies
+from libervia.errors import ApiError
 from libervia.storage import EventDraft, EventStore, LogHead, Snapshot, TenantEventLog
 
 T = TypeVar("T")
@@ -222,7 +223,10 @@ class TenantRuntime:
         more on the fresh instance (the stopped one wrote nothing for this call)."""
         try:
             return await action(await self.core(tenant_id))
-        except CoreClosedError:
+        except CoreClosedError as exc:
+            if exc.discarded and self._parts.incarnation(tenant_id) is None:
+                # Purged before the call ran: a fresh instance would open an empty log under the gone id.
+                raise ApiError(404, "TENANT_NOT_FOUND", f"Tenant {tenant_id} does not exist.") from None
             return await action(await self.core(tenant_id))
 
     async def _live_slot(self, tenant_id: str) -> _Slot | None:

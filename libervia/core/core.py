@@ -90,7 +90,13 @@ class _Staged:
 
 
 class CoreClosedError(Exception):
-    """The instance was stopped (evicted or shut down) before this call ran; ask the runtime for a fresh one."""
+    """The instance was stopped before this call ran, which wrote nothing. Evicted or shut down: ask the runtime
+    for a fresh one. ``discarded``: the tenant was purged, and a fresh instance may belong to another tenant."""
+
+    def __init__(self, tenant_id: str, *, discarded: bool = False) -> None:
+        super().__init__(tenant_id)
+        self.tenant_id = tenant_id
+        self.discarded = discarded
 
 
 def _utc_now() -> datetime:
@@ -113,6 +119,7 @@ class TenantCore:
         self._snapshot_seq = 0   # the seq of the newest state flushed to the record index
         self._snapshot_due = False
         self._closed = False
+        self._discarded = False
         self._background: asyncio.Task[None] | None = None
         self._inflight: list[asyncio.Future[list[dict[str, Any]]]] = []   # staged appends, in chain order
         self._diverged = False   # something folded into the projection was not stored
@@ -206,7 +213,7 @@ class TenantCore:
     def discard(self) -> None:
         """Stop accepting calls and write nothing (the tenant was purged; its id may name a new tenant). The
         index is closed once a call that holds the lock now has finished with it."""
-        self._closed = True
+        self._closed = self._discarded = True
         with_lock = asyncio.get_running_loop().create_task(self._close_index_when_free())
         self._background = with_lock
 
@@ -246,7 +253,7 @@ class TenantCore:
             async with self._lock:
                 self._touch()
                 if self._closed:
-                    raise CoreClosedError(self.tenant_id)
+                    raise CoreClosedError(self.tenant_id, discarded=self._discarded)
                 try:
                     staged = await self._stage(command)
                 except ApiError:
@@ -306,15 +313,21 @@ class TenantCore:
                                               outcome.drafts)
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"event not stored: {exc}") from exc
+            self._fold(entries)  # before it is queued: an entry the projection cannot apply is never written
             durable = append_chained(entries, lines)
             self._track(durable)
+            return _Staged(outcome, outcome.respond(self.state) if outcome.error is None else {}, durable, own=True)
+        self._fold(entries)
+        return _Staged(outcome, outcome.respond(self.state) if outcome.error is None else {}, durable, own=True)
+
+    def _fold(self, entries: list[dict[str, Any]]) -> None:
+        """Fold a command's own entries into the projection; one that fails leaves it to be rebuilt."""
         try:
             for entry in entries:
                 self._projection.apply(entry)
         except Exception:
             self._diverged = True
             raise
-        return _Staged(outcome, outcome.respond(self.state) if outcome.error is None else {}, durable, own=True)
 
     def _track(self, durable: asyncio.Future[list[dict[str, Any]]]) -> None:
         self._inflight.append(durable)
@@ -362,7 +375,7 @@ class TenantCore:
         async with self._lock:
             self._touch()
             if self._closed:
-                raise CoreClosedError(self.tenant_id)
+                raise CoreClosedError(self.tenant_id, discarded=self._discarded)
             await self._settle()
             await self._catch_up()
             return reader(Commands(self.tenant_id, self.state, self.policies))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -12,7 +13,11 @@ import pytest
 from libervia.core import TenantCore
 from libervia.core import core as core_module
 from libervia.core import records as records_module
+from libervia.core.command_kit import Batch, Outcome
+from libervia.core.commands import Commands
+from libervia.core.model import Entity, EventType
 from libervia.eventlog.checkpoints import CheckpointSigner
+from libervia.storage import CorruptStoreError
 from libervia_plugins.storage_files.eventlog import FileEventStore
 from tests.core import bodies
 from tests.core.conftest import SIGNER_KEY, CoreHarness, decided
@@ -139,3 +144,21 @@ async def test_a_discarded_core_lets_a_running_read_finish(harness: CoreHarness)
     await asyncio.sleep(0)
     core.discard()
     assert (await read)["episodio_id"] == answer["episodio_id"]
+
+
+async def test_an_entry_the_projection_cannot_apply_is_never_written(core: TenantCore) -> None:
+    """Folded before it is queued (it was queued first: the client got a 503 for a write that was durable)."""
+    await decided(core)
+    head = await core.log.head()
+
+    def impossible(commands: Commands, now: datetime) -> Outcome:
+        batch = Batch(actor="k", request_id=None)
+        batch.add(EventType.SITUACAO_STATUS_ALTERADO, Entity.SITUATION, "sit_missing",
+                  {"situacao_id": "sit_missing", "para": "ABERTA", "em": "2026-01-01T00:00:00Z"})
+        return Outcome(batch.drafts, lambda _state: {})
+
+    with pytest.raises(CorruptStoreError):
+        await core.run(impossible)
+    assert (await core.log.head()).seq == head.seq
+    await decided(core)   # the projection was rebuilt and goes on from the durable head
+    assert core.state.seq == head.seq + 10 == (await core.log.head()).seq

@@ -1,0 +1,48 @@
+"""A call that loses the race with a purge is answered 404, not run on a fresh instance under the gone id (it
+was retried there: the command landed in the purged tenant's log, or in a new one created for nobody)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from libervia.core import TenantCore, TenantPolicies
+from libervia.errors import ApiError
+from libervia.eventlog.checkpoints import CheckpointSigner
+from libervia.runtime import RuntimeParts, TenantRuntime
+from libervia_plugins.storage_files.eventlog import FileEventStore
+from tests.core import bodies
+from tests.core.conftest import SIGNER_KEY, default_policies
+
+
+async def test_a_command_waiting_when_its_tenant_is_purged_gets_404(tmp_path: Path) -> None:
+    store = FileEventStore(tmp_path / "data", CheckpointSigner(SIGNER_KEY))
+    incarnations = {"acme": "2026-12-01T00:00:00Z"}
+
+    async def policies(tenant_id: str) -> TenantPolicies:
+        return default_policies()
+
+    parts = RuntimeParts(events=store, policies=policies, quotas=lambda tenant_id: None,
+                         on_append=lambda tenant_id, count: None, incarnation=incarnations.get,
+                         uptime_s=lambda: 0.0, tenant_counts=dict, index_root=tmp_path / "record-index")
+    runtime = TenantRuntime(parts, idle_ttl_s=600, max_instances=10)
+    core = await runtime.core("acme")
+    await core.decide(bodies.decisao(), actor="k")
+
+    async def decide(instance: TenantCore) -> object:
+        return await instance.decide(bodies.decisao(), actor="k")
+
+    async with core._lock:   # the command waits for the lock, as behind a slow command
+        waiting = asyncio.ensure_future(runtime.call("acme", decide))
+        await asyncio.sleep(0.01)
+        del incarnations["acme"]           # purged through the registry...
+        await runtime.discard_tenants(["acme"])   # ...and its instance dropped
+    with pytest.raises(ApiError) as caught:
+        await waiting
+    assert (caught.value.status, caught.value.code) == (404, "TENANT_NOT_FOUND")
+    log = await store.open_log("acme")
+    assert (await log.head()).seq == 10   # only the first decision
+    await runtime.close()
+    await store.close()
