@@ -28,6 +28,7 @@ from libervia.core.core import CoreClosedError, Quotas, TenantCore, summarise
 from libervia.core.policy import TenantPolicies
 from libervia.errors import ApiError
 from libervia.storage import EventDraft, EventStore, LogHead, Snapshot, TenantEventLog
+from libervia.tenants.ids import tenant_id_problem
 
 T = TypeVar("T")
 
@@ -55,7 +56,9 @@ class RuntimeParts:
     index_root: Path | None = None
 
     def index_dir(self, tenant_id: str) -> Path | None:
-        return self.index_root / tenant_id if self.index_root is not None else None
+        if self.index_root is None or tenant_id_problem(tenant_id) is not None:
+            return None  # an id that is not a safe directory name never reaches a path
+        return self.index_root / tenant_id
 
 
 Entries = list[dict[str, Any]]
