@@ -27,8 +27,11 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from loguru import logger
+
+from libervia.storage import StorageError
 
 FORMAT = "1"
 # The index is a cache: a page cache of its own per tenant would multiply by the number of tenants.
@@ -61,8 +64,9 @@ class StateRow:
     body: bytes
 
 
-class IndexUnusableError(Exception):
-    """The index file cannot be used (unreadable, another format, another log): it is rebuilt from the log."""
+class IndexUnusableError(StorageError):
+    """The index file cannot be used (unreadable, another format, another log). At a Core's start it is rebuilt
+    from the log; during a request the request fails with 503, as for any storage the gateway cannot read."""
 
 
 class RecordIndex:
@@ -70,7 +74,9 @@ class RecordIndex:
 
     The file is opened on first use, because its name needs the log's first entry. Reads run on the caller's
     thread (point lookups by primary key); :meth:`write` may run in a worker thread. The Core serialises every
-    call under its lock, so one connection serves both.
+    call under its lock, so one connection serves both. The connection is let go after each write (and after a
+    start): an open SQLite file costs about 165 KB and three descriptors, which a thousand mostly idle tenants
+    cannot each keep; the next read opens it again.
     """
 
     def __init__(self, directory: Path | None) -> None:
@@ -86,21 +92,28 @@ class RecordIndex:
 
     @property
     def is_open(self) -> bool:
-        return self._db is not None
+        """Whether the index knows its log (its file may be let go until the next call)."""
+        return self._genesis is not None
 
     def open(self, genesis: str) -> None:
         """Open (or create) the index of the log whose first entry has hash ``genesis``."""
-        if self._db is not None:
+        if self._genesis is not None:
             if genesis != self._genesis:
                 raise IndexUnusableError("the log's first entry changed under an open index")
+            if self._db is None:
+                self._reconnect()
             return
         self._genesis = genesis
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._remove_other_incarnations(self.path)
+        self._reconnect()
+
+    def _reconnect(self) -> None:
         path = self.path
         if path is None:
             self._db = self._connect("")  # SQLite's private temporary database, on disk, gone when closed
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._remove_other_incarnations(path)
         try:
             self._db = self._connect(str(path))
         except sqlite3.DatabaseError as exc:
@@ -148,6 +161,11 @@ class RecordIndex:
             genesis, self._genesis = self._genesis, None
             self.open(genesis)
 
+    def release(self) -> None:
+        """Let the file go until the next call (a private temporary index would be lost: it is kept)."""
+        if self.path is not None:
+            self.close()
+
     def close(self) -> None:
         if self._db is not None:
             with contextlib.suppress(sqlite3.Error):
@@ -156,45 +174,50 @@ class RecordIndex:
 
     # --- reading -------------------------------------------------------------------------------------------------
 
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise IndexUnusableError("the record index is not open")
+    def _conn(self) -> sqlite3.Connection | None:
+        """The connection, opened again if it was let go; None before the log has a first entry."""
+        if self._db is None and self._genesis is not None:
+            self._reconnect()
         return self._db
+
+    def _query(self, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
+        db = self._conn()
+        if db is None:
+            return []
+        try:
+            return db.execute(sql, parameters).fetchall()
+        except sqlite3.Error as exc:
+            raise IndexUnusableError(f"record index {self.path}: {exc}") from exc
 
     def states(self) -> list[StateRow]:
         """Every state row, newest first."""
-        if self._db is None:
-            return []
-        rows = self._db.execute("SELECT seq, hash, body FROM states ORDER BY seq DESC").fetchall()
+        rows = self._query("SELECT seq, hash, body FROM states ORDER BY seq DESC", ())
         return [StateRow(seq, digest, body) for seq, digest, body in rows]
 
     def fetch(self, kind: str, record_id: str, at_seq: int) -> tuple[int, bytes] | None:
         """The newest version of a record at or before ``at_seq``: ``(ord, body)``, or None."""
-        if self._db is None:
-            return None
-        row = self._db.execute("SELECT ord, body FROM records WHERE kind = ? AND id = ? AND seq <= ? "
-                               "ORDER BY seq DESC LIMIT 1", (kind, record_id, at_seq)).fetchone()
-        return (row[0], row[1]) if row is not None else None
+        rows = self._query("SELECT ord, body FROM records WHERE kind = ? AND id = ? AND seq <= ? "
+                           "ORDER BY seq DESC LIMIT 1", (kind, record_id, at_seq))
+        return (rows[0][0], rows[0][1]) if rows else None
 
     def listing(self, kind: str, at_seq: int) -> Iterator[tuple[str, int, bytes]]:
         """Every record of ``kind`` as it was at ``at_seq``, in creation order: ``(id, ord, body)``."""
-        if self._db is None:
-            return iter(())
-        return iter(self._db.execute(
+        return iter(self._query(
             "SELECT r.id, r.ord, r.body FROM records r WHERE r.kind = ? AND r.seq = (SELECT MAX(v.seq) FROM records v "
-            "WHERE v.kind = r.kind AND v.id = r.id AND v.seq <= ?) ORDER BY r.ord, r.id", (kind, at_seq)).fetchall())
+            "WHERE v.kind = r.kind AND v.id = r.id AND v.seq <= ?) ORDER BY r.ord, r.id", (kind, at_seq)))
 
     def history(self, owner: str, at_seq: int) -> list[bytes]:
-        if self._db is None:
-            return []
-        return [body for (body,) in self._db.execute(
-            "SELECT body FROM history WHERE owner = ? AND seq <= ? ORDER BY seq", (owner, at_seq)).fetchall()]
+        return [body for (body,) in self._query(
+            "SELECT body FROM history WHERE owner = ? AND seq <= ? ORDER BY seq", (owner, at_seq))]
 
     # --- writing -------------------------------------------------------------------------------------------------
 
     def write(self, records: Iterable[RecordRow], history: Iterable[tuple[str, int, bytes]], state: StateRow) -> None:
-        """Store one flush atomically: the changed records, new history rows and the state they belong to."""
+        """Store one flush atomically: the changed records, new history rows and the state they belong to; then
+        let the file go (the checkpoint this may run happens here, off the event loop)."""
         db = self._conn()
+        if db is None:
+            raise IndexUnusableError("the record index has no log to describe yet")
         db.execute("BEGIN IMMEDIATE")
         try:
             # OR REPLACE: a row another process wrote for the same version holds the same bytes.
@@ -208,3 +231,5 @@ class RecordIndex:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             raise
+        finally:
+            self.release()
