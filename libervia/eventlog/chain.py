@@ -102,23 +102,51 @@ class _IdGenerator:
         self._lock = threading.Lock()
         self._last_ms = -1
         self._last_random = 0
+        self._prefix = ""   # "evt_" and the ten digits of _last_ms
 
     def __call__(self) -> str:
+        return self.take(1)[0]
+
+    def take(self, count: int) -> list[str]:
+        """``count`` consecutive ids: one clock read and one lock for a whole batch of entries."""
         with self._lock:
             now_ms = time.time_ns() // 1_000_000
             if now_ms <= self._last_ms:
                 # Same millisecond (or the clock stepped back): stay after the previous id.
                 now_ms = self._last_ms
+            else:
+                # The top bit stays clear so that increments within a millisecond cannot overflow in practice.
+                self._last_random = int.from_bytes(os.urandom(10), "big") >> 1
+                self._last_random -= 1  # the loop below starts by stepping past it
+            ids = []
+            for _ in range(count):
                 self._last_random += 1
                 if self._last_random > _RANDOM_MAX:
                     now_ms += 1
                     self._last_random = int.from_bytes(os.urandom(10), "big") >> 1
-            else:
-                # The top bit stays clear so that increments within a millisecond cannot overflow in practice.
-                self._last_random = int.from_bytes(os.urandom(10), "big") >> 1
-            self._last_ms = now_ms
-            value = (now_ms << _RANDOM_BITS) | self._last_random
-        return "evt_" + crockford26(value)
+                if now_ms != self._last_ms:
+                    self._last_ms = now_ms
+                    self._prefix = "evt_" + _digits50(now_ms)
+                ids.append(self._prefix + _digits80(self._last_random))
+            return ids
+
+
+_CROCKFORD_PAIRS = tuple(a + b for a in _CROCKFORD for b in _CROCKFORD)   # 10 bits -> two digits
+
+
+def _digits80(value: int) -> str:
+    """The 16 digits of an 80-bit value: eight table look-ups instead of a base32 encoder written in Python."""
+    pairs = _CROCKFORD_PAIRS
+    return (pairs[value >> 70] + pairs[(value >> 60) & 1023] + pairs[(value >> 50) & 1023]
+            + pairs[(value >> 40) & 1023] + pairs[(value >> 30) & 1023] + pairs[(value >> 20) & 1023]
+            + pairs[(value >> 10) & 1023] + pairs[value & 1023])
+
+
+def _digits50(value: int) -> str:
+    """The 10 digits of a value below 2**50 (a ULID's time part with its two leading zero bits)."""
+    pairs = _CROCKFORD_PAIRS
+    return (pairs[value >> 40] + pairs[(value >> 30) & 1023] + pairs[(value >> 20) & 1023]
+            + pairs[(value >> 10) & 1023] + pairs[value & 1023])
 
 
 _FROM_RFC4648 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD.encode("ascii"))
@@ -132,6 +160,7 @@ def crockford26(value: int) -> str:
 
 
 new_event_id = _IdGenerator()
+new_event_ids = new_event_id.take
 
 
 # --- building entries --------------------------------------------------------------------------------------------
@@ -163,11 +192,13 @@ def chain_drafts(tenant: str, head: LogHead, drafts: Sequence[EventDraft], ts: s
     seq = head.seq
     entries: list[dict[str, Any]] = []
     lines: list[bytes] = []
-    for draft in drafts:
+    dumps, loads, sha256, sort_keys = orjson.dumps, orjson.loads, hashlib.sha256, _CANONICAL
+    for draft, event_id in zip(drafts, new_event_ids(len(drafts)), strict=True):
         seq += 1
+        payload = draft.payload
         entry: dict[str, Any] = {
             "seq": seq,
-            "id": new_event_id(),
+            "id": event_id,
             "ts": stamp,
             "tenant": tenant,
             "evento": draft.evento,
@@ -176,12 +207,12 @@ def chain_drafts(tenant: str, head: LogHead, drafts: Sequence[EventDraft], ts: s
             "actor": draft.actor,
             "request_id": draft.request_id,
             # A round trip through JSON freezes the payload into plain JSON values (and rejects the rest), so the
-            # entry returned to the caller is exactly what a reader will get back.
-            "payload": orjson.loads(canonical_json(dict(draft.payload))),
+            # entry returned to the caller is exactly what a reader will get back (keys in the stored order too).
+            "payload": loads(dumps(payload if type(payload) is dict else dict(payload), option=sort_keys)),
             "prev": prev,
         }
-        body = canonical_json(entry)
-        digest = hashlib.sha256(prev.encode("ascii") if prev is not None else b"")
+        body = dumps(entry, option=sort_keys)
+        digest = sha256(prev.encode("ascii") if prev is not None else b"")
         digest.update(body)
         entry["hash"] = prev = digest.hexdigest()
         cut = body.index(_ID_MEMBER)

@@ -86,6 +86,11 @@ class GroupCommitQueue:
             self._flusher = loop.create_task(self._flush(), name=self._name)
         return batch.future
 
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and no write of ours in progress."""
+        return self._flusher is None
+
     async def drain(self) -> None:
         """Wait until every queued append is written (or refused)."""
         while self._flusher is not None:

@@ -265,6 +265,49 @@ async def test_concurrent_appends_share_fsyncs(tmp_path: Path) -> None:
     await store.close()
 
 
+async def test_groups_of_several_logs_queued_in_one_tick_go_to_the_io_threads_as_one_job(tmp_path: Path) -> None:
+    store = FileEventStore(tmp_path, SIGNER)
+    logs = [await store.open_log(f"tenant-{n}") for n in range(4)]
+    submitted = []
+    submit = store._executor.submit
+
+    def counting_submit(*args: Any, **kwargs: Any) -> Any:
+        submitted.append(args[0])
+        return submit(*args, **kwargs)
+
+    store._executor.submit = counting_submit
+    stored = await asyncio.gather(*(log.append([draft(n)]) for n, log in enumerate(logs)))
+    assert [entries[0]["payload"]["n"] for entries in stored] == [0, 1, 2, 3]
+    assert len(submitted) == 1
+    assert [log.stats.fsyncs for log in logs] == [1, 1, 1, 1]   # each log still syncs its own file
+    await store.close()
+
+
+async def test_a_log_whose_group_fails_does_not_fail_the_others_of_its_job(tmp_path: Path) -> None:
+    store = FileEventStore(tmp_path, SIGNER)
+    good, bad = await store.open_log("good-one"), await store.open_log("bad-one")
+
+    def failing_write(batches: Any) -> Any:
+        raise OSError("disk on fire")
+
+    bad._write_group_sync = failing_write
+    results = await asyncio.gather(good.append([draft(1)]), bad.append([draft(2)]), return_exceptions=True)
+    assert isinstance(results[0], list) and results[0][0]["seq"] == 1
+    assert isinstance(results[1], StorageError)
+    await store.close()
+
+
+async def test_head_sees_what_another_process_appended(tmp_path: Path) -> None:
+    ours, theirs = FileEventStore(tmp_path, SIGNER), FileEventStore(tmp_path, SIGNER)
+    log, other = await ours.open_log("acme"), await theirs.open_log("acme")
+    await log.append([draft(1)])
+    assert (await log.head()).seq == 1
+    appended = await other.append([draft(2), draft(3)])
+    assert await log.head() == LogHead(3, appended[-1]["hash"], appended[-1]["ts"])
+    await ours.close()
+    await theirs.close()
+
+
 async def test_the_benchmark_switches_do_what_they_say(tmp_path: Path) -> None:
     per_event = FileEventStore(tmp_path / "a", SIGNER, group_commit=False)
     log = await per_event.open_log("acme")
