@@ -429,7 +429,26 @@ R = TypeVar("R", bound="DataclassInstance")
 
 def _plain(record: Any) -> dict[str, Any]:
     """The record as a dict of its fields (enum members stay, they are ``str`` subclasses)."""
-    return {f.name: getattr(record, f.name) for f in fields(record)}
+    kind: type = type(record)
+    return {name: getattr(record, name) for name in _field_names(kind)}
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+_NO_DEFAULT: Any = object()
+
+
+@functools.cache
+def _loaders(cls: type) -> tuple[tuple[str, Any, Any, type[enum.Enum] | None], ...]:
+    """Per field of ``cls``: its name, default, default factory and enum type (computed once per class: the
+    projection loads five records per decision)."""
+    enums = _enum_fields(cls)
+    return tuple((f.name, _NO_DEFAULT if f.default is MISSING else f.default,
+                  None if f.default_factory is MISSING else f.default_factory, enums.get(f.name))
+                 for f in fields(cls))
 
 
 @functools.cache
@@ -446,18 +465,17 @@ def _enum_fields(cls: type) -> dict[str, type[enum.Enum]]:
 
 def load_record(cls: type[R], data: dict[str, Any]) -> R:
     """Rebuild a record from its plain dict form (as stored in events and snapshots)."""
-    enums = _enum_fields(cls)
     kwargs: dict[str, Any] = {}
-    for f in fields(cls):
-        if f.name in data:
-            value = data[f.name]
-        elif f.default is not MISSING:
-            value = f.default
-        elif f.default_factory is not MISSING:
-            value = f.default_factory()
+    for name, default, factory, kind in _loaders(cls):
+        if name in data:
+            value = data[name]
+        elif default is not _NO_DEFAULT:
+            value = default
+        elif factory is not None:
+            value = factory()
         else:
-            raise KeyError(f"{cls.__name__} record lacks {f.name!r}")
-        if value is not None and f.name in enums:
-            value = enums[f.name](value)
-        kwargs[f.name] = value
+            raise KeyError(f"{cls.__name__} record lacks {name!r}")
+        if value is not None and kind is not None:
+            value = kind(value)
+        kwargs[name] = value
     return cls(**kwargs)
