@@ -396,9 +396,12 @@ class TenantRuntime:
     async def _sweep_idle(self) -> None:
         while True:
             await asyncio.sleep(self._sweep_interval_s)
-            deadline = time.monotonic() - self.idle_ttl_s
+            now = time.monotonic()
+            deadline = now - self.idle_ttl_s
             for tenant_id, slot in list(self._slots.items()):
                 busy = slot.core is not None and slot.core.busy
+                if slot.core is not None and not busy and slot.last_used < now - self._sweep_interval_s:
+                    slot.core.release_idle()  # idle a while: its record index file can go until the next call
                 if slot.last_used < deadline and not busy:
                     try:
                         await self._evict(tenant_id, "idle")

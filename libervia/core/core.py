@@ -218,6 +218,12 @@ class TenantCore:
         with_lock = asyncio.get_running_loop().create_task(self._close_index_when_free())
         self._background = with_lock
 
+    def release_idle(self) -> None:
+        """Let the record index's file go while nothing runs (the runtime calls this for idle instances); the
+        next call opens it again."""
+        if not self._lock.locked() and not self._inflight:
+            self._index.release()
+
     async def _close_index_when_free(self) -> None:
         async with self._lock:
             self._index.close()
@@ -432,18 +438,23 @@ class TenantCore:
             logger.bind(tenantId=self.tenant_id, mandateId=payload.get("mandate_id"), cause=cause).info(
                 "mandate {} of tenant {} {} (cause: {}, actor: {}, reason: {})", payload.get("mandate_id"),
                 self.tenant_id, word, cause, entry.get("actor"), payload.get("motivo"))
-        if (self.state.seq - self._snapshot_seq >= self._snapshot_every
-                or self.state.changed_count >= FLUSH_RECORDS):
+        if self._flush_wanted():
             self._snapshot_due = True
+
+    def _flush_wanted(self) -> bool:
+        return (self.state.seq - self._snapshot_seq >= self._snapshot_every
+                or self.state.changed_count >= FLUSH_RECORDS)
 
     async def maybe_flush(self) -> None:
         """Write what changed to the record index when enough accumulated (called after commands)."""
         if not self._snapshot_due or self._closed:
             return
         async with self._lock:
-            if self._closed:  # discarded after a purge (or closed, which flushed itself): write nothing
-                return
+            # Closed (it flushed itself) or discarded after a purge: write nothing. Not wanted any more: another
+            # caller that waited for the lock flushed already.
             self._snapshot_due = False
+            if self._closed or not self._flush_wanted():
+                return
             await self._settle()  # the index holds durable state only
             await self._flush()
 
