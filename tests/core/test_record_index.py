@@ -162,3 +162,17 @@ async def test_an_entry_the_projection_cannot_apply_is_never_written(core: Tenan
     assert (await core.log.head()).seq == head.seq
     await decided(core)   # the projection was rebuilt and goes on from the durable head
     assert core.state.seq == head.seq + 10 == (await core.log.head()).seq
+
+
+async def test_concurrent_commands_flush_once_per_threshold(harness: CoreHarness,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every caller waiting for the lock used to flush again after the first had (an empty or tiny flush each)."""
+    monkeypatch.setattr(core_module, "FLUSH_RECORDS", 50)
+    core = await harness.open(snapshot_every=10**9)
+
+    async def caller() -> None:
+        for _ in range(10):
+            await decided(core)
+
+    await asyncio.gather(*(caller() for _ in range(16)))   # 160 decisions, 800 records
+    assert 800 // (50 + 5 * 16) <= core.counters["snapshots"] <= 800 // 50
