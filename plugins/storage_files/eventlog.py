@@ -271,43 +271,56 @@ class FileTenantEventLog(QueuedEventLog):
             self._sync_tail_locked()
             return self._head
 
+    def _reader(self) -> LogFile:
+        """A view of the file on a descriptor of its own, closed by the caller. A long read (verify, an events
+        page) can then outlive a close of the log (an eviction, a purge): it neither fails on a closed descriptor
+        nor reads through a number the kernel has since given to another file."""
+        with self._thread_lock:
+            if self._fd < 0:
+                raise StorageError(f"the event log of tenant {self.tenant_id} is closed")
+            return LogFile(os.dup(self._fd), self.stats)
+
     async def entries(self, from_seq: int = 1, to_seq: int | None = None) -> AsyncIterator[dict[str, Any]]:
-        if self._fd < 0:
-            raise StorageError(f"the event log of tenant {self.tenant_id} is closed")
-        end = await self._run(self._file.size)
-        known_end, head_seq = self._end, self._head.seq
-        if from_seq == head_seq + 1 and known_end >= 0:
-            pos = known_end
-        elif from_seq in self._known_offsets:
-            pos = self._known_offsets[from_seq]
-        else:
-            pos = await self._run(self._file.line_start_for_seq, from_seq, end)
-        while pos < end:
-            chunk = await self._run(self._file.read_lines, pos, end)
-            try:
-                for entry in parse_lines(chunk):
-                    seq = entry.get("seq")
-                    if to_seq is not None and isinstance(seq, int) and seq > to_seq:
-                        return
-                    yield entry
-            except CorruptStoreError as exc:
-                raise CorruptStoreError(f"event log of tenant {self.tenant_id}: {exc}") from None
-            pos = chunk.next_offset
+        view = self._reader()
+        try:
+            end = await self._run(view.size)
+            known_end, head_seq = self._end, self._head.seq
+            if from_seq == head_seq + 1 and known_end >= 0:
+                pos = known_end
+            elif from_seq in self._known_offsets:
+                pos = self._known_offsets[from_seq]
+            else:
+                pos = await self._run(view.line_start_for_seq, from_seq, end)
+            while pos < end:
+                chunk = await self._run(view.read_lines, pos, end)
+                try:
+                    for entry in parse_lines(chunk):
+                        seq = entry.get("seq")
+                        if to_seq is not None and isinstance(seq, int) and seq > to_seq:
+                            return
+                        yield entry
+                except CorruptStoreError as exc:
+                    raise CorruptStoreError(f"event log of tenant {self.tenant_id}: {exc}") from None
+                pos = chunk.next_offset
+        finally:
+            os.close(view.fd)
 
     async def stored_lines(self, from_seq: int = 1) -> AsyncIterator[list[bytes]]:
         """The stored lines from ``from_seq`` on, a read's worth at a time, exactly as written (no newline).
 
         Verification uses this instead of :meth:`entries` to hash the bytes on disk directly.
         """
-        if self._fd < 0:
-            raise StorageError(f"the event log of tenant {self.tenant_id} is closed")
-        end = await self._run(self._file.size)
-        pos = 0 if from_seq <= 1 else await self._run(self._file.line_start_for_seq, from_seq, end)
-        while pos < end:
-            chunk = await self._run(self._file.read_lines, pos, end)
-            if chunk.lines:
-                yield chunk.lines
-            pos = chunk.next_offset
+        view = self._reader()
+        try:
+            end = await self._run(view.size)
+            pos = 0 if from_seq <= 1 else await self._run(view.line_start_for_seq, from_seq, end)
+            while pos < end:
+                chunk = await self._run(view.read_lines, pos, end)
+                if chunk.lines:
+                    yield chunk.lines
+                pos = chunk.next_offset
+        finally:
+            os.close(view.fd)
 
     async def size_bytes(self) -> int:
         return await self._run(self._file.size)
