@@ -97,9 +97,11 @@ class CoreState:
         return sum(m.resident_count for m in self.record_maps())
 
     def mandate_history(self, mandate: Mandate) -> list[dict[str, Any]]:
-        """A mandate's whole history: what was flushed, then what was added since."""
+        """A mandate's whole history: what was flushed, then what was added since. Another process serving the
+        tenant may have flushed entries this one still holds: an entry is known by its seq, so each is kept once."""
         flushed = [orjson.loads(body) for body in self.index.history(mandate.id, self.seq)]
-        return flushed + mandate.history
+        seen = {item["seq"] for item in flushed}
+        return flushed + [item for item in mandate.history if item["seq"] not in seen]
 
 
 def event_summary(entry: dict[str, Any]) -> dict[str, Any]:

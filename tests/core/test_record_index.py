@@ -20,7 +20,7 @@ from libervia.eventlog.checkpoints import CheckpointSigner
 from libervia.storage import CorruptStoreError
 from libervia_plugins.storage_files.eventlog import FileEventStore
 from tests.core import bodies
-from tests.core.conftest import SIGNER_KEY, CoreHarness, decided
+from tests.core.conftest import SIGNER_KEY, CoreHarness, decided, mandate_for
 from tests.core.test_domain_restart import _mid_life
 
 
@@ -176,3 +176,22 @@ async def test_concurrent_commands_flush_once_per_threshold(harness: CoreHarness
 
     await asyncio.gather(*(caller() for _ in range(16)))   # 160 decisions, 800 records
     assert 800 // (50 + 5 * 16) <= core.counters["snapshots"] <= 800 // 50
+
+
+async def test_two_processes_agree_on_a_mandate_history(harness: CoreHarness) -> None:
+    """One process flushes history entries the other has folded but not flushed yet: each entry is answered
+    once (the other's answer listed them twice)."""
+    first = await harness.open(snapshot_every=1)    # flushes after every command
+    other_store = FileEventStore(harness.base_dir, CheckpointSigner(SIGNER_KEY))
+    granted = await mandate_for(first, "a1")
+    second = TenantCore(first.tenant_id, await other_store.open_log(first.tenant_id), first.policies,
+                        index_dir=harness.index_dir(first.tenant_id), snapshot_every=10**9)
+    await second.start()
+    for _ in range(3):
+        await first.evaluate_autonomy(bodies.avaliacao("a1"), actor="k")
+    answers = [await core.mandate(granted["id"]) for core in (first, second)]
+    assert answers[0] == answers[1]
+    seqs = [item["seq"] for item in answers[0]["history"]]
+    assert len(seqs) == len(set(seqs)) == 4   # granted, then three checks
+    await second.close()
+    await other_store.close()
