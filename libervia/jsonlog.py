@@ -17,7 +17,9 @@ import asyncio
 import logging
 import sys
 import threading
+import time
 import traceback
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import orjson
@@ -64,9 +66,9 @@ def dumps_line(fields: dict[str, Any]) -> bytes:
     """One JSON line. Text a client sent may hold bytes that are not UTF-8 (kept as surrogate escapes by the
     HTTP parser); such a line is written with those bytes escaped instead of failing."""
     try:
-        return orjson.dumps(fields, default=str) + b"\n"
+        return orjson.dumps(fields, default=str, option=orjson.OPT_APPEND_NEWLINE)
     except TypeError:
-        return orjson.dumps(printable(fields), default=str) + b"\n"
+        return orjson.dumps(printable(fields), default=str, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def printable(value: Any) -> Any:
@@ -136,6 +138,24 @@ class AccessLog:
         self.writer = LineWriter(sys.stdout)
         self.min_level = LEVELS["info"]
         self._pending: list[bytes] = []
+        self._millis = -1
+        self._second = -1
+        self._second_text = ""
+        self._stamp = ""
+
+    def now(self) -> str:
+        """Now as :func:`libervia.clock.now_iso` writes it (``2026-11-29T12:00:00.000Z``), for the line's
+        ``time``. Lines of one millisecond share one string, and those of one second the formatted date and
+        time, so a busy second formats its date once rather than on each millisecond."""
+        millis = time.time_ns() // 1_000_000
+        if millis != self._millis:
+            second, fraction = divmod(millis, 1000)
+            if second != self._second:
+                self._second = second
+                self._second_text = format_iso(datetime.fromtimestamp(second, UTC))[:-5]  # without ".000Z"
+            self._millis = millis
+            self._stamp = f"{self._second_text}.{fraction:03d}Z"
+        return self._stamp
 
     def enabled(self, level: str) -> bool:
         return LEVELS[level] >= self.min_level

@@ -27,7 +27,6 @@ from aiohttp.web_urldispatcher import MatchInfoError
 from loguru import logger
 
 from libervia import context
-from libervia.clock import now_iso
 from libervia.errors import ApiError, AuthError, quota_exceeded
 from libervia.gateway import Gateway
 from libervia.jsonlog import access_log, printable
@@ -269,11 +268,11 @@ class RequestScope:
             method = method or request.method
             url = request.raw_path if url is None else url
             access_log.write({
-                "time": now_iso(), "level": level,
+                "time": access_log.now(), "level": level,
                 "msg": f"{method} {route} {status} {code}" if code else f"{method} {route} {status}",
                 "requestId": state.request_id, "method": method, "url": url, "route": route,
                 "statusCode": status, "responseTimeMs": round(elapsed_ms, 2), "tenantId": tenant_id,
-                "remoteAddr": self.client_address.of(request),
+                "remoteAddr": state.client_address or self.client_address.of(request),
                 "code": code or None,
             })
 
