@@ -24,6 +24,7 @@ from __future__ import annotations
 import inspect
 import operator
 import time
+import types
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -63,12 +64,13 @@ class FirstResultCall:
         self._hook = hook
         self._impls: list[HookImpl] | None = None
         # (function, its arguments picked from the call's keyword arguments, whether it is an async def);
-        # None when a wrapper is registered: such calls take the general path.
+        # None when a wrapper is registered or the calls are traced: such calls take the general path. (Tracing
+        # is switched on when the plugins are loaded, before anything calls a hook.)
         self._plain: list[tuple[Callable[..., Any], Callable[[dict[str, Any]], tuple[Any, ...]], bool]] | None = None
 
     def _prepare(self, impls: list[HookImpl]) -> None:
         self._impls = impls
-        if any(impl.wrapper or impl.hookwrapper for impl in impls):
+        if plugin_trace.tracer_of(self._hook) is not None or any(impl.wrapper or impl.hookwrapper for impl in impls):
             self._plain = None
             return
         self._plain = [(impl.function, _picker(impl.argnames), inspect.iscoroutinefunction(impl.function))
@@ -80,15 +82,32 @@ class FirstResultCall:
         if impls != self._impls:
             self._prepare(impls)
         plain = self._plain
-        if plain is None or plugin_trace.tracer_of(hook) is not None:
+        if plain is None:
             return await _run(hook, kwargs, firstresult=True)
         for function, arguments, is_async in plain:
             value = function(*arguments(kwargs))
-            if is_async or (value is not None and inspect.isawaitable(value)):
+            if is_async or (value is not None and _awaitable(value)):
                 value = await value
             if value is not None:
                 return value
         return None
+
+
+# Types whose instances inspect.isawaitable refused: a sync implementation answers with the same few types
+# (a Principal, a tuple...) on every call, and the ABC check behind isawaitable is the slow part. Generators
+# are never kept: whether one is awaitable depends on its code, not on its type.
+_not_awaitable: set[type] = set()
+
+
+def _awaitable(value: Any) -> bool:
+    kind = type(value)
+    if kind in _not_awaitable:
+        return False
+    if inspect.isawaitable(value):
+        return True
+    if kind is not types.GeneratorType and len(_not_awaitable) < 256:
+        _not_awaitable.add(kind)
+    return False
 
 
 def _picker(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from typing import Any
 
 TOKEN_BYTES = 32
 
@@ -30,7 +31,10 @@ class TokenHasher:
     __slots__ = ("_keyed",)
 
     def __init__(self, pepper: str) -> None:
-        self._keyed = hmac.new(pepper.encode(), digestmod=hashlib.sha256)
+        keyed = hmac.new(pepper.encode(), digestmod=hashlib.sha256)
+        # With OpenSSL, hmac.HMAC wraps a C object whose copy/update/hexdigest are the same operations without
+        # three Python frames per token; without it, the Python object does the same work.
+        self._keyed: Any = getattr(keyed, "_hmac", None) or keyed
 
     def __call__(self, token: str) -> str:
         mac = self._keyed.copy()
