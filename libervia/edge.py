@@ -87,14 +87,16 @@ class EdgeProtocol(RequestHandler):
             finally:
                 self._force_close, self._close = flags
             return
-        waiting_for_headers = (self._header_timer is None and data and not self._request_in_progress
-                               and self._payload_parser is None and not self._messages)
         before = self._request_count
         super().data_received(data)
         if self._request_count != before:
             if self._header_timer is not None:
                 self._cancel_header_timer()
-        elif waiting_for_headers and self._header_timeout_s > 0 and not self._force_close:
+        # No request completed: if none was under way either, these bytes start one, and its headers are timed.
+        # (What is tested is the state before the bytes: parsing part of a request line or headers changes none
+        # of it, and this is asked only when no request completed.)
+        elif (self._header_timer is None and data and not self._request_in_progress and self._payload_parser is None
+              and not self._messages and self._header_timeout_s > 0 and not self._force_close):
             self._header_timer = self._loop.call_later(self._header_timeout_s, self._headers_too_slow)
 
     def _process_keepalive(self) -> None:
@@ -148,7 +150,9 @@ class EdgeProtocol(RequestHandler):
 
     def finish_response(self, request: BaseRequest, resp: web.StreamResponse,
                         start_time: float | None) -> Coroutine[Any, Any, tuple[web.StreamResponse, bool]]:
-        if isinstance(resp, web.HTTPException):
+        # (Responses are MutableMappings, so isinstance goes through the ABC machinery: a plain Response, the
+        # common case, is told apart by its type first.)
+        if type(resp) is not web.Response and isinstance(resp, web.HTTPException):
             # Only aiohttp's router answers with its own exceptions (a request target it cannot route at all,
             # such as CONNECT's host:port); every routed request is answered by the request scope.
             resp = self._scope.unrouted_response(request, resp)

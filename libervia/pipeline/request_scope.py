@@ -267,14 +267,16 @@ class RequestScope:
             if not finished:
                 asyncio.get_running_loop().call_soon(self._report_finished)
             finished.append(RequestObservation(method, route, status, elapsed_ms, tenant_id))
-        level = access_level(status, code)
+        level = "info" if status < 400 else access_level(status, code)
         if access_log.enabled(level):
             url = request.raw_path if url is None else url
             access_log.write({
                 "time": access_log.now(), "level": level,
                 "msg": f"{method} {route} {status} {code}" if code else f"{method} {route} {status}",
                 "requestId": state.request_id, "method": method, "url": url, "route": route,
-                "statusCode": status, "responseTimeMs": round(elapsed_ms, 2), "tenantId": tenant_id,
+                # Hundredths of a millisecond by integer rounding: round(x, 2) goes through decimal conversion,
+                # several times the cost, for a figure no one reads to the last digit.
+                "statusCode": status, "responseTimeMs": int(elapsed_ms * 100 + 0.5) / 100, "tenantId": tenant_id,
                 "remoteAddr": state.client_address or self.client_address.of(request),
                 "code": code or None,
             })
