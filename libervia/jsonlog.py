@@ -17,9 +17,7 @@ import asyncio
 import logging
 import sys
 import threading
-import time
 import traceback
-from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import orjson
@@ -138,24 +136,6 @@ class AccessLog:
         self.writer = LineWriter(sys.stdout)
         self.min_level = LEVELS["info"]
         self._pending: list[bytes] = []
-        self._millis = -1
-        self._second = -1
-        self._second_text = ""
-        self._stamp = ""
-
-    def now(self) -> str:
-        """Now as :func:`libervia.clock.now_iso` writes it (``2026-11-29T12:00:00.000Z``), for the line's
-        ``time``. Lines of one millisecond share one string, and those of one second the formatted date and
-        time, so a busy second formats its date once rather than on each millisecond."""
-        millis = time.time_ns() // 1_000_000
-        if millis != self._millis:
-            second, fraction = divmod(millis, 1000)
-            if second != self._second:
-                self._second = second
-                self._second_text = format_iso(datetime.fromtimestamp(second, UTC))[:-5]  # without ".000Z"
-            self._millis = millis
-            self._stamp = f"{self._second_text}.{fraction:03d}Z"
-        return self._stamp
 
     def enabled(self, level: str) -> bool:
         return LEVELS[level] >= self.min_level

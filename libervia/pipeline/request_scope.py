@@ -26,6 +26,7 @@ from aiohttp.web_urldispatcher import MatchInfoError
 from loguru import logger
 
 from libervia import context
+from libervia.clock import now_iso
 from libervia.errors import ApiError, AuthError, quota_exceeded
 from libervia.gateway import Gateway
 from libervia.jsonlog import access_log, printable
@@ -271,7 +272,7 @@ class RequestScope:
         if access_log.enabled(level):
             url = request.raw_path if url is None else url
             access_log.write({
-                "time": access_log.now(), "level": level,
+                "time": now_iso(), "level": level,
                 "msg": f"{method} {route} {status} {code}" if code else f"{method} {route} {status}",
                 "requestId": state.request_id, "method": method, "url": url, "route": route,
                 # Hundredths of a millisecond by integer rounding: round(x, 2) goes through decimal conversion,
