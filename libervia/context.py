@@ -44,6 +44,7 @@ class RequestState:
     body: Any = None
     query: dict[str, Any] | None = None
     rate_limit_headers: dict[str, str] | None = None
+    client_address: str | None = None   # for the access line, when a step has worked it out already
 
 
 STATE: web.RequestKey[RequestState] = web.RequestKey("libervia.state", RequestState)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -86,13 +87,16 @@ class EdgeProtocol(RequestHandler):
             finally:
                 self._force_close, self._close = flags
             return
-        waiting_for_headers = (self._header_timer is None and data and not self._request_in_progress
-                               and self._payload_parser is None and not self._messages)
         before = self._request_count
         super().data_received(data)
         if self._request_count != before:
-            self._cancel_header_timer()
-        elif waiting_for_headers and self._header_timeout_s > 0 and not self._force_close:
+            if self._header_timer is not None:
+                self._cancel_header_timer()
+        # No request completed: if none was under way either, these bytes start one, and its headers are timed.
+        # (What is tested is the state before the bytes: parsing part of a request line or headers changes none
+        # of it, and this is asked only when no request completed.)
+        elif (self._header_timer is None and data and not self._request_in_progress and self._payload_parser is None
+              and not self._messages and self._header_timeout_s > 0 and not self._force_close):
             self._header_timer = self._loop.call_later(self._header_timeout_s, self._headers_too_slow)
 
     def _process_keepalive(self) -> None:
@@ -119,10 +123,18 @@ class EdgeProtocol(RequestHandler):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def _handle_request(self, request: BaseRequest, start_time: float | None,
-                              request_handler: Any) -> tuple[web.StreamResponse, bool]:
+    def _handle_request(self, request: BaseRequest, start_time: float | None,
+                        request_handler: Any) -> Coroutine[Any, Any, tuple[web.StreamResponse, bool]]:
+        # A request without a body (most reads) needs neither the body timer nor the check after it: it gets
+        # aiohttp's own coroutine, without a frame of ours around it.
+        if not request.body_exists:
+            return super()._handle_request(request, start_time, request_handler)
+        return self._handle_request_with_body(request, start_time, request_handler)
+
+    async def _handle_request_with_body(self, request: BaseRequest, start_time: float | None,
+                                        request_handler: Any) -> tuple[web.StreamResponse, bool]:
         timer = None
-        if request.body_exists and not request.content.is_eof():
+        if not request.content.is_eof():
             allowed = self._body_timeout_s + (request.content_length or 0) / self._body_min_rate
             timer = self._loop.call_later(allowed, self._body_too_slow, request)
         try:
@@ -136,13 +148,16 @@ class EdgeProtocol(RequestHandler):
             self.force_close()
         return answered
 
-    async def finish_response(self, request: BaseRequest, resp: web.StreamResponse,
-                              start_time: float | None) -> tuple[web.StreamResponse, bool]:
-        if isinstance(resp, web.HTTPException):
+    def finish_response(self, request: BaseRequest, resp: web.StreamResponse,
+                        start_time: float | None) -> Coroutine[Any, Any, tuple[web.StreamResponse, bool]]:
+        # (Responses are MutableMappings, so isinstance goes through the ABC machinery: a plain Response, the
+        # common case, is told apart by its type first.)
+        if type(resp) is not web.Response and isinstance(resp, web.HTTPException):
             # Only aiohttp's router answers with its own exceptions (a request target it cannot route at all,
             # such as CONNECT's host:port); every routed request is answered by the request scope.
             resp = self._scope.unrouted_response(request, resp)
-        return await super().finish_response(request, resp, start_time)
+        # aiohttp's coroutine itself, not one of ours awaiting it: one frame less on every response.
+        return super().finish_response(request, resp, start_time)
 
     @staticmethod
     def _body_too_slow(request: BaseRequest) -> None:

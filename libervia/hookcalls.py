@@ -12,13 +12,20 @@ may be awaitable itself, with pluggy's own semantics:
   the exception), and what a new-style wrapper returns becomes the result;
 * every such call is reported to the plugin manager's tracer (:mod:`libervia.plugin_trace`), like the hooks
   pluggy calls itself.
+
+A hook asked on every request (``libervia_authenticate``) goes through a :class:`FirstResultCall`, which sorts the
+implementations once instead of on every call, and asks them again only when the registered set changes (a plugin
+registered or unregistered later). A built-in and a third-party implementation are called the same way; with a
+wrapper registered or tracing on, the call takes the general path above.
 """
 
 from __future__ import annotations
 
 import inspect
+import operator
 import time
-from collections.abc import Generator
+import types
+from collections.abc import Callable, Generator
 from typing import Any
 
 from pluggy import HookCaller, HookImpl, Result
@@ -41,6 +48,78 @@ async def call_all(hook: HookCaller, **kwargs: Any) -> list[Any]:
 async def call_first(hook: HookCaller, **kwargs: Any) -> Any:
     """The first non-None result, asking implementations one at a time in pluggy's call order."""
     return await _run(hook, kwargs, firstresult=True)
+
+
+class FirstResultCall:
+    """``call_first(hook, ...)`` for a hook called on every request, in the same order and with the same answers.
+
+    What ``call_first`` works out on each call (the implementations in call order, which are wrappers, which
+    arguments each takes) is kept from the last call and worked out again only when the list of registered
+    implementations is another one.
+    """
+
+    __slots__ = ("_hook", "_impls", "_plain")
+
+    def __init__(self, hook: HookCaller) -> None:
+        self._hook = hook
+        self._impls: list[HookImpl] | None = None
+        # (function, its arguments picked from the call's keyword arguments, whether it is an async def);
+        # None when a wrapper is registered or the calls are traced: such calls take the general path. (Tracing
+        # is switched on when the plugins are loaded, before anything calls a hook.)
+        self._plain: list[tuple[Callable[..., Any], Callable[[dict[str, Any]], tuple[Any, ...]], bool]] | None = None
+
+    def _prepare(self, impls: list[HookImpl]) -> None:
+        self._impls = impls
+        if plugin_trace.tracer_of(self._hook) is not None or any(impl.wrapper or impl.hookwrapper for impl in impls):
+            self._plain = None
+            return
+        self._plain = [(impl.function, _picker(impl.argnames), inspect.iscoroutinefunction(impl.function))
+                       for impl in reversed(impls)]
+
+    async def __call__(self, **kwargs: Any) -> Any:
+        hook = self._hook
+        impls = hook.get_hookimpls()
+        if impls != self._impls:
+            self._prepare(impls)
+        plain = self._plain
+        if plain is None:
+            return await _run(hook, kwargs, firstresult=True)
+        for function, arguments, is_async in plain:
+            value = function(*arguments(kwargs))
+            if is_async or (value is not None and _awaitable(value)):
+                value = await value
+            if value is not None:
+                return value
+        return None
+
+
+# Types whose instances inspect.isawaitable refused: a sync implementation answers with the same few types
+# (a Principal, a tuple...) on every call, and the ABC check behind isawaitable is the slow part. Generators
+# are never kept: whether one is awaitable depends on its code, not on its type.
+_not_awaitable: set[type] = set()
+
+
+def _awaitable(value: Any) -> bool:
+    kind = type(value)
+    if kind in _not_awaitable:
+        return False
+    if inspect.isawaitable(value):
+        return True
+    if kind is not types.GeneratorType and len(_not_awaitable) < 256:
+        _not_awaitable.add(kind)
+    return False
+
+
+def _picker(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """A function taking the values of ``names`` from a dict, as a tuple (KeyError for a missing one, like
+    :func:`_arguments`)."""
+    if not names:
+        return lambda kwargs: ()
+    if len(names) == 1:
+        name = names[0]
+        return lambda kwargs: (kwargs[name],)
+    getter = operator.itemgetter(*names)
+    return getter  # itemgetter of 2+ names returns a tuple
 
 
 def _arguments(impl: HookImpl, kwargs: dict[str, Any]) -> list[Any]:

@@ -64,9 +64,9 @@ def dumps_line(fields: dict[str, Any]) -> bytes:
     """One JSON line. Text a client sent may hold bytes that are not UTF-8 (kept as surrogate escapes by the
     HTTP parser); such a line is written with those bytes escaped instead of failing."""
     try:
-        return orjson.dumps(fields, default=str) + b"\n"
+        return orjson.dumps(fields, default=str, option=orjson.OPT_APPEND_NEWLINE)
     except TypeError:
-        return orjson.dumps(printable(fields), default=str) + b"\n"
+        return orjson.dumps(printable(fields), default=str, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def printable(value: Any) -> Any:

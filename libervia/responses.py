@@ -27,8 +27,14 @@ def stream_response(request: web.Request, status: int = 200,
     return response
 
 
+# aiohttp copies the headers it is given into the response's own multidict, so one mapping serves every response.
+_JSON_ONLY = {"Content-Type": JSON_CONTENT_TYPE}
+
+
 def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     # A ready Content-Type header is cheaper than aiohttp's content_type argument, which parses and rebuilds it.
-    all_headers = CIMultiDict(headers) if headers else CIMultiDict()
+    if not headers:
+        return web.Response(body=orjson.dumps(data), status=status, headers=_JSON_ONLY)
+    all_headers = CIMultiDict(headers)
     all_headers["Content-Type"] = JSON_CONTENT_TYPE
     return web.Response(body=orjson.dumps(data), status=status, headers=all_headers)

@@ -8,6 +8,7 @@ then plugins flush and every tenant log is closed; the process exits 0.
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 
 from aiohttp import web
@@ -28,7 +29,12 @@ def register_secrets(settings: Settings) -> None:
 
 
 def make_runner(app: web.Application, settings: Settings, shutdown_timeout_s: float) -> EdgeRunner:
-    """The runner every serving path uses (single process or a worker): the edge protocol with its timeouts."""
+    """The runner every serving path uses (single process or a worker): the edge protocol with its timeouts.
+
+    Everything built so far (modules, plugins, schemas, the registry copy...) lives as long as the process: it is
+    moved out of the collector's reach, so that a full collection under load walks only what requests made,
+    not the hundred thousand objects of start-up (one such walk measured tens of milliseconds)."""
+    gc.freeze()
     http = settings.section("http")
     return EdgeRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout_s,
                       keepalive_timeout=http["keepalive_timeout_s"],

@@ -15,7 +15,7 @@ from aiohttp import web
 from libervia.context import Principal
 from libervia.errors import AuthError
 from libervia.gateway import Gateway
-from libervia.hookcalls import call_first
+from libervia.hookcalls import FirstResultCall
 from libervia.ratelimit import RateLimiter
 from libervia.settings import Settings
 
@@ -157,9 +157,12 @@ def _throttled(seconds_left: float) -> AuthError:
                      status=429, headers={"Retry-After": str(seconds)})
 
 
-async def authenticate(gateway: Gateway, throttle: FailureThrottle, request: web.Request,
-                       address: str) -> Principal:
-    """The caller's principal, or :class:`AuthError` (401, or 429 for an invalid token from a throttled address)."""
+async def authenticate(gateway: Gateway, throttle: FailureThrottle, request: web.Request, address: str,
+                       ask: FirstResultCall | None = None) -> Principal:
+    """The caller's principal, or :class:`AuthError` (401, or 429 for an invalid token from a throttled address).
+
+    ``ask`` is the prepared ``libervia_authenticate`` call of the gateway's plugin manager (the route steps keep
+    one); without it one is made for this call."""
     token = bearer_token(request)
     if token is None:
         raise AuthError("MISSING_TOKEN", "Authentication required: send Authorization: Bearer <token>.")
@@ -170,10 +173,11 @@ async def authenticate(gateway: Gateway, throttle: FailureThrottle, request: web
     known_wait = throttle.retry_after(address)
     if known_wait > 0 and not plausible_token(token):
         raise _throttled(known_wait)
+    if ask is None:
+        ask = FirstResultCall(gateway.pm.hook.libervia_authenticate)
     try:
         asked_at = gateway.registry.copy_version
-        principal = await call_first(gateway.pm.hook.libervia_authenticate, gateway=gateway, request=request,
-                                     token=token)
+        principal = await ask(gateway=gateway, request=request, token=token)
         if principal is None:
             # No authenticator knew the token. A key created through another worker or gateway a moment ago is
             # not in this process's registry copy yet: re-read it (concurrent misses share one read), and ask
@@ -181,8 +185,7 @@ async def authenticate(gateway: Gateway, throttle: FailureThrottle, request: web
             # get here; an unknown token costs one version check.
             await gateway.registry.refresh_after_miss()
             if gateway.registry.copy_version != asked_at:
-                principal = await call_first(gateway.pm.hook.libervia_authenticate, gateway=gateway,
-                                             request=request, token=token)
+                principal = await ask(gateway=gateway, request=request, token=token)
     except AuthError as exc:
         if exc.reason == "INVALID_TOKEN":
             wait = await throttle.record_failure(address)

@@ -11,12 +11,14 @@ from libervia.ratelimit_headers import rate_limit_headers, retry_after_seconds
 from libervia.telemetry import RATE_LIMITED
 
 
-async def apply_rate_limit(gateway: Gateway, request: web.Request, tenant_id: str) -> None:
+async def apply_rate_limit(gateway: Gateway, request: web.Request, tenant_id: str, limit: int | None = None) -> None:
     """Charge one request to the tenant; 429 ``RATE_LIMITED`` when over ``quotas.rateLimitRpm`` (0 = unlimited).
+    ``limit`` is that quota when the caller has read it already.
 
     The headers are kept on the request so that the response, success or error, carries them.
     """
-    limit = int(gateway.registry.quotas(tenant_id).get("rateLimitRpm") or 0)
+    if limit is None:
+        limit = gateway.registry.rate_limit_rpm(tenant_id)
     if limit <= 0 or gateway.rate_limiter is None:
         return
     decision = await gateway.rate_limiter.hit(f"tenant:{tenant_id}", limit)

@@ -7,6 +7,7 @@ from aiohttp import web
 from libervia import context
 from libervia.errors import AuthError
 from libervia.gateway import Gateway
+from libervia.hookcalls import FirstResultCall
 from libervia.pipeline.authentication import ClientAddress, FailureThrottle, authenticate
 from libervia.pipeline.authorization import NEEDS_ACTIVE_TENANT, authorise
 from libervia.pipeline.rate_limiting import apply_rate_limit
@@ -33,6 +34,7 @@ class RouteSteps:
         # The limiter is created at start-up, before routes are built; the throttle counts through it.
         self.throttle = FailureThrottle(auth_cfg["max_failures"], auth_cfg["failure_window_s"], gateway.rate_limiter)
         self.client_address = ClientAddress.from_settings(gateway.settings)
+        self.ask_authenticators = FirstResultCall(gateway.pm.hook.libervia_authenticate)
 
     def tenant_label(self, tenant_id: str | None) -> str:
         if tenant_id and self.gateway.registry.is_registered(tenant_id):
@@ -40,48 +42,59 @@ class RouteSteps:
         return UNKNOWN_TENANT_LABEL
 
     def wrap(self, route: Route) -> Handler:
+        """The route's handler with the steps its access group needs, chosen here once rather than per request:
+        a route without schemas skips the validation frame, an open route every guard."""
         handler = route.handler
         gateway = self.gateway
+        registry = gateway.registry
+        throttle = self.throttle
+        client_address = self.client_address
+        ask = self.ask_authenticators
+        needs_active = route.access in NEEDS_ACTIVE_TENANT
+        query_schema, body_schema = route.query_schema, route.body_schema
 
         async def validate_then_handle(request: web.Request) -> web.StreamResponse:
-            if route.query_schema:
-                context.state(request).query = validated_query(request, route.query_schema)
-            if route.body_schema:
-                context.state(request).body = await validated_body(request, route.body_schema)
+            if query_schema:
+                context.state(request).query = validated_query(request, query_schema)
+            if body_schema:
+                context.state(request).body = await validated_body(request, body_schema)
             return await handler(request)
 
+        inner = validate_then_handle if query_schema or body_schema else handler
         if route.access is Access.OPEN:
             # Open routes without schemas (health checks, polled constantly) skip even the validation frame.
-            return validate_then_handle if route.query_schema or route.body_schema else handler
+            return inner
 
         async def guarded(request: web.Request) -> web.StreamResponse:
-            address = self.client_address.of(request)
+            state = context.state(request)
+            address = state.client_address = client_address.of(request)
             try:
-                who = await authenticate(gateway, self.throttle, request, address)
+                who = await authenticate(gateway, throttle, request, address, ask)
             except AuthError as exc:
                 claim = exc.tenant_claim or claimed_tenant(request, route.tenant_param)
                 gateway.count(AUTH_FAILURE, reason=exc.reason, tenant_id=self.tenant_label(claim))
                 raise
-            state = context.state(request)
             state.principal = who
-            tenant_id = self.resolve_tenant(request, route, who)
-            state.tenant_id = tenant_id
+            tenant_id = state.tenant_id = self.resolve_tenant(request, route, who)
             try:
                 authorise(route.access, who, tenant_id)
             except AuthError as exc:
                 gateway.count(AUTH_FAILURE, reason=exc.reason, tenant_id=self.tenant_label(tenant_id))
                 raise
+            tenant_key = who.role is not Role.GLOBAL_ADMIN
             if tenant_id is not None:
-                if gateway.registry.status_of(tenant_id) is None:
-                    await gateway.registry.refresh_after_miss()
-                tenant_key = who.role is not Role.GLOBAL_ADMIN
-                require_known(gateway.registry, tenant_id,
-                              must_be_active=tenant_key and route.access in NEEDS_ACTIVE_TENANT)
+                status = registry.status_of(tenant_id)
+                if status is None:
+                    await registry.refresh_after_miss()
+                    status = registry.status_of(tenant_id)
+                require_known(registry, tenant_id, must_be_active=tenant_key and needs_active, status=status)
             if who.key_id is not None:
-                gateway.registry.touch_key(who.key_id)
+                registry.touch_key(who.key_id)
                 if tenant_id is not None and gateway.rate_limiter is not None:
-                    await apply_rate_limit(gateway, request, tenant_id)
-            return await validate_then_handle(request)
+                    limit = registry.rate_limit_rpm(tenant_id)
+                    if limit > 0:
+                        await apply_rate_limit(gateway, request, tenant_id, limit)
+            return await inner(request)
 
         return guarded
 

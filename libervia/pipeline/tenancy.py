@@ -13,6 +13,25 @@ from libervia.tenants.registry import TenantRegistry
 TENANT_HEADER = "X-Tenant-Id"
 PATH_TENANT_PARAM = "tenant"
 
+# Ids that passed parse_tenant_id, by the text they were given as: the rule is a pure function of the text, and
+# most requests name one of a few tenants. Only short texts are kept (a valid id is at most 50 characters once
+# stripped), and the table is emptied when full, so it stays small whatever clients send.
+_valid_ids: dict[str, str] = {}
+_MAX_VALID_IDS = 4096
+_MAX_KEPT_TEXT = 64
+
+
+def checked_tenant_id(raw: str) -> str:
+    """:func:`parse_tenant_id`, remembering the texts that passed."""
+    tenant_id = _valid_ids.get(raw)
+    if tenant_id is None:
+        tenant_id = parse_tenant_id(raw)
+        if len(raw) <= _MAX_KEPT_TEXT:
+            if len(_valid_ids) >= _MAX_VALID_IDS:
+                _valid_ids.clear()
+            _valid_ids[raw] = tenant_id
+    return tenant_id
+
 
 class TenantConflict(ApiError):
     def __init__(self, header: str | None, path: str | None, token: str | None, *,
@@ -29,13 +48,15 @@ def claimed_tenant(request: web.Request, tenant_param: str | None) -> str | None
 def resolve_api_tenant(request: web.Request, who: Principal) -> str:
     """The tenant of an ``/api/v1`` request. Raises TENANT_CONFLICT, MISSING_TENANT_ID or INVALID_TENANT_ID."""
     headers = request.headers.getall(TENANT_HEADER, ())
+    raw_path = request.match_info.get(PATH_TENANT_PARAM)
+    if not headers and raw_path is None and who.tenant_id is not None and who.role is not Role.GLOBAL_ADMIN:
+        return checked_tenant_id(who.tenant_id)  # only the key names a tenant: the common case
     if len(headers) > 1:
         # Proxies and frameworks disagree on which of two copies wins: refuse rather than guess.
         raise TenantConflict(", ".join(headers), request.match_info.get(PATH_TENANT_PARAM),
                              who.tenant_id if who.role is not Role.GLOBAL_ADMIN else None,
                              message=f"{TENANT_HEADER} is sent {len(headers)} times; send it once.")
     raw_header = headers[0] if headers else None
-    raw_path = request.match_info.get(PATH_TENANT_PARAM)
     header = normalize_tenant_id(raw_header) if raw_header is not None and raw_header.strip() else None
     path = normalize_tenant_id(raw_path) if raw_path is not None else None
     token = who.tenant_id if who.role is not Role.GLOBAL_ADMIN else None
@@ -44,15 +65,19 @@ def resolve_api_tenant(request: web.Request, who: Principal) -> str:
         raise TenantConflict(header, path, token)
     if not named:
         raise bad_request("MISSING_TENANT_ID", "No tenant given: send X-Tenant-Id or use /api/v1/tenants/{id}/...")
-    return parse_tenant_id(named.pop())
+    return checked_tenant_id(named.pop())
 
 
 def resolve_path_tenant(request: web.Request, tenant_param: str) -> str:
-    return parse_tenant_id(request.match_info[tenant_param])
+    return checked_tenant_id(request.match_info[tenant_param])
 
 
-def require_known(registry: TenantRegistry, tenant_id: str, *, must_be_active: bool) -> None:
-    status = registry.status_of(tenant_id)
+def require_known(registry: TenantRegistry, tenant_id: str, *, must_be_active: bool,
+                  status: str | None = None) -> None:
+    """Refuse an unknown tenant (404) or, when ``must_be_active``, one that is not active (403). ``status`` is the
+    tenant's status when the caller has read it already."""
+    if status is None:
+        status = registry.status_of(tenant_id)
     if status is None:
         raise not_found("TENANT_NOT_FOUND", f"Tenant {tenant_id!r} does not exist.")
     if must_be_active and status != "active":

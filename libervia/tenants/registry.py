@@ -9,19 +9,20 @@ go through :meth:`RegistryStore.update`, which is atomic and durable, and refres
 from __future__ import annotations
 
 import asyncio
-import hmac
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
 from loguru import logger
 
-from libervia.clock import now_iso
+from libervia.clock import format_iso, now_iso
 from libervia.errors import ApiError, conflict, invalid_state, not_found
 from libervia.storage import RegistryStore
 from libervia.tenants.ids import parse_tenant_id
-from libervia.tenants.keys import new_key_id, new_token, token_hash
+from libervia.tenants.keys import TokenHasher, new_key_id, new_token, token_hash
 
 T = TypeVar("T")
 
@@ -73,8 +74,12 @@ class TenantRegistry:
         self._version = ""
         self._doc: dict[str, Any] = empty_document()
         self._by_hash: dict[str, KeyMatch] = {}
+        self._hash_token = TokenHasher(pepper)
         self._usage: dict[str, str] = {}
         self._usage_dirty: dict[str, str] = {}
+        # Keys used since the usage was last read or flushed, with when (epoch milliseconds): formatting the
+        # time stamp waits until someone reads it, instead of running on every request.
+        self._touched: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._miss_refresh: asyncio.Future[None] | None = None
         self._gone_listeners: list[Callable[[set[str]], Coroutine[Any, Any, None]]] = []
@@ -174,6 +179,12 @@ class TenantRegistry:
         record = self._doc["tenants"].get(tenant_id)
         return dict(record["quotas"]) if record else {}
 
+    def rate_limit_rpm(self, tenant_id: str) -> int:
+        """The tenant's ``quotas.rateLimitRpm`` (0 = unlimited, also for an unknown tenant), without copying its
+        quotas as :meth:`quotas` does: it is read on every rate-limited request."""
+        record = self._doc["tenants"].get(tenant_id)
+        return int(record["quotas"].get("rateLimitRpm") or 0) if record else 0
+
     def incarnation(self, tenant_id: str) -> str | None:
         """Which tenant of that id this is (its ``createdAt``; a purged and re-created id has another), or None."""
         record = self._doc["tenants"].get(tenant_id)
@@ -199,27 +210,17 @@ class TenantRegistry:
         return counts
 
     def match_token(self, token: str) -> KeyMatch | None:
-        """The key whose stored hash matches ``token``, compared in constant time."""
-        digest = token_hash(self._pepper, token)
-        match = self._by_hash.get(digest)
-        if match is None:
-            return None
-        stored = self._key_record(match.tenant_id, match.key_id)
-        if stored is None or not hmac.compare_digest(stored["hash"], digest):
-            return None
-        return match
-
-    def _key_record(self, tenant_id: str, key_id: str) -> dict[str, Any] | None:
-        tenant = self._doc["tenants"].get(tenant_id)
-        if tenant is None:
-            return None
-        return next((k for k in tenant["keys"] if k["keyId"] == key_id), None)
+        """The key whose stored hash is the token's, looked up on every call (never cached by token), so a key
+        revoked or removed in the copy is refused from the next request on. The index is rebuilt with the copy,
+        so it holds exactly the keys the copy holds."""
+        return self._by_hash.get(self._hash_token(token))
 
     def list_keys(self, tenant_id: str) -> list[dict[str, Any]]:
         tenant = self._require(self._doc, tenant_id)
+        usage = self._settled_usage()
         return [
             {"keyId": k["keyId"], "role": k["role"], "status": k["status"], "createdAt": k["createdAt"],
-             "revokedAt": k.get("revokedAt"), "lastUsedAt": self._usage.get(k["keyId"]),
+             "revokedAt": k.get("revokedAt"), "lastUsedAt": usage.get(k["keyId"]),
              "description": k.get("description")}
             for k in tenant["keys"]
         ]
@@ -227,9 +228,20 @@ class TenantRegistry:
     # --- key usage (batched, never rewrites the registry) ------------------------------------------------------
 
     def touch_key(self, key_id: str) -> None:
-        moment = now_iso()
-        self._usage[key_id] = moment
-        self._usage_dirty[key_id] = moment
+        """Record that ``key_id`` was used now (its ``lastUsedAt``, written in batches)."""
+        self._touched[key_id] = time.time_ns() // 1_000_000
+
+    def _settled_usage(self) -> dict[str, str]:
+        """The last use of every key, with the uses recorded since the last call formatted and marked for
+        writing (as :func:`libervia.clock.now_iso` would have formatted them when they happened)."""
+        if self._touched:
+            touched, self._touched = self._touched, {}
+            for key_id, millis in touched.items():
+                second, fraction = divmod(millis, 1000)
+                moment = format_iso(datetime.fromtimestamp(second, UTC).replace(microsecond=fraction * 1000))
+                self._usage[key_id] = moment
+                self._usage_dirty[key_id] = moment
+        return self._usage
 
     async def _flush_usage_periodically(self) -> None:
         while True:
@@ -241,6 +253,7 @@ class TenantRegistry:
                 logger.opt(exception=True).warning("could not record key usage; will retry")
 
     async def flush_key_usage(self) -> None:
+        self._settled_usage()
         if not self._usage_dirty:
             return
         pending, self._usage_dirty = self._usage_dirty, {}

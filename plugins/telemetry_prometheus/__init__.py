@@ -111,9 +111,8 @@ class PrometheusTelemetry:
         self.observe_many([observation])
 
     def observe_many(self, observations: Sequence[RequestObservation]) -> None:
-        for observation in observations:
-            self.metrics.observe(observation)
-        self.window.record_requests((o.status, o.duration_ms) for o in observations)
+        self.metrics.observe_many(observations)
+        self.window.record_requests([(o.status, o.duration_ms) for o in observations])
 
     def count(self, name: str, labels: dict[str, str], value: float) -> None:
         if self.metrics.count(name, labels, value):

@@ -233,22 +233,31 @@ class GatewayMetrics:
         return UNKNOWN_TENANT
 
     def observe(self, observation: RequestObservation) -> None:
-        method = observation.method if observation.method in STANDARD_METHODS else "OTHER"
-        status = observation.status
-        key = (method, observation.route, status)
-        pending = self._pending_responses
-        pending[key] = pending.get(key, 0) + 1
-        # A NaN would land in _count but in no bucket, breaking "+Inf bucket == _count".
-        duration = observation.duration_ms if math.isfinite(observation.duration_ms) else 0.0
-        duration = max(0.0, duration)
-        tally = self._pending_durations.get(key[:2])
-        if tally is None:
-            tally = self._pending_durations[key[:2]] = [0.0] + [0] * (len(self._bounds) + 1)
-        tally[0] += duration
-        tally[1 + bisect.bisect_left(self._bounds, duration)] += 1
-        if observation.tenant_id is not None:
-            tenant_key = (observation.tenant_id, status)
-            self._pending_tenant[tenant_key] = self._pending_tenant.get(tenant_key, 0) + 1
+        self.observe_many((observation,))
+
+    def observe_many(self, observations: Iterable[RequestObservation]) -> None:
+        """Tally finished requests (one event-loop turn's worth at a time: the lookups are hoisted out of the
+        per-request loop)."""
+        responses, durations, tenants = self._pending_responses, self._pending_durations, self._pending_tenant
+        bounds = self._bounds
+        isfinite, bisect_left = math.isfinite, bisect.bisect_left
+        for method, route, status, duration, tenant_id in observations:
+            if method not in STANDARD_METHODS:
+                method = "OTHER"
+            key = (method, route, status)
+            responses[key] = responses.get(key, 0) + 1
+            # A NaN would land in _count but in no bucket, breaking "+Inf bucket == _count".
+            if not isfinite(duration) or duration < 0.0:
+                duration = 0.0
+            series = (method, route)
+            tally = durations.get(series)
+            if tally is None:
+                tally = durations[series] = [0.0] + [0] * (len(bounds) + 1)
+            tally[0] += duration
+            tally[1 + bisect_left(bounds, duration)] += 1
+            if tenant_id is not None:
+                tenant_key = (tenant_id, status)
+                tenants[tenant_key] = tenants.get(tenant_key, 0) + 1
 
     def fold_pending(self) -> None:
         """Move the per-request tallies into the totals (done when reading, not per request)."""
