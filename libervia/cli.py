@@ -83,11 +83,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from libervia.workers import serve_workers, worker_count
 
         return serve_workers(settings, plugins, worker_count(workers))
-    from libervia.garbage_collection import configure_for_serving
     from libervia.server import serve
     from libervia.storage import StorageError
 
-    configure_for_serving()
     try:
         event_loop.run(serve(settings, plugins), settings.get("event_loop", "auto"))
     except StorageError as exc:

@@ -8,7 +8,6 @@ then plugins flush and every tenant log is closed; the process exits 0.
 from __future__ import annotations
 
 import asyncio
-import gc
 import signal
 
 from aiohttp import web
@@ -17,6 +16,7 @@ from loguru import logger
 from libervia import __version__
 from libervia.app import SCOPE_KEY, create_app, start_gateway, stop_gateway
 from libervia.edge import EdgeRunner
+from libervia.garbage_collection import configure_for_serving
 from libervia.jsonlog import access_log, register_secret
 from libervia.plugin_manager import LoadedPlugins
 from libervia.settings import SECRET_SETTINGS, Settings
@@ -33,8 +33,9 @@ def make_runner(app: web.Application, settings: Settings, shutdown_timeout_s: fl
 
     Everything built so far (modules, plugins, schemas, the registry copy...) lives as long as the process: it is
     moved out of the collector's reach, so that a full collection under load walks only what requests made,
-    not the hundred thousand objects of start-up (one such walk measured tens of milliseconds)."""
-    gc.freeze()
+    not the hundred thousand objects of start-up (one such walk measured tens of milliseconds); see
+    :mod:`libervia.garbage_collection`."""
+    configure_for_serving()
     http = settings.section("http")
     return EdgeRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout_s,
                       keepalive_timeout=http["keepalive_timeout_s"],

@@ -33,7 +33,6 @@ from libervia import __version__, event_loop
 from libervia.app import create_app, start_gateway, stop_gateway
 from libervia.context import GATEWAY_KEY
 from libervia.errors import StartupError
-from libervia.garbage_collection import configure_for_serving
 from libervia.gateway import Gateway
 from libervia.jsonlog import access_log
 from libervia.plugin_manager import LoadedPlugins
@@ -111,7 +110,6 @@ class GatewayWorker(GunicornWebWorker):
     def init_process(self) -> None:
         # The event_loop setting holds for workers too; aiohttp's worker creates its loop from the policy.
         event_loop.install_policy(str(self.app.settings.get("event_loop", "auto")))
-        configure_for_serving()   # after the fork: what the master built is this worker's start-up heap
         super().init_process()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
