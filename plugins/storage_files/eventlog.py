@@ -194,39 +194,36 @@ class FileTenantEventLog(QueuedEventLog):
     # -- appending --
 
     async def _write_group(self, batches: list[PendingAppend]) -> list[Entries | Exception]:
-        result: list[Entries | Exception] = await self._tick_jobs.run(self._write_group_sync, batches)
+        result: list[Entries | Exception] = await self._tick_jobs.run(_FileGroupWrite(self, batches))
         return result
 
     def _write_group_sync(self, batches: list[PendingAppend]) -> list[Entries | Exception]:
-        with self._locked():
-            self._sync_tail_locked()
-            group = chain_group(self.tenant_id, self._head, batches)
-            if not group.lines:
-                return group.results
-            data = b"\n".join(group.lines) + b"\n"
-            offset = self._end
-            try:
-                os.pwrite(self._lock_fd, PENDING_WRITE.pack(offset, len(data), (group.start.hash or "").encode()), 0)
-                write_all(self._fd, data)
-                if self._durable:
-                    os.fsync(self._fd)
-                    self.stats.fsyncs += 1
-                os.pwrite(self._lock_fd, NO_PENDING_WRITE, 0)
-            except OSError as exc:
-                self._roll_back(offset)
-                raise StorageError(f"append to the event log of tenant {self.tenant_id} failed: {exc}") from exc
-            self._head = group.head   # before _end: see head()
-            self._end = offset + len(data)
-            self.stats.writes += 1
-            self.stats.bytes_written += len(data)
-            for entries in group.accepted():
-                self.stats.appends += 1
-                self.stats.events += len(entries)
-            self._health.degraded = False
-            self._health.last_append_at = group.head.last_append_at
-            if group.crosses_checkpoint(self._checkpoint_every):
-                self._checkpoint_locked()
-            return group.results
+        """Write one group alone (the three steps of a tick job, for this log only)."""
+        write = _FileGroupWrite(self, batches)
+        if not write.begin():
+            return write.finish(None)
+        try:
+            write.sync_alone()
+        except OSError as exc:
+            return write.finish(exc)
+        return write.finish(None)
+
+    def _lock_for_group(self) -> None:
+        """Take the thread lock and the flock, for a group write that unlocks in :meth:`_unlock_after_group`."""
+        self._thread_lock.acquire()
+        try:
+            if self._fd < 0:
+                raise StorageError(f"the event log of tenant {self.tenant_id} is closed")
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+
+    def _unlock_after_group(self) -> None:
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
 
     def _roll_back(self, offset: int) -> None:
         """Take a failed group's bytes back out so that a failed append leaves nothing behind."""
@@ -407,6 +404,88 @@ class FileTenantEventLog(QueuedEventLog):
 
     async def _run(self, func: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+
+
+class _FileGroupWrite:
+    """One group of a file log, written in the steps of :class:`~.tick_jobs.GroupWrite`: between
+    :meth:`begin` and :meth:`finish` the log is locked, its bytes are written and the pending-write record in
+    ``events.lock`` names them, so a crash before the sync leaves a group the next writer quarantines."""
+
+    def __init__(self, log: FileTenantEventLog, batches: list[PendingAppend]) -> None:
+        self.log = log
+        self.batches = batches
+        self.order = log.tenant_id
+        self.sync_fd = -1
+        self._results: list[Entries | Exception] = []
+        self._group: Any = None
+        self._offset = 0
+        self._length = 0
+
+    def begin(self) -> bool:
+        log = self.log
+        log._lock_for_group()
+        try:
+            log._sync_tail_locked()
+            group = chain_group(log.tenant_id, log._head, self.batches)
+            self._results = group.results
+            if not group.lines:
+                log._unlock_after_group()
+                return False
+            data = b"\n".join(group.lines) + b"\n"
+            self._group, self._offset, self._length = group, log._end, len(data)
+            try:
+                os.pwrite(log._lock_fd, PENDING_WRITE.pack(self._offset, len(data), (group.start.hash or "").encode()),
+                          0)
+                write_all(log._fd, data)
+            except OSError as exc:
+                log._roll_back(self._offset)
+                raise StorageError(f"append to the event log of tenant {log.tenant_id} failed: {exc}") from exc
+        except BaseException:
+            log._unlock_after_group()   # nothing was left written (rolled back): no finish follows
+            raise
+        self.sync_fd = log._fd
+        if not log._durable:
+            self._complete()
+            log._unlock_after_group()
+            return False
+        return True
+
+    def sync_alone(self) -> None:
+        os.fsync(self.log._fd)
+
+    def finish(self, failure: BaseException | None) -> list[Entries | Exception]:
+        if self._group is None or self.sync_fd < 0 or not self.log._durable:
+            return self._results  # answered in begin (nothing to sync, or a store without fsync)
+        log = self.log
+        try:
+            if failure is not None:
+                log._roll_back(self._offset)
+                raise StorageError(f"append to the event log of tenant {log.tenant_id} failed: {failure}") from failure
+            log.stats.fsyncs += 1
+            try:
+                os.pwrite(log._lock_fd, NO_PENDING_WRITE, 0)
+            except OSError as exc:
+                log._roll_back(self._offset)
+                raise StorageError(f"append to the event log of tenant {log.tenant_id} failed: {exc}") from exc
+            self._complete()
+        finally:
+            log._unlock_after_group()
+        return self._results
+
+    def _complete(self) -> None:
+        """The group is durable (or the store does not sync): the log's head and counters move past it."""
+        log, group = self.log, self._group
+        log._head = group.head   # before _end: see head()
+        log._end = self._offset + self._length
+        log.stats.writes += 1
+        log.stats.bytes_written += self._length
+        for entries in group.accepted():
+            log.stats.appends += 1
+            log.stats.events += len(entries)
+        log._health.degraded = False
+        log._health.last_append_at = group.head.last_append_at
+        if group.crosses_checkpoint(log._checkpoint_every):
+            log._checkpoint_locked()
 
 
 class FileEventStore:

@@ -1,22 +1,55 @@
-"""One I/O-thread job per event-loop tick for the group writes of every tenant log.
+"""One I/O-thread job per event-loop tick for the group writes of every tenant log, sharing one sync.
 
-Each tenant log flushes its own group (its own lock, write and fsync), but handing each group to the thread pool
-on its own costs a wake-up of an I/O thread, a ``concurrent.futures`` future and a cross-thread callback per group.
-With many tenants each written by one client (so each group holds one command) that hand-off was most of what a
-command cost beyond its own work. Groups queued during the same tick of the loop (about five under 16 clients over
-16 tenants) now go to the pool as one job that writes them one after another, each under its own log's locks as
-before, and answers each as it is durable. A job of the next tick runs in another thread meanwhile, so logs still
-write in parallel once one thread has work.
+Each tenant log writes its own group under its own locks, but handing each group to the thread pool on its own
+costs a wake-up of an I/O thread, a ``concurrent.futures`` future and a cross-thread callback per group, and
+an ``fsync`` per group costs a journal commit each. With many tenants each written by one client (so each group
+holds one command) those were most of what a command cost beyond its own work. Groups queued during the same
+tick of the loop (about five under 16 clients over 16 tenants) go to the pool as one job, in three steps:
+
+1. each log is locked and its group's bytes written (:meth:`GroupWrite.begin`), logs in the order of their
+   tenant ids, so that two processes locking the same logs never wait for each other in a circle;
+2. one ``syncfs`` makes all of them durable (:mod:`.filesystem_sync`), or, for a job of one log or where
+   ``syncfs`` cannot be trusted, each log ``fsync``\\ s its own file;
+3. each log records the write as complete and unlocks (:meth:`GroupWrite.finish`), and its waiters are answered.
+
+A failed sync fails the groups it was to make durable (each is rolled back), never the others. A job of the next
+tick runs in another thread meanwhile, so logs still write in parallel once one thread has work.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import os
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, Protocol
 
-Job = tuple[Callable[[Any], Any], Any, asyncio.Future[Any]]
+from libervia_plugins.storage_files import filesystem_sync
+
+
+class GroupWrite(Protocol):
+    """One log's group write, in the three steps a job runs."""
+
+    @property
+    def order(self) -> str:
+        """Locks are taken in this order (the tenant id)."""
+
+    @property
+    def sync_fd(self) -> int:
+        """A descriptor of the written file, for ``syncfs``."""
+
+    def begin(self) -> bool:
+        """Lock the log and write the bytes. True: they wait for a sync, and :meth:`finish` must follow.
+        False: nothing needed syncing (an empty group, a store without fsync), the log is unlocked again and
+        :meth:`finish` only answers. Raises (unlocked) when nothing was written."""
+
+    def sync_alone(self) -> None:
+        """``fsync`` this log's own file."""
+
+    def finish(self, failure: BaseException | None) -> Any:
+        """Complete the write (or roll it back when the sync failed: ``failure``), unlock, and answer."""
+
+
+Job = tuple[GroupWrite, asyncio.Future[Any]]
 
 
 class TickJobs:
@@ -24,15 +57,15 @@ class TickJobs:
         self._executor = executor
         self._pending: dict[asyncio.AbstractEventLoop, list[Job]] = {}
 
-    def run(self, func: Callable[[Any], Any], arg: Any) -> asyncio.Future[Any]:
-        """``func(arg)`` in an I/O thread, together with the other calls made during this tick."""
+    def run(self, write: GroupWrite) -> asyncio.Future[Any]:
+        """Run ``write`` in an I/O thread, together with the other writes made during this tick."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         pending = self._pending.get(loop)
         if pending is None:
             pending = self._pending[loop] = []
             loop.call_soon(self._dispatch, loop)
-        pending.append((func, arg, future))
+        pending.append((write, future))
         return future
 
     def _dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -42,21 +75,69 @@ class TickJobs:
         try:
             self._executor.submit(self._run_all, loop, jobs)
         except RuntimeError as exc:  # the pool was shut down: nothing is written
-            for _, _, future in jobs:
+            for _, future in jobs:
                 if not future.done():
                     future.set_exception(exc)
 
+    @classmethod
+    def _run_all(cls, loop: asyncio.AbstractEventLoop, jobs: list[Job]) -> None:
+        # One log never has two groups in flight; should it, the second waits for the next round (its lock is
+        # not reentrant).
+        rounds: list[list[Job]] = []
+        for job in sorted(jobs, key=lambda j: j[0].order):
+            for round_ in rounds:
+                if all(other.order != job[0].order for other, _ in round_):
+                    round_.append(job)
+                    break
+            else:
+                rounds.append([job])
+        for round_ in rounds:
+            if not cls._run_round(loop, round_):
+                return
+
     @staticmethod
-    def _run_all(loop: asyncio.AbstractEventLoop, jobs: list[Job]) -> None:
-        for func, arg, future in jobs:
+    def _run_round(loop: asyncio.AbstractEventLoop, jobs: list[Job]) -> bool:
+        answers: list[tuple[asyncio.Future[Any], tuple[bool, Any]]] = []
+        written: list[Job] = []
+        for write, future in jobs:
             try:
-                outcome: tuple[bool, Any] = (True, func(arg))
+                if write.begin():
+                    written.append((write, future))
+                else:
+                    answers.append((future, (True, write.finish(None))))
             except BaseException as exc:  # handed to the caller, as run_in_executor would
-                outcome = (False, exc)
+                answers.append((future, (False, exc)))
+        failures: dict[int, BaseException] = {}
+        if len(written) > 1 and filesystem_sync.AVAILABLE and _one_filesystem(write for write, _ in written):
+            try:
+                filesystem_sync.syncfs(written[0][0].sync_fd)
+            except OSError as exc:
+                failures = {id(write): exc for write, _ in written}
+        else:
+            for write, _ in written:
+                try:
+                    write.sync_alone()
+                except OSError as exc:
+                    failures[id(write)] = exc
+        for write, future in written:
+            try:
+                answers.append((future, (True, write.finish(failures.get(id(write))))))
+            except BaseException as exc:
+                answers.append((future, (False, exc)))
+        for future, outcome in answers:
             try:
                 loop.call_soon_threadsafe(_settle, future, outcome)
             except RuntimeError:  # the loop is closed: nobody waits for the answer any more
-                return
+                return False
+        return True
+
+
+def _one_filesystem(writes: Any) -> bool:
+    """Whether one ``syncfs`` covers every file (a tenant directory mounted elsewhere would not be)."""
+    try:
+        return len({os.fstat(write.sync_fd).st_dev for write in writes}) == 1
+    except OSError:
+        return False
 
 
 def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:

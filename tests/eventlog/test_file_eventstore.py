@@ -23,6 +23,7 @@ from libervia.eventlog.checkpoints import CheckpointSigner
 from libervia.eventlog.verify import verify_fast, verify_full
 from libervia.storage import EventStore, LogHead, Snapshot, StorageError
 from libervia.testing.contracts.eventstore import SIGNER, EventStoreContract, MakeStore, all_entries, draft
+from libervia_plugins.storage_files import filesystem_sync
 from libervia_plugins.storage_files.eventlog import PENDING_WRITE, FileEventStore, FileTenantEventLog
 from libervia_plugins.storage_files.offline_check import offline_verify
 
@@ -287,10 +288,10 @@ async def test_a_log_whose_group_fails_does_not_fail_the_others_of_its_job(tmp_p
     store = FileEventStore(tmp_path, SIGNER)
     good, bad = await store.open_log("good-one"), await store.open_log("bad-one")
 
-    def failing_write(batches: Any) -> Any:
+    def failing_tail() -> None:
         raise OSError("disk on fire")
 
-    bad._write_group_sync = failing_write
+    bad._sync_tail_locked = failing_tail  # type: ignore[method-assign]
     results = await asyncio.gather(good.append([draft(1)]), bad.append([draft(2)]), return_exceptions=True)
     assert isinstance(results[0], list) and results[0][0]["seq"] == 1
     assert isinstance(results[1], StorageError)
@@ -499,4 +500,43 @@ async def test_a_read_outlives_a_close_of_its_log(tmp_path: Path, reading: str) 
             other = await store.open_log("globex")   # may take the closed descriptor's number
             await other.append([draft(0)])
     assert items == 6000
+    await store.close()
+
+
+@pytest.mark.skipif(not filesystem_sync.AVAILABLE, reason="syncfs with error reporting needs Linux >= 5.8")
+async def test_the_logs_of_one_job_share_one_syncfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    real = filesystem_sync.syncfs
+
+    def counting(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(filesystem_sync, "syncfs", counting)
+    store = FileEventStore(tmp_path, SIGNER)
+    logs = [await store.open_log(f"tenant-{n}") for n in range(4)]
+    stored = await asyncio.gather(*(log.append([draft(n)]) for n, log in enumerate(logs)))
+    assert len(calls) == 1 and [entries[0]["seq"] for entries in stored] == [1, 1, 1, 1]
+    await store.close()
+    reopened = FileEventStore(tmp_path, SIGNER)
+    for n in range(4):
+        assert [e["payload"]["n"] for e in await all_entries(await reopened.open_log(f"tenant-{n}"))] == [n]
+    await reopened.close()
+
+
+@pytest.mark.skipif(not filesystem_sync.AVAILABLE, reason="syncfs with error reporting needs Linux >= 5.8")
+async def test_a_failed_shared_sync_fails_and_rolls_back_every_group_it_covered(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    store = FileEventStore(tmp_path, SIGNER)
+    logs = [await store.open_log(f"tenant-{n}") for n in range(3)]
+    monkeypatch.setattr(filesystem_sync, "syncfs", failing)
+    results = await asyncio.gather(*(log.append([draft(n)]) for n, log in enumerate(logs)), return_exceptions=True)
+    assert all(isinstance(result, StorageError) for result in results), results
+    monkeypatch.undo()
+    assert [(await log.head()).seq for log in logs] == [0, 0, 0]
+    again = await asyncio.gather(*(log.append([draft(n)]) for n, log in enumerate(logs)))
+    assert [entries[0]["seq"] for entries in again] == [1, 1, 1]
     await store.close()
