@@ -29,7 +29,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from loguru import logger
 
@@ -51,8 +51,9 @@ CREATE TABLE IF NOT EXISTS states (seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, 
 """
 
 
-@dataclass(frozen=True, slots=True)
-class RecordRow:
+class RecordRow(NamedTuple):
+    """A tuple, so that a flush hands its rows to SQLite as they are (a thousand per flush)."""
+
     kind: str
     id: str
     seq: int     # the event that last changed it
@@ -225,7 +226,7 @@ class RecordIndex:
         try:
             # OR REPLACE: a row another process wrote for the same version holds the same bytes.
             db.executemany("INSERT OR REPLACE INTO records (kind, id, seq, ord, body) VALUES (?, ?, ?, ?, ?)",
-                           [(r.kind, r.id, r.seq, r.ord, r.body) for r in records])
+                           records)
             db.executemany("INSERT OR REPLACE INTO history (owner, seq, body) VALUES (?, ?, ?)", list(history))
             db.execute("INSERT OR REPLACE INTO states (seq, hash, body) VALUES (?, ?, ?)",
                        (state.seq, state.hash, state.body))
