@@ -95,6 +95,10 @@ class Access(enum.Enum):
     TENANT_MANAGE = "tenant_manage"  # own tenant_admin of an active tenant, or global_admin
     GLOBAL_ADMIN = "global_admin"    # gateway operators only
 
+    # Members are singletons, so identity hashes them: Enum's own __hash__ runs Python code on every lookup of
+    # the role table, once per authenticated request.
+    __hash__ = object.__hash__
+
 
 @dataclass(frozen=True, slots=True)
 class Route:
