@@ -35,7 +35,7 @@ from loguru import logger
 
 from libervia.storage import StorageError
 
-FORMAT = "2"
+FORMAT = "3"
 # The index is a cache: a page cache of its own per tenant would multiply by the number of tenants.
 CACHE_KIB = 256
 
@@ -44,7 +44,6 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITH
 CREATE TABLE IF NOT EXISTS records (kind TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL,
     ord INTEGER NOT NULL, body BLOB NOT NULL);
 CREATE UNIQUE INDEX IF NOT EXISTS records_by_id ON records (kind, id, seq);
-CREATE INDEX IF NOT EXISTS records_in_order ON records (kind, ord);
 CREATE TABLE IF NOT EXISTS history (owner TEXT NOT NULL, seq INTEGER NOT NULL, body BLOB NOT NULL,
     PRIMARY KEY (owner, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS states (seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, body BLOB NOT NULL);
