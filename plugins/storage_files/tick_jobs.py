@@ -10,7 +10,8 @@ tick of the loop (about five under 16 clients over 16 tenants) go to the pool as
    tenant ids, so that two processes locking the same logs never wait for each other in a circle;
 2. one ``syncfs`` makes all of them durable (:mod:`.filesystem_sync`), or, for a job of one log or where
    ``syncfs`` cannot be trusted, each log ``fsync``\\ s its own file;
-3. each log records the write as complete and unlocks (:meth:`GroupWrite.finish`), and its waiters are answered.
+3. each log records the write as complete and unlocks (:meth:`GroupWrite.finish`); then one call on the loop
+   answers every waiter of the round.
 
 A failed sync fails the groups it was to make durable (each is rolled back), never the others. A job of the next
 tick runs in another thread meanwhile, so logs still write in parallel once one thread has work.
@@ -124,11 +125,11 @@ class TickJobs:
                 answers.append((future, (True, write.finish(failures.get(id(write))))))
             except BaseException as exc:
                 answers.append((future, (False, exc)))
-        for future, outcome in answers:
-            try:
-                loop.call_soon_threadsafe(_settle, future, outcome)
-            except RuntimeError:  # the loop is closed: nobody waits for the answer any more
-                return False
+        try:
+            # One wake-up of the loop for the whole round, not one per log.
+            loop.call_soon_threadsafe(_settle_all, answers)
+        except RuntimeError:  # the loop is closed: nobody waits for the answers any more
+            return False
         return True
 
 
@@ -140,11 +141,11 @@ def _one_filesystem(writes: Any) -> bool:
         return False
 
 
-def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
-    if future.done():  # the waiter was cancelled
-        return
-    ok, value = outcome
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
+def _settle_all(answers: list[tuple[asyncio.Future[Any], tuple[bool, Any]]]) -> None:
+    for future, (ok, value) in answers:
+        if future.done():  # the waiter was cancelled
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
