@@ -116,8 +116,8 @@ class TenantCore:
         self._lock = asyncio.Lock()
         self._index = RecordIndex(index_dir)
         self._projection = Projection(CoreState(self._index))
-        self._snapshot_seq = 0   # the seq of the newest state flushed to the record index
-        self._snapshot_due = False
+        self._flushed_seq = 0   # the seq of the newest state flushed to the record index
+        self._flush_due = False
         self._closed = False
         self._discarded = False
         self._background: asyncio.Task[None] | None = None
@@ -141,7 +141,8 @@ class TenantCore:
     # --- lifecycle -----------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Rebuild the state: the newest snapshot that still matches the log, then the tail after it."""
+        """Rebuild the state: the newest flushed state of the record index that still matches the log, then the tail
+        after it."""
         before = await self._load()
         self.replayed_events = self.state.seq - before
 
@@ -152,7 +153,7 @@ class TenantCore:
             row = await self._matching_state()
             if row is not None:
                 self._projection.load_compact(row.body)
-                self._snapshot_seq = row.seq
+                self._flushed_seq = row.seq
                 self.replayed_from_snapshot = row.seq
         except (sqlite3.Error, IndexUnusableError, ValueError, KeyError, TypeError) as exc:
             logger.warning("tenant {} record index unusable, rebuilding it from the log: {}", self.tenant_id, exc)
@@ -168,7 +169,7 @@ class TenantCore:
         except (sqlite3.Error, IndexUnusableError) as exc:
             raise StorageError(f"tenant {self.tenant_id}: the record index cannot be created: {exc}") from exc
         self._projection = Projection(CoreState(self._index))
-        self._snapshot_seq = 0
+        self._flushed_seq = 0
         self.replayed_from_snapshot = None
 
     async def _matching_state(self) -> StateRow | None:
@@ -200,14 +201,14 @@ class TenantCore:
         return None
 
     async def close(self) -> None:
-        """Stop accepting calls and leave a snapshot so the next start replays little. The log is the
-        runtime's to close (other readers share it)."""
+        """Stop accepting calls and flush what changed to the record index, so the next start replays little. The
+        log is the runtime's to close (other readers share it)."""
         async with self._lock:
             if self._closed:
                 return
             self._closed = True
             await self._settle()
-            if self.state.changed_count or self.state.seq > self._snapshot_seq:
+            if self.state.changed_count or self.state.seq > self._flushed_seq:
                 await self._flush()
             self._index.close()
 
@@ -221,7 +222,7 @@ class TenantCore:
     def release_idle(self) -> None:
         """Let the record index's file go while nothing runs (the runtime calls this for idle instances); the
         next call opens it again."""
-        if not self._lock.locked() and not self._inflight:
+        if not self._lock.locked():  # a flush or a command holding the lock may be using the connection
             self._index.release()
 
     async def _close_index_when_free(self) -> None:
@@ -439,20 +440,20 @@ class TenantCore:
                 "mandate {} of tenant {} {} (cause: {}, actor: {}, reason: {})", payload.get("mandate_id"),
                 self.tenant_id, word, cause, entry.get("actor"), payload.get("motivo"))
         if self._flush_wanted():
-            self._snapshot_due = True
+            self._flush_due = True
 
     def _flush_wanted(self) -> bool:
-        return (self.state.seq - self._snapshot_seq >= self._snapshot_every
+        return (self.state.seq - self._flushed_seq >= self._snapshot_every
                 or self.state.changed_count >= FLUSH_RECORDS)
 
     async def maybe_flush(self) -> None:
         """Write what changed to the record index when enough accumulated (called after commands)."""
-        if not self._snapshot_due or self._closed:
+        if not self._flush_due or self._closed:
             return
         async with self._lock:
             # Closed (it flushed itself) or discarded after a purge: write nothing. Not wanted any more: another
             # caller that waited for the lock flushed already.
-            self._snapshot_due = False
+            self._flush_due = False
             if self._closed or not self._flush_wanted():
                 return
             await self._settle()  # the index holds durable state only
@@ -479,7 +480,7 @@ class TenantCore:
             self._diverged = True
             return
         self._projection.flushed()
-        self._snapshot_seq = state_row.seq
+        self._flushed_seq = state_row.seq
         self.counters["snapshots"] += 1
 
     # --- commands ------------------------------------------------------------------------------------------------
@@ -573,7 +574,7 @@ class TenantCore:
         state = self.state
         return {"tenant": self.tenant_id, "startedAt": self.started_at, "lastUsedAt": self.last_used_at,
                 "events": state.seq, "headHash": state.head_hash, "lastEventAt": state.last_event_at,
-                "snapshotSeq": self._snapshot_seq, "replayedFromSnapshot": self.replayed_from_snapshot,
+                "snapshotSeq": self._flushed_seq, "replayedFromSnapshot": self.replayed_from_snapshot,
                 "replayedEvents": self.replayed_events, "busy": self.busy, **self.counters,
                 "appendsInFlight": len(self._inflight), "recordsInMemory": state.resident_count,
                 **self._commit_stats(),

@@ -49,7 +49,7 @@ class RecordMap(Generic[R]):
         return found[0]
 
     def __contains__(self, record_id: object) -> bool:
-        return isinstance(record_id, str) and self._lookup(record_id) is not None
+        return self._lookup(record_id) is not None  # type: ignore[arg-type]
 
     def values(self) -> list[R]:
         """Every record, in creation order (the order the old dict kept): the index's, with what changed since."""
@@ -62,6 +62,8 @@ class RecordMap(Generic[R]):
         return [record for _, record in sorted(merged.values(), key=lambda item: item[0])]
 
     def _lookup(self, record_id: str) -> tuple[R, int] | None:
+        if not isinstance(record_id, str):   # an id from a request body that is not text names no record
+            return None
         changed = self._changed.get(record_id)
         if changed is not None:
             return changed[0], changed[1]

@@ -195,3 +195,10 @@ async def test_two_processes_agree_on_a_mandate_history(harness: CoreHarness) ->
     assert len(seqs) == len(set(seqs)) == 4   # granted, then three checks
     await second.close()
     await other_store.close()
+
+
+async def test_an_id_that_is_not_text_names_no_record(core: TenantCore) -> None:
+    """A lookup by an unhashable id (a JSON object where an id belongs) answers "none", not a TypeError (a 500)."""
+    await decided(core)
+    assert core.state.contratos.get({"id": 1}) is None  # type: ignore[arg-type]
+    assert [1] not in core.state.episodios
