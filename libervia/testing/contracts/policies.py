@@ -4,6 +4,9 @@ Subclass one, put your plugin in ``contract_plugins`` and, if your plugin answer
 of them in the ``policy_tenant`` fixture (default ``"contract-tenant"``). The hooks are asked through the host, as
 a tenant's Core asks them when it starts, on an in-process gateway that runs your plugin next to the built-ins.
 
+Every contract first checks that the implementation under test (your plugins, or the built-ins when
+``contract_plugins`` is empty) answers the hook for ``policy_tenant``, so the checks below are about its answers.
+
 * :class:`ClosedLayerRulesContract`: the answers merge (lists or :class:`~libervia.core.policy.RuleSet`) into
   :class:`~libervia.core.policy.ClosedLayerRule` objects with unique ids and a reason; ``check`` answers
   ``(bool, str)`` the same way twice for the same input, for a complete situation and for an empty one;
@@ -17,7 +20,9 @@ a tenant's Core asks them when it starts, on an in-process gateway that runs you
 
 from __future__ import annotations
 
+import inspect
 import itertools
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,12 +66,32 @@ def situations() -> list[tuple[SituationInput, ProtocolInput]]:
 
 
 class PolicyContract(GatewayContract):
+    hook_name = ""   # the policy hook the subclass checks
+
     @pytest.fixture
     def policy_tenant(self) -> str:
         return "contract-tenant"
 
+    async def test_the_implementation_under_test_answers_for_the_tenant(
+            self, contract_gateway: GatewayHarness, contract_plugins: Sequence[object], policy_tenant: str) -> None:
+        """The other checks read the merged answers of every plugin: without this one, a plugin that answers
+        nothing for ``policy_tenant`` would pass them on the built-ins' answers."""
+        caller = getattr(contract_gateway.gateway.pm.hook, self.hook_name)
+        tested = [impl for impl in caller.get_hookimpls() if not contract_plugins or impl.plugin in contract_plugins]
+        assert tested, f"no plugin under test implements {self.hook_name}"
+        arguments = {"gateway": contract_gateway.gateway, "tenant_id": policy_tenant}
+        answers = []
+        for impl in tested:
+            answer = impl.function(**{name: arguments[name] for name in impl.argnames})
+            answers.append(await answer if inspect.isawaitable(answer) else answer)
+        assert any(answer is not None and answer != [] for answer in answers), (
+            f"the plugin under test answers nothing to {self.hook_name} for tenant {policy_tenant!r}: name a "
+            "tenant it answers for in the policy_tenant fixture")
+
 
 class ClosedLayerRulesContract(PolicyContract):
+    hook_name = "libervia_closed_layer_rules"
+
     async def rules(self, harness: GatewayHarness, tenant_id: str) -> list[ClosedLayerRule]:
         gateway = harness.gateway
         # Core merges the answers in registration order (pluggy calls last registered first).
@@ -92,6 +117,8 @@ class ClosedLayerRulesContract(PolicyContract):
 
 
 class AutonomyPolicyContract(PolicyContract):
+    hook_name = "libervia_autonomy_policy"
+
     async def policy(self, harness: GatewayHarness, tenant_id: str) -> AutonomyPolicy:
         gateway = harness.gateway
         policy = await call_first(gateway.pm.hook.libervia_autonomy_policy, gateway=gateway, tenant_id=tenant_id)
@@ -123,6 +150,8 @@ class AutonomyPolicyContract(PolicyContract):
 
 
 class ConsequencePolicyContract(PolicyContract):
+    hook_name = "libervia_consequence_policy"
+
     async def policy(self, harness: GatewayHarness, tenant_id: str) -> ConsequencePolicy:
         gateway = harness.gateway
         policy = await call_first(gateway.pm.hook.libervia_consequence_policy, gateway=gateway,
