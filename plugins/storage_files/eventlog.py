@@ -101,6 +101,10 @@ class FileTenantEventLog(QueuedEventLog):
     def __init__(self, tenant_id: str, paths: TenantPaths, signer: CheckpointSigner, executor: ThreadPoolExecutor,
                  *, checkpoint_every: int, durable: bool, group_commit: bool,
                  on_close: Callable[[FileTenantEventLog], None], tick_jobs: TickJobs) -> None:
+        # The head and the byte offset it ends at, as of our last look (end -1 forces a re-read): one tuple,
+        # assigned whole, so a reader on the loop never pairs a new head with an old end. Set before the base
+        # class, which assigns ``_head``.
+        self._tail: tuple[LogHead, int] = (LogHead(0, None, None), -1)
         super().__init__(tenant_id, on_close=on_close, group_commit=group_commit)
         self.paths = paths
         self.stats = EventLogStats()
@@ -114,7 +118,7 @@ class FileTenantEventLog(QueuedEventLog):
         self._file: LogFile
         self._thread_lock = threading.Lock()
         self._snapshot_lock = threading.Lock()
-        self._end = -1                      # file size as of our last look; -1 forces a re-read
+        self._fd_lock = threading.Lock()    # held only to duplicate or close the descriptor, never across I/O
         self._last_checkpoint_seq = 0
         # Line starts of seqs we know without searching (a snapshot's next entry), for entries(from_seq).
         self._known_offsets: dict[int, int] = {}
@@ -137,17 +141,25 @@ class FileTenantEventLog(QueuedEventLog):
         self._last_checkpoint_seq = last_checkpoint_seq(paths.checkpoints, self.tenant_id)
         self._health.last_append_at = self._head.last_append_at
 
+    @property
+    def _head(self) -> LogHead:
+        return self._tail[0]
+
+    @_head.setter
+    def _head(self, head: LogHead) -> None:
+        self._tail = (head, self._tail[1])
+
+    @property
+    def _end(self) -> int:
+        return self._tail[1]
+
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        # flock excludes other processes; it is per open file, so threads of this process need their own lock.
-        with self._thread_lock:
-            if self._fd < 0:
-                raise StorageError(f"the event log of tenant {self.tenant_id} is closed")
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        self._lock_for_group()
+        try:
+            yield
+        finally:
+            self._unlock_after_group()
 
     def _sync_tail_locked(self) -> None:
         """Make ``_head`` the file's real last entry, quarantining whatever a crashed writer left half-written."""
@@ -162,11 +174,9 @@ class FileTenantEventLog(QueuedEventLog):
         if tail.end < size:
             self._quarantine(tail.end, size, "a torn or unreadable last line")
         head_entry = tail.head_entry
-        if head_entry is None:
-            self._head = LogHead(0, None, None)
-        else:
-            self._head = LogHead(head_entry["seq"], head_entry["hash"], head_entry["ts"])
-        self._end = tail.end
+        head = LogHead(0, None, None) if head_entry is None else LogHead(head_entry["seq"], head_entry["hash"],
+                                                                          head_entry["ts"])
+        self._tail = (head, tail.end)
 
     def _hash_ending_at(self, offset: int) -> str | None:
         return hash_ending_at(self._file, offset)
@@ -197,19 +207,9 @@ class FileTenantEventLog(QueuedEventLog):
         result: list[Entries | Exception] = await self._tick_jobs.run(_FileGroupWrite(self, batches))
         return result
 
-    def _write_group_sync(self, batches: list[PendingAppend]) -> list[Entries | Exception]:
-        """Write one group alone (the three steps of a tick job, for this log only)."""
-        write = _FileGroupWrite(self, batches)
-        if not write.begin():
-            return write.finish(None)
-        try:
-            write.sync_alone()
-        except OSError as exc:
-            return write.finish(exc)
-        return write.finish(None)
-
     def _lock_for_group(self) -> None:
-        """Take the thread lock and the flock, for a group write that unlocks in :meth:`_unlock_after_group`."""
+        """Take the thread lock and the flock (released by :meth:`_unlock_after_group`). flock excludes other
+        processes; it is per open file, so threads of this process need their own lock."""
         self._thread_lock.acquire()
         try:
             if self._fd < 0:
@@ -234,7 +234,7 @@ class FileTenantEventLog(QueuedEventLog):
         except OSError as exc:
             # The pending-write record stays, so the next writer quarantines what is left.
             logger.error("could not roll back a failed append for tenant {}: {}", self.tenant_id, exc)
-            self._end = -1
+            self._tail = (self._head, -1)
 
     def _checkpoint_locked(self) -> None:
         head = self._head
@@ -255,24 +255,28 @@ class FileTenantEventLog(QueuedEventLog):
         # The Core asks for the head before nearly every command; when no group of ours is being written and the
         # file is exactly as long as when we last settled it, nobody appended since, and that head is the one
         # the lock would give. One fstat here saves a hop through the I/O threads (a wake-up and two GIL
-        # hand-offs per command). ``_end`` is read before the size and ``_head`` after it: a settling thread sets
-        # ``_head`` before ``_end``, so a matching ``_end`` never comes with an older head.
+        # hand-offs per command). The head and its end are read as one tuple, before the size.
         if self._fd >= 0 and self._queue.idle:
-            end = self._end
+            head, end = self._tail
             if end >= 0 and os.fstat(self._fd).st_size == end:
-                return self._head
+                return head
         return await self._run(self._head_sync)
 
     def _head_sync(self) -> LogHead:
+        return self._settled_tail()[0]
+
+    def _settled_tail(self) -> tuple[LogHead, int]:
+        """The head and the end of what is durable: under the lock, no group of ours or another process's is
+        between its write and its sync (a reader bounded by this end never serves bytes a failed sync takes back)."""
         with self._locked():
             self._sync_tail_locked()
-            return self._head
+            return self._tail
 
     def _reader(self) -> LogFile:
         """A view of the file on a descriptor of its own, closed by the caller. A long read (verify, an events
         page) can then outlive a close of the log (an eviction, a purge): it neither fails on a closed descriptor
         nor reads through a number the kernel has since given to another file."""
-        with self._thread_lock:
+        with self._fd_lock:   # not the thread lock: a group write holds that through its sync
             if self._fd < 0:
                 raise StorageError(f"the event log of tenant {self.tenant_id} is closed")
             return LogFile(os.dup(self._fd), self.stats)
@@ -280,10 +284,9 @@ class FileTenantEventLog(QueuedEventLog):
     async def entries(self, from_seq: int = 1, to_seq: int | None = None) -> AsyncIterator[dict[str, Any]]:
         view = self._reader()
         try:
-            end = await self._run(view.size)
-            known_end, head_seq = self._end, self._head.seq
-            if from_seq == head_seq + 1 and known_end >= 0:
-                pos = known_end
+            head, end = await self._run(self._settled_tail)
+            if from_seq == head.seq + 1:
+                pos = end
             elif from_seq in self._known_offsets:
                 pos = self._known_offsets[from_seq]
             else:
@@ -309,7 +312,7 @@ class FileTenantEventLog(QueuedEventLog):
         """
         view = self._reader()
         try:
-            end = await self._run(view.size)
+            end = (await self._run(self._settled_tail))[1]
             pos = 0 if from_seq <= 1 else await self._run(view.line_start_for_seq, from_seq, end)
             while pos < end:
                 chunk = await self._run(view.read_lines, pos, end)
@@ -329,8 +332,9 @@ class FileTenantEventLog(QueuedEventLog):
 
     def _save_snapshot_sync(self, snapshot: Snapshot) -> None:
         end = self._file.size()
-        if snapshot.seq == self._head.seq and snapshot.hash == self._head.hash and self._end >= 0:
-            offset = self._end
+        head, known_end = self._tail
+        if snapshot.seq == head.seq and snapshot.hash == head.hash and known_end >= 0:
+            offset = known_end
         else:
             start = self._file.line_start_for_seq(snapshot.seq, end)
             line = self._file.line_at(start, end)
@@ -397,7 +401,7 @@ class FileTenantEventLog(QueuedEventLog):
                                                 last_checkpoint_seq(self.paths.checkpoints, self.tenant_id))
                 self._checkpoint_locked()
         finally:
-            with self._thread_lock:
+            with self._thread_lock, self._fd_lock:
                 os.close(self._fd)
                 os.close(self._lock_fd)
                 self._fd = self._lock_fd = -1
@@ -445,8 +449,10 @@ class _FileGroupWrite:
             raise
         self.sync_fd = log._fd
         if not log._durable:
-            self._complete()
-            log._unlock_after_group()
+            try:
+                self._complete()
+            finally:
+                log._unlock_after_group()
             return False
         return True
 
@@ -475,8 +481,7 @@ class _FileGroupWrite:
     def _complete(self) -> None:
         """The group is durable (or the store does not sync): the log's head and counters move past it."""
         log, group = self.log, self._group
-        log._head = group.head   # before _end: see head()
-        log._end = self._offset + self._length
+        log._tail = (group.head, self._offset + self._length)
         log.stats.writes += 1
         log.stats.bytes_written += self._length
         for entries in group.accepted():

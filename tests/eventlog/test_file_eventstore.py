@@ -9,6 +9,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -24,7 +25,7 @@ from libervia.eventlog.verify import verify_fast, verify_full
 from libervia.storage import EventStore, LogHead, Snapshot, StorageError
 from libervia.testing.contracts.eventstore import SIGNER, EventStoreContract, MakeStore, all_entries, draft
 from libervia_plugins.storage_files import filesystem_sync
-from libervia_plugins.storage_files.eventlog import PENDING_WRITE, FileEventStore, FileTenantEventLog
+from libervia_plugins.storage_files.eventlog import PENDING_WRITE, FileEventStore, FileTenantEventLog, _FileGroupWrite
 from libervia_plugins.storage_files.offline_check import offline_verify
 
 WRITER = Path(__file__).with_name("append_writer.py")
@@ -539,4 +540,34 @@ async def test_a_failed_shared_sync_fails_and_rolls_back_every_group_it_covered(
     assert [(await log.head()).seq for log in logs] == [0, 0, 0]
     again = await asyncio.gather(*(log.append([draft(n)]) for n, log in enumerate(logs)))
     assert [entries[0]["seq"] for entries in again] == [1, 1, 1]
+    await store.close()
+
+
+async def test_a_read_during_a_group_sync_neither_blocks_the_loop_nor_serves_what_the_sync_takes_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader's descriptor used to be duplicated under the lock a group write holds through its sync (the
+    event loop waited for a disk sync), and reads went up to the file's size, bytes not yet durable included."""
+    store = FileEventStore(tmp_path, SIGNER)
+    log = await store.open_log("acme")
+    await log.append([draft(1)])
+    entered, release = threading.Event(), threading.Event()
+
+    def failing_held_sync(write: _FileGroupWrite) -> None:
+        entered.set()
+        release.wait(10)
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(_FileGroupWrite, "sync_alone", failing_held_sync)
+    second = asyncio.ensure_future(log.append([draft(2)]))
+    try:
+        assert await asyncio.to_thread(entered.wait, 10)   # group 2 is written, its sync has not returned
+        view = await asyncio.wait_for(asyncio.to_thread(log._reader), 5)   # no wait for the sync
+        os.close(view.fd)
+        reading = asyncio.ensure_future(all_entries(log))
+        await asyncio.sleep(0.05)   # room for a read that does not wait for the sync to finish
+    finally:
+        release.set()
+    with pytest.raises(StorageError):
+        await second
+    assert [entry["payload"]["n"] for entry in await reading] == [1]
     await store.close()
