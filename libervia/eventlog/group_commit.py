@@ -91,6 +91,13 @@ class GroupCommitQueue:
         """Nothing queued and no write of ours in progress."""
         return self._flusher is None
 
+    def abandon(self, failure: Exception) -> None:
+        """Refuse every batch queued and not yet taken into a group write, with ``failure``."""
+        pending, self._pending = self._pending, []
+        for batch in pending:
+            if not batch.future.done():
+                batch.future.set_exception(failure)
+
     async def drain(self) -> None:
         """Wait until every queued append is written (or refused)."""
         while self._flusher is not None:

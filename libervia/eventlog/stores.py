@@ -126,8 +126,11 @@ class QueuedEventLog:
         return self._closing
 
     async def discard(self) -> None:
-        """Close without the store writing anything on the way out (see ``TenantEventLog.discard``)."""
+        """Close without the store writing anything on the way out (see ``TenantEventLog.discard``): appends
+        still queued are refused, not written (their tenant was purged; on a shared store the id may already
+        name a new tenant whose log they would land in). A group already being written finishes."""
         self.discarding = True
+        self._queue.abandon(StorageError(f"tenant {self.tenant_id} was purged; nothing was written"))
         await self.close()
 
     async def close(self) -> None:

@@ -571,3 +571,33 @@ async def test_a_read_during_a_group_sync_neither_blocks_the_loop_nor_serves_wha
         await second
     assert [entry["payload"]["n"] for entry in await reading] == [1]
     await store.close()
+
+
+async def test_a_discarded_log_refuses_what_was_still_queued(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A purge discards the log: appends queued behind the group being written used to be written anyway."""
+    store = FileEventStore(tmp_path, SIGNER)
+    log = await store.open_log("acme")
+    entered, release = threading.Event(), threading.Event()
+    real_sync = _FileGroupWrite.sync_alone
+
+    def held_sync(write: _FileGroupWrite) -> None:
+        entered.set()
+        release.wait(10)
+        real_sync(write)
+
+    monkeypatch.setattr(_FileGroupWrite, "sync_alone", held_sync)
+    first = asyncio.ensure_future(log.append([draft(1)]))
+    assert await asyncio.to_thread(entered.wait, 10)
+    queued = asyncio.ensure_future(log.append([draft(2)]))
+    await asyncio.sleep(0)   # queued behind the group being written
+    discarding = asyncio.ensure_future(log.discard())
+    await asyncio.sleep(0)
+    release.set()
+    assert (await first)[0]["seq"] == 1   # the group already being written finishes
+    with pytest.raises(StorageError, match="purged"):
+        await queued
+    await discarding
+    await store.close()
+    reopened = FileEventStore(tmp_path, SIGNER)
+    assert [e["payload"]["n"] for e in await all_entries(await reopened.open_log("acme"))] == [1]
+    await reopened.close()
