@@ -44,7 +44,7 @@ def register_secret(value: str | None) -> None:
 
 def redact_text(text: str) -> str:
     """``text`` without bearer credentials or configured secret values."""
-    if "earer" in text or "EARER" in text:
+    if "earer" in text.lower():   # the scheme is case-insensitive: bEaReR is a credential too
         text = BEARER_CREDENTIAL.sub("Bearer " + REDACTED, text)
     for secret in _known_secrets:
         if secret in text:
@@ -144,7 +144,7 @@ class AccessLog:
         """Write one access line: ``line_fields`` holds ``time, level, msg`` and the access keys, in that order."""
         # Access fields are ours and never secret; only the URL could carry a credential a client put there.
         url = line_fields["url"]
-        if "earer" in url or _known_secrets:
+        if _known_secrets or "earer" in url.lower():
             line_fields["url"] = redact_text(url)
         line = dumps_line(line_fields)
         if not self._pending:

@@ -281,8 +281,11 @@ class CompiledSchema:
 
     def validate(self, instance: Any) -> Any:
         """``instance`` completed with defaults; 400 ``VALIDATION_ERROR`` naming each failing path."""
-        if self.accepts(instance):
-            return instance
+        return instance if self.accepts(instance) else self.explain(instance)
+
+    def explain(self, instance: Any) -> Any:
+        """The failure path of :meth:`validate`, for an instance :meth:`accepts` refused: ``jsonschema`` names
+        the violations (400), or finds none and the instance, completed with defaults, stands."""
         found = self.problems(instance, fill_defaults=True)
         if found:
             raise validation_error(found)

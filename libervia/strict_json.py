@@ -34,7 +34,10 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _integer(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:  # beyond Python's digit limit: its message names an interpreter setting, not the input
+        raise AmbiguousJsonError(f"the integer {text[:30]}... has too many digits") from None
     if not INT_MIN <= value <= INT_MAX:
         raise AmbiguousJsonError(f"the integer {text[:30]}{'...' if len(text) > 30 else ''} is outside the signed "
                                  "64-bit range that is stored exactly")

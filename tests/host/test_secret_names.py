@@ -29,3 +29,10 @@ def test_ordinary_names_are_shown_everywhere() -> None:
     assert mask_secrets({"port": 3000}) == {"port": 3000}
     assert orjson.loads(render_line("t", "info", "m", {"tenantId": "acme"}))["tenantId"] == "acme"
     assert redacted_environment({"BASE_DIR": "/data"}) == "BASE_DIR=/data\n"
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER", "bEaReR"])
+def test_a_bearer_credential_is_hidden_whatever_the_case_of_its_scheme(scheme: str) -> None:
+    """The scheme is case-insensitive; the quick pre-check looked only for "earer" and "EARER"."""
+    line = orjson.loads(render_line("2026-01-01T00:00:00.000Z", "info", f"Authorization: {scheme} tok3n-s3cr3t", {}))
+    assert "tok3n-s3cr3t" not in line["msg"]
