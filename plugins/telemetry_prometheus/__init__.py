@@ -71,6 +71,17 @@ class PrometheusTelemetry:
         self.share_once()
         self._sharing = asyncio.get_running_loop().create_task(self._share_every(section["interval_s"]))
 
+    def forget_tenant(self, tenant_id: str) -> None:
+        """A purged tenant's series go from this process's totals and from what dead processes left; this
+        process's share is published again at once, without them."""
+        self.metrics.forget_tenant(tenant_id)
+        if self.shared is not None:
+            try:
+                self.shared.forget_tenant(tenant_id)
+            except OSError as exc:
+                logger.warning("telemetry: the purged tenant {}'s shared series stay: {}", tenant_id, exc)
+            self.share_once()
+
     async def _share_every(self, interval_s: float) -> None:
         while True:
             await asyncio.sleep(interval_s)
@@ -194,7 +205,7 @@ def libervia_count_event(gateway: Gateway, name: str, labels: dict[str, str], va
 
 @hookimpl
 def libervia_tenant_purged(gateway: Gateway, tenant_id: str) -> None:
-    telemetry_of(gateway).metrics.forget_tenant(tenant_id)
+    telemetry_of(gateway).forget_tenant(tenant_id)
 
 
 @hookimpl

@@ -165,6 +165,14 @@ class Totals:
             for index, amount in enumerate(tally):
                 current[index] += amount
 
+    def drop_tenant(self, tenant_id: str) -> None:
+        """Remove every series labelled with ``tenant_id``."""
+        label = ("tenant_id", tenant_id)
+        for family in TENANT_FAMILIES:
+            series = self.counters[family]
+            for labels in [labels for labels in series if label in labels]:
+                del series[labels]
+
     def merge(self, other: Totals) -> None:
         for family, series in other.counters.items():
             for labels, value in series.items():
@@ -287,11 +295,8 @@ class GatewayMetrics:
         """Drop every series labelled with ``tenant_id`` (the tenant was purged; a new one may take the id)."""
         self._pending_tenant = {key: n for key, n in self._pending_tenant.items() if key[0] != tenant_id}
         label = ("tenant_id", tenant_id)
-        for totals in (self.own, self.others):
-            for family in TENANT_FAMILIES:
-                series = totals.counters[family]
-                for labels in [labels for labels in series if label in labels]:
-                    del series[labels]
+        self.own.drop_tenant(tenant_id)
+        self.others.drop_tenant(tenant_id)
         for family in TENANT_FAMILIES:
             self._rendered[family] = {k: v for k, v in self._rendered[family].items() if label not in k}
             self._order.pop(family, None)

@@ -24,6 +24,7 @@ import contextlib
 import fcntl
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,8 +122,9 @@ class SharedTotals:
         return [(name, data) for name, (_, data) in self._seen.items()
                 if name not in folded and data.get("buckets") == self.bucket_count]
 
-    def retire_dead(self) -> None:
-        """Fold the files of processes that are gone into ``retired.json`` and remove them."""
+    @contextlib.contextmanager
+    def _retired(self) -> Iterator[tuple[Path, dict[str, Any], Totals]]:
+        """``retired.json`` under the directory's lock: its path, its document and its totals."""
         with open(self.directory / ".lock", "a+b") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             retired_path = self.directory / RETIRED
@@ -130,9 +132,27 @@ class SharedTotals:
                 retired = orjson.loads(retired_path.read_bytes())
             except (OSError, orjson.JSONDecodeError):
                 retired = {}
-            already = set(retired.get("merged", []))
             totals = Totals.from_json(retired, self.bucket_count) if retired.get("buckets") == self.bucket_count \
                 else Totals(self.bucket_count)
+            yield retired_path, retired, totals
+
+    def _write_retired(self, path: Path, merged: list[str], totals: Totals) -> None:
+        _write_atomically(path, orjson.dumps({"pid": 0, "buckets": self.bucket_count, "merged": merged,
+                                              **totals.to_json()}))
+
+    def forget_tenant(self, tenant_id: str) -> None:
+        """Drop a purged tenant's series from what dead processes left (each live process drops its own), so
+        that a new tenant of the same id does not start from the old one's counts."""
+        with self._retired() as (path, retired, totals):
+            if not retired:
+                return
+            totals.drop_tenant(tenant_id)
+            self._write_retired(path, list(retired.get("merged", [])), totals)
+
+    def retire_dead(self) -> None:
+        """Fold the files of processes that are gone into ``retired.json`` and remove them."""
+        with self._retired() as (retired_path, retired, totals):
+            already = set(retired.get("merged", []))
             folded = []
             for path in sorted(self.directory.glob("*.json")):
                 if path.name in (RETIRED, self.name):
@@ -148,9 +168,7 @@ class SharedTotals:
                 folded.append(path)
             if not folded:
                 return
-            names = [p.name for p in folded]
-            _write_atomically(retired_path, orjson.dumps(
-                {"pid": 0, "buckets": self.bucket_count, "merged": names, **totals.to_json()}))
+            self._write_retired(retired_path, [p.name for p in folded], totals)
             for path in folded:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
