@@ -158,11 +158,11 @@ def _throttled(seconds_left: float) -> AuthError:
 
 
 async def authenticate(gateway: Gateway, throttle: FailureThrottle, request: web.Request, address: str,
-                       ask: FirstResultCall | None = None) -> Principal:
+                       ask: FirstResultCall) -> Principal:
     """The caller's principal, or :class:`AuthError` (401, or 429 for an invalid token from a throttled address).
 
     ``ask`` is the prepared ``libervia_authenticate`` call of the gateway's plugin manager (the route steps keep
-    one); without it one is made for this call."""
+    one)."""
     token = bearer_token(request)
     if token is None:
         raise AuthError("MISSING_TOKEN", "Authentication required: send Authorization: Bearer <token>.")
@@ -173,8 +173,6 @@ async def authenticate(gateway: Gateway, throttle: FailureThrottle, request: web
     known_wait = throttle.retry_after(address)
     if known_wait > 0 and not plausible_token(token):
         raise _throttled(known_wait)
-    if ask is None:
-        ask = FirstResultCall(gateway.pm.hook.libervia_authenticate)
     try:
         asked_at = gateway.registry.copy_version
         principal = await ask(gateway=gateway, request=request, token=token)

@@ -7,21 +7,19 @@ from aiohttp import web
 from libervia import context
 from libervia.errors import ApiError
 from libervia.gateway import Gateway
+from libervia.ratelimit import RateLimiter
 from libervia.ratelimit_headers import rate_limit_headers, retry_after_seconds
 from libervia.telemetry import RATE_LIMITED
 
 
-async def apply_rate_limit(gateway: Gateway, request: web.Request, tenant_id: str, limit: int | None = None) -> None:
+async def apply_rate_limit(gateway: Gateway, limiter: RateLimiter, request: web.Request, tenant_id: str,
+                           limit: int) -> None:
     """Charge one request to the tenant; 429 ``RATE_LIMITED`` when over ``quotas.rateLimitRpm`` (0 = unlimited).
-    ``limit`` is that quota when the caller has read it already.
+    The caller has read ``limit`` (> 0) and the gateway's ``limiter``: unlimited tenants never get here.
 
     The headers are kept on the request so that the response, success or error, carries them.
     """
-    if limit is None:
-        limit = gateway.registry.rate_limit_rpm(tenant_id)
-    if limit <= 0 or gateway.rate_limiter is None:
-        return
-    decision = await gateway.rate_limiter.hit(f"tenant:{tenant_id}", limit)
+    decision = await limiter.hit(f"tenant:{tenant_id}", limit)
     headers = rate_limit_headers(decision)
     context.state(request).rate_limit_headers = headers
     if not decision.allowed:

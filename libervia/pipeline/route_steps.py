@@ -87,13 +87,14 @@ class RouteSteps:
                 if status is None:
                     await registry.refresh_after_miss()
                     status = registry.status_of(tenant_id)
-                require_known(registry, tenant_id, must_be_active=tenant_key and needs_active, status=status)
+                require_known(tenant_id, must_be_active=tenant_key and needs_active, status=status)
             if who.key_id is not None:
                 registry.touch_key(who.key_id)
-                if tenant_id is not None and gateway.rate_limiter is not None:
+                limiter = gateway.rate_limiter
+                if tenant_id is not None and limiter is not None:
                     limit = registry.rate_limit_rpm(tenant_id)
                     if limit > 0:
-                        await apply_rate_limit(gateway, request, tenant_id, limit)
+                        await apply_rate_limit(gateway, limiter, request, tenant_id, limit)
             return await inner(request)
 
         return guarded

@@ -8,7 +8,6 @@ from libervia.context import Principal
 from libervia.errors import ApiError, bad_request, forbidden, not_found
 from libervia.routing import Role
 from libervia.tenants.ids import normalize_tenant_id, parse_tenant_id
-from libervia.tenants.registry import TenantRegistry
 
 TENANT_HEADER = "X-Tenant-Id"
 PATH_TENANT_PARAM = "tenant"
@@ -72,12 +71,9 @@ def resolve_path_tenant(request: web.Request, tenant_param: str) -> str:
     return checked_tenant_id(request.match_info[tenant_param])
 
 
-def require_known(registry: TenantRegistry, tenant_id: str, *, must_be_active: bool,
-                  status: str | None = None) -> None:
-    """Refuse an unknown tenant (404) or, when ``must_be_active``, one that is not active (403). ``status`` is the
-    tenant's status when the caller has read it already."""
-    if status is None:
-        status = registry.status_of(tenant_id)
+def require_known(tenant_id: str, *, must_be_active: bool, status: str | None) -> None:
+    """Refuse an unknown tenant (404: ``status`` None) or, when ``must_be_active``, one that is not active (403).
+    ``status`` is the tenant's status as the caller read it from the registry."""
     if status is None:
         raise not_found("TENANT_NOT_FOUND", f"Tenant {tenant_id!r} does not exist.")
     if must_be_active and status != "active":
