@@ -16,7 +16,6 @@ import itertools
 import re
 import secrets
 import time
-from collections.abc import Mapping
 
 import orjson
 from aiohttp import web
@@ -24,6 +23,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from aiohttp.web_urldispatcher import MatchInfoError
 from loguru import logger
+from multidict import CIMultiDictProxy
 
 from libervia import context
 from libervia.clock import now_iso
@@ -61,8 +61,8 @@ def new_request_id() -> str:
 DECODABLE_ENCODINGS = ("identity", "gzip", "x-gzip", "deflate")
 
 
-def _decodable(headers: Mapping[str, str]) -> bool:
-    values = headers.getall("Content-Encoding") if hasattr(headers, "getall") else [headers["Content-Encoding"]]
+def _decodable(headers: CIMultiDictProxy[str]) -> bool:
+    values = headers.getall("Content-Encoding")
     return len(values) == 1 and values[0].strip().lower() in DECODABLE_ENCODINGS
 
 

@@ -22,7 +22,7 @@ from libervia.clock import format_iso, now_iso
 from libervia.errors import ApiError, conflict, invalid_state, not_found
 from libervia.storage import RegistryStore
 from libervia.tenants.ids import parse_tenant_id
-from libervia.tenants.keys import TokenHasher, new_key_id, new_token, token_hash
+from libervia.tenants.keys import TokenHasher, new_key_id, new_token
 
 T = TypeVar("T")
 
@@ -347,7 +347,7 @@ class TenantRegistry:
                          revoke_roles: tuple[str, ...] = ()) -> tuple[NewKey, list[str]]:
         """Create a key (and revoke the tenant's active keys of ``revoke_roles``); the token is returned once."""
         token, key_id, moment = new_token(), new_key_id(), now_iso()
-        digest = token_hash(self._pepper, token)
+        digest = self._hash_token(token)
 
         def mutate(doc: dict[str, Any]) -> list[str]:
             record = self._require(doc, tenant_id)

@@ -6,15 +6,21 @@ this machine's ext4, 16 appends made durable by one ``syncfs`` took 15-17 us of 
 90-106 us with an ``fsync`` each. A ``fsync`` commits the journal once per file; ``syncfs`` commits it once.
 
 ``syncfs`` reports a write-back error only since Linux 5.8; on older kernels, or where libc has no ``syncfs``,
-:data:`AVAILABLE` is False and every log syncs its own file.
+:data:`AVAILABLE` is False and every log syncs its own file. And only local filesystems whose ``syncfs`` is known
+to make data durable are trusted with it (:data:`TRUSTED_TYPES`, read from ``/proc/self/mountinfo``): FUSE and
+network filesystems may accept it without persisting what ``fsync`` would.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import platform
+from collections.abc import Iterable
+
+TRUSTED_TYPES = frozenset({"ext4", "ext3", "xfs", "btrfs"})
 
 
 def _kernel_reports_errors() -> bool:
@@ -51,3 +57,27 @@ def syncfs(fd: int) -> None:
     if _SYNCFS(fd) != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, os.strerror(errno))
+
+
+def covers(fds: Iterable[int]) -> bool:
+    """Whether one ``syncfs`` makes the writes through all of ``fds`` durable: one filesystem, of a trusted type."""
+    try:
+        devices = {os.fstat(fd).st_dev for fd in fds}
+    except OSError:
+        return False
+    return AVAILABLE and len(devices) == 1 and _filesystem_type(devices.pop()) in TRUSTED_TYPES
+
+
+@functools.cache
+def _filesystem_type(device: int) -> str | None:
+    """The type of the mounted filesystem with device number ``device`` (``/proc/self/mountinfo``)."""
+    wanted = f"{os.major(device)}:{os.minor(device)}"
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) > 2 and fields[2] == wanted and " - " in line:
+                    return line.split(" - ", 1)[1].split()[0]
+    except OSError:
+        return None
+    return None

@@ -20,7 +20,6 @@ tick runs in another thread meanwhile, so logs still write in parallel once one 
 from __future__ import annotations
 
 import asyncio
-import os
 from concurrent.futures import Executor
 from typing import Any, Protocol
 
@@ -109,7 +108,7 @@ class TickJobs:
             except BaseException as exc:  # handed to the caller, as run_in_executor would
                 answers.append((future, (False, exc)))
         failures: dict[int, BaseException] = {}
-        if len(written) > 1 and filesystem_sync.AVAILABLE and _one_filesystem(write for write, _ in written):
+        if len(written) > 1 and filesystem_sync.covers(write.sync_fd for write, _ in written):
             try:
                 filesystem_sync.syncfs(written[0][0].sync_fd)
             except OSError as exc:
@@ -131,14 +130,6 @@ class TickJobs:
         except RuntimeError:  # the loop is closed: nobody waits for the answers any more
             return False
         return True
-
-
-def _one_filesystem(writes: Any) -> bool:
-    """Whether one ``syncfs`` covers every file (a tenant directory mounted elsewhere would not be)."""
-    try:
-        return len({os.fstat(write.sync_fd).st_dev for write in writes}) == 1
-    except OSError:
-        return False
 
 
 def _settle_all(answers: list[tuple[asyncio.Future[Any], tuple[bool, Any]]]) -> None:

@@ -601,3 +601,19 @@ async def test_a_discarded_log_refuses_what_was_still_queued(tmp_path: Path, mon
     reopened = FileEventStore(tmp_path, SIGNER)
     assert [e["payload"]["n"] for e in await all_entries(await reopened.open_log("acme"))] == [1]
     await reopened.close()
+
+
+def test_one_syncfs_is_trusted_only_for_one_local_journaled_filesystem(tmp_path: Path) -> None:
+    here = os.open(tmp_path, os.O_RDONLY)
+    shm = os.open("/dev/shm", os.O_RDONLY) if Path("/dev/shm").is_dir() else None
+    try:
+        kind = filesystem_sync._filesystem_type(os.fstat(here).st_dev)
+        assert kind is not None   # read from /proc/self/mountinfo
+        assert filesystem_sync.covers([here]) == (filesystem_sync.AVAILABLE and kind in filesystem_sync.TRUSTED_TYPES)
+        if shm is not None and filesystem_sync._filesystem_type(os.fstat(shm).st_dev) == "tmpfs":
+            assert not filesystem_sync.covers([shm])          # not a filesystem syncfs is trusted on
+            assert not filesystem_sync.covers([here, shm])    # two filesystems: one syncfs covers only one
+    finally:
+        os.close(here)
+        if shm is not None:
+            os.close(shm)
