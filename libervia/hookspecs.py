@@ -345,8 +345,9 @@ def libervia_tenant_purged(gateway: Gateway, tenant_id: str) -> Awaitable[None] 
 
     Called: on the process that ran ``POST /admin/tenants/{id}/purge``, after the storage removed (or set aside)
     the tenant's data and the registry forgot the tenant, before the purge is answered; and on every other
-    gateway process sharing the store as soon as its registry copy sees the tenant gone (so an implementation
-    may run more than once for one purge: make it idempotent). Every plugin's implementation is called. Drop
+    gateway process sharing the store as soon as its registry copy sees the tenant gone: once per process, so
+    a store shared by several processes runs it several times for one purge (make it idempotent). Every
+    plugin's implementation is called. Drop
     metric series labelled with the id, caches keyed by it, anything else about it: the id may be created again
     from genesis, and nothing of the old tenant may be reachable through the new one.
 

@@ -17,7 +17,6 @@ from libervia.clock import now_iso
 from libervia.core.model import Entity, EventType
 from libervia.errors import invalid_state
 from libervia.gateway import Gateway
-from libervia.hookcalls import call_all
 from libervia.responses import json_response
 from libervia.routing import Access, Route
 from libervia.storage import EventDraft, TenantEventLog
@@ -91,7 +90,9 @@ async def purge_tenant(request: web.Request) -> web.Response:
     moment = now_iso()
     where = await purge_data(tenant_id, moment.replace(":", "").replace(".", ""))
     await gateway.registry.purge_tenant(tenant_id)
-    await call_all(gateway.pm.hook.libervia_tenant_purged, gateway=gateway, tenant_id=tenant_id)
+    # The registry hears of the purge as of any other process's (``libervia.app.forget_purged`` tells every
+    # plugin, once); the answer waits for that, so no series or cache of the old tenant outlives the 200.
+    await gateway.registry.listeners_settled()
     actor = context.principal(request).actor
     logger.bind(tenantId=tenant_id, requestId=context.request_id(request), actor=actor, purgedAt=moment,
                 purgedData=where, code="TENANT_PURGED").warning(

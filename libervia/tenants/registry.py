@@ -148,6 +148,11 @@ class TenantRegistry:
         as another tenant (a new ``createdAt``): purged, by this process or any other sharing the store."""
         self._gone_listeners.append(listener)
 
+    async def listeners_settled(self) -> None:
+        """Wait until the tenants-gone listeners started so far have run (a purge answers after them)."""
+        while self._listener_tasks:
+            await asyncio.gather(*list(self._listener_tasks), return_exceptions=True)
+
     def _install(self, version: str, doc: dict[str, Any]) -> None:
         before = self._doc.get("tenants", {})
         after = doc.get("tenants", {})
