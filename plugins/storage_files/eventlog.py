@@ -207,17 +207,23 @@ class FileTenantEventLog(QueuedEventLog):
         result: list[Entries | Exception] = await self._tick_jobs.run(_FileGroupWrite(self, batches))
         return result
 
-    def _lock_for_group(self) -> None:
-        """Take the thread lock and the flock (released by :meth:`_unlock_after_group`). flock excludes other
-        processes; it is per open file, so threads of this process need their own lock."""
-        self._thread_lock.acquire()
+    def _lock_for_group(self, *, wait: bool = True) -> bool:
+        """Take the thread lock and the flock (released by :meth:`_unlock_after_group`); without ``wait``, only if
+        both are free at once (False: nothing is held). flock excludes other processes; it is per open file, so
+        threads of this process need their own lock."""
+        if not self._thread_lock.acquire(blocking=wait):
+            return False
         try:
             if self._fd < 0:
                 raise StorageError(f"the event log of tenant {self.tenant_id} is closed")
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._thread_lock.release()
+            return False
         except BaseException:
             self._thread_lock.release()
             raise
+        return True
 
     def _unlock_after_group(self) -> None:
         try:
@@ -425,9 +431,10 @@ class _FileGroupWrite:
         self._offset = 0
         self._length = 0
 
-    def begin(self) -> bool:
+    def begin(self, *, wait: bool) -> bool | None:
         log = self.log
-        log._lock_for_group()
+        if not log._lock_for_group(wait=wait):
+            return None
         try:
             log._sync_tail_locked()
             group = chain_group(log.tenant_id, log._head, self.batches)

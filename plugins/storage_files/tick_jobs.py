@@ -6,8 +6,9 @@ an ``fsync`` per group costs a journal commit each. With many tenants each writt
 holds one command) those were most of what a command cost beyond its own work. Groups queued during the same
 tick of the loop (about five under 16 clients over 16 tenants) go to the pool as one job, in three steps:
 
-1. each log is locked and its group's bytes written (:meth:`GroupWrite.begin`), logs in the order of their
-   tenant ids, so that two processes locking the same logs never wait for each other in a circle;
+1. each log is locked and its group's bytes written (:meth:`GroupWrite.begin`). A round never waits for a lock
+   while it holds others: a log locked by someone else (another process writing it, an import) is left for a
+   round of its own afterwards, which may wait, holding nothing else;
 2. one ``syncfs`` makes all of them durable (:mod:`.filesystem_sync`), or, for a job of one log or where
    ``syncfs`` cannot be trusted, each log ``fsync``\\ s its own file;
 3. each log records the write as complete and unlocks (:meth:`GroupWrite.finish`); then one call on the loop
@@ -37,10 +38,11 @@ class GroupWrite(Protocol):
     def sync_fd(self) -> int:
         """A descriptor of the written file, for ``syncfs``."""
 
-    def begin(self) -> bool:
+    def begin(self, *, wait: bool) -> bool | None:
         """Lock the log and write the bytes. True: they wait for a sync, and :meth:`finish` must follow.
         False: nothing needed syncing (an empty group, a store without fsync), the log is unlocked again and
-        :meth:`finish` only answers. Raises (unlocked) when nothing was written."""
+        :meth:`finish` only answers. None: without ``wait``, the log was locked by someone else (another process,
+        an import) and nothing was done. Raises (unlocked) when nothing was written."""
 
     def sync_alone(self) -> None:
         """``fsync`` this log's own file."""
@@ -92,16 +94,26 @@ class TickJobs:
             else:
                 rounds.append([job])
         for round_ in rounds:
-            if not cls._run_round(loop, round_):
+            # A log locked by someone else waits for a round of its own, rather than holding up the others.
+            ok, busy = cls._run_round(loop, round_, wait=False)
+            for job in busy:
+                ok = ok and cls._run_round(loop, [job], wait=True)[0]
+            if not ok:
                 return
 
     @staticmethod
-    def _run_round(loop: asyncio.AbstractEventLoop, jobs: list[Job]) -> bool:
+    def _run_round(loop: asyncio.AbstractEventLoop, jobs: list[Job], *, wait: bool) -> tuple[bool, list[Job]]:
+        """Run one round; whether the loop still takes answers, and the jobs whose log was busy (without
+        ``wait``)."""
         answers: list[tuple[asyncio.Future[Any], tuple[bool, Any]]] = []
         written: list[Job] = []
+        busy: list[Job] = []
         for write, future in jobs:
             try:
-                if write.begin():
+                begun = write.begin(wait=wait)
+                if begun is None:
+                    busy.append((write, future))
+                elif begun:
                     written.append((write, future))
                 else:
                     answers.append((future, (True, write.finish(None))))
@@ -124,12 +136,14 @@ class TickJobs:
                 answers.append((future, (True, write.finish(failures.get(id(write))))))
             except BaseException as exc:
                 answers.append((future, (False, exc)))
+        if not answers:
+            return True, busy
         try:
             # One wake-up of the loop for the whole round, not one per log.
             loop.call_soon_threadsafe(_settle_all, answers)
         except RuntimeError:  # the loop is closed: nobody waits for the answers any more
-            return False
-        return True
+            return False, busy
+        return True, busy
 
 
 def _settle_all(answers: list[tuple[asyncio.Future[Any], tuple[bool, Any]]]) -> None:

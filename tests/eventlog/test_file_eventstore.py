@@ -4,6 +4,7 @@ SIGKILL mid-write, and opening a large log by its tail."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import itertools
 import os
 import random
@@ -617,3 +618,21 @@ def test_one_syncfs_is_trusted_only_for_one_local_journaled_filesystem(tmp_path:
         os.close(here)
         if shm is not None:
             os.close(shm)
+
+
+async def test_a_log_locked_by_someone_else_does_not_hold_up_the_others_of_its_round(tmp_path: Path) -> None:
+    """A round waited, holding every log it had locked, for a log another process (or an import) held."""
+    store = FileEventStore(tmp_path, SIGNER)
+    held, free = await store.open_log("aaa-held"), await store.open_log("zzz-free")
+
+    outsider = os.open(held.paths.lock, os.O_RDWR)   # another open file: another process, as flock sees it
+    fcntl.flock(outsider, fcntl.LOCK_EX)
+    try:
+        waiting = asyncio.ensure_future(held.append([draft(1)]))
+        written = await asyncio.wait_for(free.append([draft(2)]), 5)   # queued in the same tick as the other
+        assert written[0]["seq"] == 1 and not waiting.done()
+    finally:
+        fcntl.flock(outsider, fcntl.LOCK_UN)
+        os.close(outsider)
+    assert (await waiting)[0]["seq"] == 1
+    await store.close()
