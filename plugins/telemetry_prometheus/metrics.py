@@ -297,6 +297,7 @@ class GatewayMetrics:
         label = ("tenant_id", tenant_id)
         self.own.drop_tenant(tenant_id)
         self.others.drop_tenant(tenant_id)
+        self._prefixes = {key: text for key, text in self._prefixes.items() if label not in key[1]}
         for family in TENANT_FAMILIES:
             self._rendered[family] = {k: v for k, v in self._rendered[family].items() if label not in k}
             self._order.pop(family, None)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 
-from libervia_plugins.telemetry_prometheus.metrics import APPENDS, GatewayMetrics, Totals
+from libervia_plugins.telemetry_prometheus.metrics import APPENDS, GatewayMetrics, GaugeReadings, Totals
 from libervia_plugins.telemetry_prometheus.sharing import SharedTotals
 
 BUCKETS = [5.0, 50.0, 500.0]
@@ -33,3 +33,14 @@ def test_a_forgotten_tenant_does_not_come_back_from_a_dead_process_share(tmp_pat
     assert others is not None
     metrics.set_others(others, 0)
     assert metrics.others.counters[APPENDS] == {(("tenant_id", "kept"),): 2}
+
+
+def test_forgetting_a_tenant_also_drops_its_rendered_label_text() -> None:
+    metrics = GatewayMetrics(BUCKETS, lambda tenant_id: True)
+    metrics.own.add_counter(APPENDS, (("tenant_id", "tdel"),), 1)
+    metrics.own.add_counter(APPENDS, (("tenant_id", "kept"),), 1)
+    metrics.render_text(GaugeReadings(None, None, None))
+    assert any(("tenant_id", "tdel") in labels for _, labels in metrics._prefixes)
+    metrics.forget_tenant("tdel")
+    assert not any(("tenant_id", "tdel") in labels for _, labels in metrics._prefixes)
+    assert any(("tenant_id", "kept") in labels for _, labels in metrics._prefixes)
