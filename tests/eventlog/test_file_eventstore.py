@@ -527,6 +527,39 @@ async def test_the_logs_of_one_job_share_one_syncfs(tmp_path: Path, monkeypatch:
 
 
 @pytest.mark.skipif(not filesystem_sync.AVAILABLE, reason="syncfs with error reporting needs Linux >= 5.8")
+async def test_groups_queued_while_a_job_syncs_go_together_as_the_next_job(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One job in flight: what the logs queue during its sync, over any number of ticks, shares the next sync."""
+    release = threading.Event()
+    calls: list[int] = []
+    real = filesystem_sync.syncfs
+
+    def slow_first(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 1:
+            release.wait(5)
+        real(fd)
+
+    monkeypatch.setattr(filesystem_sync, "syncfs", slow_first)
+    store = FileEventStore(tmp_path, SIGNER)
+    logs = [await store.open_log(f"tenant-{n}") for n in range(6)]
+    first = asyncio.gather(logs[0].append([draft(0)]), logs[1].append([draft(1)]))
+    while not calls:
+        await asyncio.sleep(0.001)   # the first job is in its sync
+    later = []
+    for n in range(2, 6):   # one group per tick, four ticks
+        later.append(asyncio.ensure_future(logs[n].append([draft(n)])))
+        await asyncio.sleep(0)
+    assert not any(task.done() for task in later)
+    release.set()
+    await first
+    stored = await asyncio.gather(*later)
+    assert [entries[0]["payload"]["n"] for entries in stored] == [2, 3, 4, 5]
+    assert len(calls) == 2   # the four later groups shared the second job's one sync
+    await store.close()
+
+
+@pytest.mark.skipif(not filesystem_sync.AVAILABLE, reason="syncfs with error reporting needs Linux >= 5.8")
 async def test_a_failed_shared_sync_fails_and_rolls_back_every_group_it_covered(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def failing(fd: int) -> None:
@@ -631,6 +664,9 @@ async def test_a_log_locked_by_someone_else_does_not_hold_up_the_others_of_its_r
         waiting = asyncio.ensure_future(held.append([draft(1)]))
         written = await asyncio.wait_for(free.append([draft(2)]), 5)   # queued in the same tick as the other
         assert written[0]["seq"] == 1 and not waiting.done()
+        # Nor the jobs after it: the held log waits in a job of its own, not in the one job in flight.
+        later = [await asyncio.wait_for(free.append([draft(n)]), 5) for n in (3, 4)]
+        assert [entries[0]["seq"] for entries in later] == [2, 3] and not waiting.done()
     finally:
         fcntl.flock(outsider, fcntl.LOCK_UN)
         os.close(outsider)
