@@ -10,7 +10,7 @@ from libervia.gateway import Gateway
 from libervia.hookcalls import FirstResultCall
 from libervia.pipeline.authentication import ClientAddress, FailureThrottle, authenticate
 from libervia.pipeline.authorization import NEEDS_ACTIVE_TENANT, authorise
-from libervia.pipeline.rate_limiting import apply_rate_limit
+from libervia.pipeline.rate_limiting import apply_rate_limit, enforce, tenant_limit_key
 from libervia.pipeline.tenancy import (
     TenantConflict,
     claimed_tenant,
@@ -94,7 +94,11 @@ class RouteSteps:
                 if tenant_id is not None and limiter is not None:
                     limit = registry.rate_limit_rpm(tenant_id)
                     if limit > 0:
-                        await apply_rate_limit(gateway, limiter, request, tenant_id, limit)
+                        hit_now = getattr(limiter, "hit_now", None)
+                        if hit_now is None:
+                            await apply_rate_limit(gateway, limiter, request, tenant_id, limit)
+                        else:   # a limiter that decides without waiting: no coroutine on every request
+                            enforce(gateway, request, tenant_id, limit, hit_now(tenant_limit_key(tenant_id), limit))
             return await inner(request)
 
         return guarded

@@ -85,3 +85,64 @@ async def test_a_locked_shared_state_fails_open_instead_of_a_500(tmp_path: Path)
     assert decision.allowed and outcomes == ["allowed"]
     assert (await limiter.hit("k", 60)).allowed and outcomes == ["allowed"]  # the file works again
     await limiter.close()
+
+
+def counting_statements(limiter: MemoryRateLimiter) -> list[str]:
+    """Every SQL statement the limiter runs from now on."""
+    statements: list[str] = []
+    limiter._db.set_trace_callback(statements.append)
+    return statements
+
+
+async def test_a_high_limit_is_charged_in_leases_not_per_request(tmp_path: Path) -> None:
+    """One UPSERT on the shared file per request cost a third of a key-authenticated read: a limit of 10,000
+    per minute takes ten requests per transaction, and every decision still reads as if charged one by one."""
+    clock = FakeClock()
+    limiter = MemoryRateLimiter(tmp_path / "ratelimit.sqlite3", clock=clock)
+    statements = counting_statements(limiter)
+    decisions = [await limiter.hit("tenant:big", 10_000) for _ in range(100)]
+    assert all(d.allowed for d in decisions)
+    assert [d.remaining for d in decisions] == list(range(9_999, 9_899, -1))
+    assert sum(s.startswith("BEGIN") for s in statements) == 10
+    await limiter.close()
+
+
+async def test_leases_never_take_more_than_the_limit_and_strand_at_most_one_lease_per_process(
+        tmp_path: Path) -> None:
+    """Two processes on one file, hitting one key in turn: the shared state never grants more than the limit,
+    and only the leases each holds unspent are lost to the other."""
+    clock = FakeClock()
+    path = tmp_path / "ratelimit.sqlite3"
+    first, second = MemoryRateLimiter(path, clock=clock), MemoryRateLimiter(path, clock=clock)
+    limit = 20_000   # leases of 20
+    accepted = 0
+    for n in range(limit + 100):
+        accepted += (await (first if n % 3 else second).hit("tenant:shared", limit)).allowed
+    assert limit - 2 * 20 <= accepted <= limit
+    # Exhausted for both: neither passes more until time flows back.
+    assert not (await first.hit("tenant:shared", limit)).allowed
+    assert not (await second.hit("tenant:shared", limit)).allowed
+    clock.advance(60 / limit * 25)
+    assert (await first.hit("tenant:shared", limit)).allowed
+    await first.close()
+    await second.close()
+
+
+async def test_a_lease_not_spent_within_its_time_is_dropped(tmp_path: Path) -> None:
+    clock = FakeClock()
+    limiter = MemoryRateLimiter(tmp_path / "ratelimit.sqlite3", clock=clock)
+    statements = counting_statements(limiter)
+    await limiter.hit("tenant:idle", 10_000)
+    clock.advance(2.0)   # past the lease's second: its nine unspent requests are not used any more
+    decision = await limiter.hit("tenant:idle", 10_000)
+    assert decision.allowed and sum(s.startswith("BEGIN") for s in statements) == 2
+    await limiter.close()
+
+
+async def test_a_small_limit_is_still_charged_request_by_request(tmp_path: Path) -> None:
+    limiter = MemoryRateLimiter(tmp_path / "ratelimit.sqlite3", clock=FakeClock())
+    statements = counting_statements(limiter)
+    for _ in range(5):
+        await limiter.hit("tenant:small", 1_000)
+    assert not any(s.startswith("BEGIN") for s in statements) and len(statements) >= 5
+    await limiter.close()
