@@ -58,10 +58,46 @@ def _constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_int=_integer, parse_float=_number,
                             parse_constant=_constant)
 
+# 19 digits in a row may be an integer past the signed 64-bit range (which orjson reads as a float). Found by
+# turning every digit into "0" and looking for 19 of them: a regular expression took 6 µs on a decision's body.
+_DIGITS_AS_ZEROS = bytes.maketrans(b"123456789", b"000000000")
+_LONG_DIGIT_RUN = b"0" * 19
+
+
+def _unambiguous_fast(raw: bytes) -> Any:
+    """``raw`` read by orjson when that reading is certainly the strict one; ``_AMBIGUOUS`` when the strict
+    parser must decide (it also says what is wrong).
+
+    orjson refuses what the strict parser refuses for being invalid JSON, infinite or a lone surrogate, but
+    keeps the last of two equal keys and reads long integers as floats. Without any ``\\u`` escape, every
+    ``:`` of the body is a member separator or a literal character of a string, and re-serialising the parsed
+    document writes the same strings: so the two hold as many ``:`` as each other exactly when no member was
+    dropped as a duplicate. Long digit runs are left to the strict parser. Measured on a decision's body: 4.3 µs
+    against 7.1 µs for the strict parser alone."""
+    if b"\\u" in raw or _LONG_DIGIT_RUN in raw.translate(_DIGITS_AS_ZEROS):
+        return _AMBIGUOUS
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _AMBIGUOUS
+    try:
+        written = orjson.dumps(parsed)
+    except orjson.JSONEncodeError:   # nested past orjson's writing depth (255): the strict parser decides
+        return _AMBIGUOUS
+    if raw.count(b":") != written.count(b":"):
+        return _AMBIGUOUS   # a key repeated within an object
+    return parsed
+
+
+_AMBIGUOUS = object()
+
 
 def loads_strict(raw: bytes) -> Any:
     """``raw`` (UTF-8) as JSON; ``ValueError`` (``json.JSONDecodeError`` or :class:`AmbiguousJsonError`) with a
     sentence saying what is wrong, for ``400 INVALID_JSON``."""
+    parsed = _unambiguous_fast(raw)
+    if parsed is not _AMBIGUOUS:
+        return parsed
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

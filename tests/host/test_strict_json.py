@@ -1,7 +1,12 @@
 """Request bodies are parsed strictly; every refusal names the input, never the interpreter."""
 
-import pytest
+import json
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from libervia import strict_json
 from libervia.strict_json import AmbiguousJsonError, loads_strict
 
 
@@ -10,3 +15,45 @@ def test_an_integer_beyond_the_digit_limit_is_refused_in_our_words() -> None:
         loads_strict(b'{"n": ' + b"9" * 5000 + b"}")
     assert "sys.set_int_max_str_digits" not in str(caught.value)
     assert "too many digits" in str(caught.value)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(alphabet=st.characters(codec="utf-8"), max_size=8),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(
+        st.text(alphabet=':ab\\"\u00e9', max_size=3), children, max_size=4),
+    max_leaves=20)
+
+
+def strict_only(raw: bytes) -> object:
+    """What the strict parser alone makes of ``raw`` (the value, or the kind of refusal)."""
+    try:
+        return ("value", strict_json._DECODER.decode(raw.decode("utf-8")))
+    except (ValueError, RecursionError) as exc:
+        return ("refused", type(exc).__name__)
+
+
+def outcome(raw: bytes) -> object:
+    try:
+        return ("value", loads_strict(raw))
+    except ValueError as exc:
+        return ("refused", type(exc).__name__)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=json_values, duplicate=st.booleans(), spaced=st.booleans())
+def test_the_fast_reading_agrees_with_the_strict_parser(value: object, duplicate: bool, spaced: bool) -> None:
+    """orjson answers first when it certainly reads the body as the strict parser would: same value, and the
+    same refusal for duplicate keys and integers past 64 bits, whatever the strings hold (colons included)."""
+    raw = json.dumps(value, ensure_ascii=False, **({"indent": 1} if spaced else {"separators": (",", ":")})).encode()
+    if duplicate and raw.startswith(b"{") and raw != b"{}":
+        raw = b'{"k:":1, "k:":2,' + raw[1:]
+    assert outcome(raw) == strict_only(raw)
+
+
+@pytest.mark.parametrize("raw", [b'{"a":1,"a":2}', b'{"a:b":1,"a:b":2}', b'{"x":{"a":1, "a" : 2}}',
+                                 b'[9223372036854775808]', b'[-9223372036854775809]', b'[1e400]',
+                                 b'{"a":"\\u003a","a":1}'])
+def test_what_orjson_would_read_otherwise_is_still_refused(raw: bytes) -> None:
+    with pytest.raises(AmbiguousJsonError):
+        loads_strict(raw)
