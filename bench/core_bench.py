@@ -30,7 +30,10 @@ from tests.core import bodies
 from tests.core.conftest import default_policies
 from tests.gateway_process import GatewayProcess
 
-UNLIMITED = {"quotas": {"rateLimitRpm": 0}}
+# As deployed, rate limiting is on: every benchmark tenant is charged on every request, with a limit (the
+# highest a tenant may have) that no benchmark reaches, so that no request is refused. A limit of 0 would skip
+# the limiter altogether and measure less than a deployment does.
+RATE_LIMITED = {"quotas": {"rateLimitRpm": 10_000_000}}
 
 
 async def _drive(url: str, tokens: list[str], seconds: float) -> LoadResult:
@@ -62,7 +65,7 @@ async def _drive(url: str, tokens: list[str], seconds: float) -> LoadResult:
 async def _tokens(gateway: GatewayProcess, tenants: list[str], per_tenant: int) -> list[str]:
     tokens = []
     for tenant in tenants:
-        await gateway.create_tenant(tenant, **UNLIMITED)
+        await gateway.create_tenant(tenant, **RATE_LIMITED)
         token = await gateway.create_key(tenant, "public")
         tokens += [token] * per_tenant
     return tokens
