@@ -197,7 +197,10 @@ def libervia_rate_limiter(gateway: Gateway) -> RateLimiter | None:
     Returns:
         A :class:`libervia.ratelimit.RateLimiter`, or None. With no limiter, requests are not rate limited. The
         limiter must be smooth, must not charge rejected requests, and, if the deployment runs several gateway
-        processes, must share its state between them (``libervia.testing.contracts.ratelimit``).
+        processes, must share its state between them (``libervia.testing.contracts.ratelimit``). ``hit`` is a
+        coroutine; a limiter that decides without waiting for anything may also define a plain
+        ``hit_now(key, limit_per_minute)`` returning the same decision, which the host then calls on every
+        request instead (no coroutine per request), as the embedded limiter does.
     """
 
 
