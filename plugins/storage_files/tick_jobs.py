@@ -119,8 +119,11 @@ class TickJobs:
                 if index < len(rounds) - 1 and answers:
                     loop.call_soon_threadsafe(_settle_all, answers)   # one wake-up of the loop per round
                     answers = []
-        except RuntimeError:   # the loop is closed, or the pool shut down: nobody waits for the answers any more
+        except RuntimeError:   # the loop is closed: nobody waits for the answers any more
             return
+        except BaseException as exc:   # a bug of ours: still, every waiter of the job gets an answer
+            answers = [(future, (False, exc)) for _, future in jobs]   # (the answered ones are skipped)
+            raise
         finally:
             try:
                 loop.call_soon_threadsafe(self._job_done, loop, answers)

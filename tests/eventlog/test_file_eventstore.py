@@ -672,3 +672,22 @@ async def test_a_log_locked_by_someone_else_does_not_hold_up_the_others_of_its_r
         os.close(outsider)
     assert (await waiting)[0]["seq"] == 1
     await store.close()
+
+
+async def test_a_job_that_fails_unexpectedly_still_answers_every_waiter(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug inside a job must reach the appends it held, not leave them waiting for ever."""
+    from libervia_plugins.storage_files import tick_jobs
+
+    def broken(jobs: Any, *, wait: bool) -> Any:
+        raise ValueError("a bug in a round")
+
+    store = FileEventStore(tmp_path, SIGNER)
+    logs = [await store.open_log(f"tenant-{n}") for n in range(2)]
+    monkeypatch.setattr(tick_jobs, "_run_round", broken)
+    results = await asyncio.wait_for(asyncio.gather(*(log.append([draft(n)]) for n, log in enumerate(logs)),
+                                                    return_exceptions=True), 5)
+    assert all(isinstance(result, StorageError | ValueError) for result in results), results
+    monkeypatch.undo()
+    assert [(await log.append([draft(9)]))[0]["seq"] for log in logs] == [1, 1]   # the next job runs
+    await store.close()
