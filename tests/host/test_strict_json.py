@@ -41,11 +41,18 @@ def outcome(raw: bytes) -> object:
 
 
 @settings(max_examples=300, deadline=None)
-@given(value=json_values, duplicate=st.booleans(), spaced=st.booleans())
-def test_the_fast_reading_agrees_with_the_strict_parser(value: object, duplicate: bool, spaced: bool) -> None:
+@given(value=json_values, duplicate=st.booleans(), spaced=st.booleans(), ascii_only=st.booleans(),
+       escaped_colons=st.booleans())
+def test_the_fast_reading_agrees_with_the_strict_parser(value: object, duplicate: bool, spaced: bool,
+                                                        ascii_only: bool, escaped_colons: bool) -> None:
     """orjson answers first when it certainly reads the body as the strict parser would: same value, and the
-    same refusal for duplicate keys and integers past 64 bits, whatever the strings hold (colons included)."""
-    raw = json.dumps(value, ensure_ascii=False, **({"indent": 1} if spaced else {"separators": (",", ":")})).encode()
+    same refusal for duplicate keys and integers past 64 bits, whatever the strings hold (colons, escaped or
+    not, and \\u escapes, which Python clients send for every non-ASCII character)."""
+    raw = json.dumps(value, ensure_ascii=ascii_only,
+                     **({"indent": 1} if spaced else {"separators": (",", ":")})).encode()
+    if escaped_colons:   # every colon inside a string, written as its escape
+        raw = json.dumps(value, ensure_ascii=ascii_only, separators=(",", "\x00")).encode().replace(
+            b":", b"\\u003a").replace(b"\x00", b":")
     if duplicate and raw.startswith(b"{") and raw != b"{}":
         raw = b'{"k:":1, "k:":2,' + raw[1:]
     assert outcome(raw) == strict_only(raw)
@@ -53,7 +60,8 @@ def test_the_fast_reading_agrees_with_the_strict_parser(value: object, duplicate
 
 @pytest.mark.parametrize("raw", [b'{"a":1,"a":2}', b'{"a:b":1,"a:b":2}', b'{"x":{"a":1, "a" : 2}}',
                                  b'[9223372036854775808]', b'[-9223372036854775809]', b'[1e400]',
-                                 b'{"a":"\\u003a","a":1}'])
+                                 b'{"a":"\\u003a","a":1}', b'{"a":1,"a":2,"x":"\\u003a"}',
+                                 b'{"x":"\\u003A","a":1,"a":2}', b'{"\\u0061":1,"a":2}'])
 def test_what_orjson_would_read_otherwise_is_still_refused(raw: bytes) -> None:
     with pytest.raises(AmbiguousJsonError):
         loads_strict(raw)
