@@ -142,9 +142,10 @@ class AccessLog:
 
     def write(self, line_fields: dict[str, Any]) -> None:
         """Write one access line: ``line_fields`` holds ``time, level, msg`` and the access keys, in that order."""
-        # Access fields are ours and never secret; only the URL could carry a credential a client put there.
+        # Access fields are ours and never secret; only the URL could carry a credential a client put there, unless
+        # it is the route's own template (a path without parameters or query: code, not client text).
         url = line_fields["url"]
-        if _known_secrets or "earer" in url.lower():
+        if url != line_fields["route"] and (_known_secrets or "earer" in url.lower()):
             line_fields["url"] = redact_text(url)
         line = dumps_line(line_fields)
         if not self._pending:
