@@ -200,7 +200,9 @@ def libervia_rate_limiter(gateway: Gateway) -> RateLimiter | None:
         processes, must share its state between them (``libervia.testing.contracts.ratelimit``). ``hit`` is a
         coroutine; a limiter that decides without waiting for anything may also define a plain
         ``hit_now(key, limit_per_minute)`` returning the same decision, which the host then calls on every
-        request instead (no coroutine per request), as the embedded limiter does.
+        request instead (no coroutine per request), as the embedded limiter does. A limiter whose every decision
+        costs a round trip to shared state can charge large limits in leases with ``libervia.ratelimit.Leases``
+        (its docstring says what the limit's guarantee loses), as the embedded limiter does too.
     """
 
 

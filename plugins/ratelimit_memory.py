@@ -28,15 +28,11 @@ Size: a row whose ``tat`` has passed means "full quota", exactly like a missing 
 clock-minute (per process) deletes it. A key lives at most about two minutes after its last accepted request.
 
 Leases: a hit costs an UPSERT on the shared file, about 11 µs of the loop plus the write's system calls: measured
-at a third of a key-authenticated read's CPU. A limit of ``L >= 2 * LEASE_FRACTION`` requests per minute is
-therefore charged in leases of ``L // LEASE_FRACTION`` requests (a thousandth of the limit): one transaction
-takes that many from the shared state at once (fewer when fewer are left) and this process spends them, with
-no further statement, during at most ``LEASE_TTL_S``; what is left then is dropped, never returned. Each
-request's decision is the one the shared state gives after it (the unspent rest of the lease counts as not yet
-taken), so the headers read as they do without leases. What the guarantee above loses: tokens a process
-leased and has not spent are out of the others' reach, and in any interval a process may spend up to one
-lease it took just before it, so the bounds above hold within one lease per process (0.1 % of ``L`` each). A
-smaller limit, where a lease would be one request, is charged request by request, exactly as described.
+at a third of a key-authenticated read's CPU. A limit of ``2 * LEASE_FRACTION`` requests per minute or more is
+therefore charged in leases (:class:`libervia.ratelimit.Leases`, which says exactly what the guarantee above
+loses: at most one lease, a thousandth of the limit, per process): one transaction takes a lease's requests at
+once and this process spends them with no further statement. A smaller limit is charged request by request,
+exactly as described.
 
 Why SQLite rather than shared memory and a file lock: it is in the standard library, it is crash-safe against a
 worker killed mid-write, and a hit measured about 20 µs on this machine (40 µs with two processes hitting one
@@ -52,14 +48,13 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
 from libervia import hookimpl, telemetry
-from libervia.ratelimit import NS_PER_S, PERIOD_S, Gcra, RateDecision
+from libervia.ratelimit import NS_PER_S, PERIOD_S, Gcra, Leases, RateDecision, lease_size
 from libervia.schemas import load_schema
 
 if TYPE_CHECKING:
@@ -71,8 +66,6 @@ DATABASE_NAME = "ratelimit.sqlite3"
 # the wait blocks the event loop, so it must stay short.
 BUSY_TIMEOUT_MS = 100
 WARNING_INTERVAL_S = 30.0
-LEASE_FRACTION = 1000   # a lease is a thousandth of the limit...
-LEASE_TTL_S = 1.0       # ...and is spent within a second or dropped
 
 # Mirrors Gcra.admit in one statement. SET expressions all see the old row, so ``hit`` and ``tat`` are decided
 # on the same state; ``hit`` takes this call's unique nonce only when the request is allowed, which is how the
@@ -85,16 +78,6 @@ ON CONFLICT (key) DO UPDATE SET
   tat = CASE WHEN max(tat, ?2) + ?3 - ?4 <= ?2 THEN max(tat, ?2) + ?3 ELSE tat END
 RETURNING tat, hit
 """
-
-
-@dataclass
-class _Lease:
-    """Requests this process took from a key's shared state at once and has not spent yet."""
-
-    limit: int
-    tat: int       # the key's theoretical arrival time right after the lease was taken
-    left: int      # taken, not yet spent
-    expires: int   # clock ticks after which the rest is dropped
 
 
 class MemoryRateLimiter:
@@ -121,7 +104,7 @@ class MemoryRateLimiter:
         # Unique across the processes sharing the file: the pid in the high bits, a counter below.
         self._nonces = itertools.count((os.getpid() & 0x3FFFFF) << 40)
         self._next_sweep = 0
-        self._leases: dict[str, _Lease] = {}
+        self._leases = Leases()
 
     async def hit(self, key: str, limit_per_minute: int) -> RateDecision:
         return self.hit_now(key, limit_per_minute)
@@ -132,51 +115,36 @@ class MemoryRateLimiter:
         now = round(self._clock() * NS_PER_S)
         if now >= self._next_sweep:
             self._sweep(now)
-        lease_size = limit_per_minute // LEASE_FRACTION
-        if lease_size < 2:
+        size = lease_size(limit_per_minute)
+        if not size:
             return self._hit_one(gcra, key, now)
-        lease = self._leases.get(key)
-        if lease is None or lease.left == 0 or now >= lease.expires or lease.limit != limit_per_minute:
-            try:
-                lease = self._take_lease(gcra, key, now, lease_size)
-            except sqlite3.Error as exc:
-                return self._failed_open(gcra, exc)
-            if lease is None:
-                self._leases.pop(key, None)
-                return gcra.decision(False, self._tat_of(key, now), now)
-            self._leases[key] = lease
-        else:
-            lease.left -= 1
-        return gcra.decision(True, lease.tat - lease.left * gcra.interval, now)
+        decision = self._leases.spend(gcra, key, now)
+        if decision is not None:
+            return decision
+        try:
+            granted, tat = self._take(gcra, key, now, size)
+        except sqlite3.Error as exc:
+            return self._failed_open(gcra, exc)
+        return self._leases.taken(gcra, key, granted, tat, now)
 
-    def _take_lease(self, gcra: Gcra, key: str, now: int, size: int) -> _Lease | None:
-        """Up to ``size`` requests from the shared state in one transaction, one of them spent by this call;
-        None when none is left."""
+    def _take(self, gcra: Gcra, key: str, now: int, size: int) -> tuple[int, int]:
+        """Up to ``size`` requests from the shared state in one transaction: how many, and the key's ``tat``
+        after them."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             row = db.execute("SELECT tat FROM gcra WHERE key = ?", (key,)).fetchone()
-            base = now if row is None or row[0] < now else row[0]
-            granted = min(size, (now + gcra.window - base) // gcra.interval)
-            if granted < 1:
-                db.execute("COMMIT")
-                return None
+            granted, base = gcra.grant(row[0] if row is not None else None, now, size)
             tat = base + granted * gcra.interval
-            db.execute("INSERT INTO gcra (key, tat, hit) VALUES (?1, ?2, 0) ON CONFLICT (key) DO UPDATE SET tat = ?2",
-                       (key, tat))
+            if granted:
+                db.execute("INSERT INTO gcra (key, tat, hit) VALUES (?1, ?2, 0) "
+                           "ON CONFLICT (key) DO UPDATE SET tat = ?2", (key, tat))
             db.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             raise
-        return _Lease(gcra.limit, tat, granted - 1, now + round(LEASE_TTL_S * NS_PER_S))
-
-    def _tat_of(self, key: str, now: int) -> int:
-        try:
-            row = self._db.execute("SELECT tat FROM gcra WHERE key = ?", (key,)).fetchone()
-        except sqlite3.Error:
-            return now
-        return now if row is None else max(row[0], now)
+        return granted, tat
 
     def _failed_open(self, gcra: Gcra, exc: sqlite3.Error) -> RateDecision:
         # The shared file is unusable (disk full, read-only, locked past the timeout): a rate limit must not
@@ -207,7 +175,7 @@ class MemoryRateLimiter:
 
     def _sweep(self, now: int) -> None:
         self._db.execute("DELETE FROM gcra WHERE tat <= ?", (now,))
-        self._leases = {key: lease for key, lease in self._leases.items() if lease.expires > now}
+        self._leases.prune(now)
         self._next_sweep = now + PERIOD_S * NS_PER_S
 
     async def close(self) -> None:
