@@ -174,9 +174,13 @@ class MemoryRateLimiter:
         return int(self._db.execute("SELECT count(*) FROM gcra").fetchone()[0])
 
     def _sweep(self, now: int) -> None:
-        self._db.execute("DELETE FROM gcra WHERE tat <= ?", (now,))
-        self._leases.prune(now)
         self._next_sweep = now + PERIOD_S * NS_PER_S
+        self._leases.prune(now)
+        try:
+            self._db.execute("DELETE FROM gcra WHERE tat <= ?", (now,))
+        except sqlite3.Error as exc:
+            # Like a hit, the sweep must not turn a locked or unusable file into a 500; the next one retries.
+            self._warn(exc)
 
     async def close(self) -> None:
         self._db.close()

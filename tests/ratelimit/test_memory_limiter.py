@@ -146,3 +146,25 @@ async def test_a_small_limit_is_still_charged_request_by_request(tmp_path: Path)
         await limiter.hit("tenant:small", 1_000)
     assert not any(s.startswith("BEGIN") for s in statements) and len(statements) >= 5
     await limiter.close()
+
+
+async def test_a_sweep_on_a_locked_shared_state_fails_open_too(tmp_path: Path) -> None:
+    """The once-a-minute sweep is a statement on the shared file as well: when another process holds its lock,
+    the request still passes (on the old code the sweep's error escaped the limiter, a 500)."""
+    import sqlite3
+
+    clock = FakeClock()
+    path = tmp_path / "ratelimit.sqlite3"
+    outcomes: list[str] = []
+    limiter = MemoryRateLimiter(path, clock=clock, on_backend_error=outcomes.append)
+    assert (await limiter.hit("k", 60)).allowed
+    clock.advance(61)   # the next hit sweeps
+    holder = sqlite3.connect(str(path), isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        decision = await limiter.hit("k", 60)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert decision.allowed and outcomes == ["allowed"]
+    await limiter.close()
