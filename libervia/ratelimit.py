@@ -76,11 +76,8 @@ class Gcra:
 
     def admit(self, tat: int | None, now: int) -> tuple[bool, int]:
         """Decide one request; return ``(allowed, tat after the decision)``. ``tat`` None means a fresh key."""
-        base = now if tat is None or tat < now else tat
-        candidate = base + self.interval
-        if candidate - self.window > now:
-            return False, base
-        return True, candidate
+        granted, base = self.grant(tat, now, 1)
+        return granted == 1, base + granted * self.interval
 
     def grant(self, tat: int | None, now: int, wanted: int) -> tuple[int, int]:
         """How many of ``wanted`` consecutive requests the key admits at ``now`` (each as :meth:`admit` would,
@@ -142,7 +139,7 @@ class Leases:
         if lease is None or lease.left == 0 or now >= lease.expires or lease.limit != gcra.limit:
             return None
         lease.left -= 1
-        return gcra.decision(True, lease.tat - lease.left * gcra.interval, now)
+        return self._spent(gcra, lease, now)
 
     def taken(self, gcra: Gcra, key: str, granted: int, tat: int, now: int) -> RateDecision:
         """Record a lease of ``granted`` requests just taken (``tat`` after them); the decision for the request
@@ -152,6 +149,11 @@ class Leases:
             self._held.pop(key, None)
             return gcra.decision(False, tat, now)
         lease = self._held[key] = Lease(gcra.limit, tat, granted - 1, now + round(LEASE_TTL_S * gcra.ticks_per_s))
+        return self._spent(gcra, lease, now)
+
+    @staticmethod
+    def _spent(gcra: Gcra, lease: Lease, now: int) -> RateDecision:
+        # As the shared state would decide it, with the lease's unspent rest not taken yet.
         return gcra.decision(True, lease.tat - lease.left * gcra.interval, now)
 
     def prune(self, now: int) -> None:
