@@ -35,6 +35,9 @@ class RouteSteps:
         self.throttle = FailureThrottle(auth_cfg["max_failures"], auth_cfg["failure_window_s"], gateway.rate_limiter)
         self.client_address = ClientAddress.from_settings(gateway.settings)
         self.ask_authenticators = FirstResultCall(gateway.pm.hook.libervia_authenticate)
+        # A limiter that decides without waiting is charged through hit_now, with no coroutine per request.
+        self.limiter = gateway.rate_limiter
+        self.limiter_hit_now = getattr(self.limiter, "hit_now", None)
 
     def tenant_label(self, tenant_id: str | None) -> str:
         if tenant_id and self.gateway.registry.is_registered(tenant_id):
@@ -50,6 +53,7 @@ class RouteSteps:
         throttle = self.throttle
         client_address = self.client_address
         ask = self.ask_authenticators
+        limiter, hit_now = self.limiter, self.limiter_hit_now
         needs_active = route.access in NEEDS_ACTIVE_TENANT
         query_schema, body_schema = route.query_schema, route.body_schema
 
@@ -90,14 +94,12 @@ class RouteSteps:
                 require_known(tenant_id, must_be_active=tenant_key and needs_active, status=status)
             if who.key_id is not None:
                 registry.touch_key(who.key_id)
-                limiter = gateway.rate_limiter
                 if tenant_id is not None and limiter is not None:
                     limit = registry.rate_limit_rpm(tenant_id)
                     if limit > 0:
-                        hit_now = getattr(limiter, "hit_now", None)
                         if hit_now is None:
                             await apply_rate_limit(gateway, limiter, request, tenant_id, limit)
-                        else:   # a limiter that decides without waiting: no coroutine on every request
+                        else:
                             enforce(gateway, request, tenant_id, limit, hit_now(tenant_limit_key(tenant_id), limit))
             return await inner(request)
 

@@ -90,44 +90,30 @@ class TickJobs:
             _settle_all([(future, (False, exc)) for _, future in jobs])
 
     def _job_done(self, loop: asyncio.AbstractEventLoop, answers: Answers) -> None:
-        """On the loop: answer the last round of a job, then start the next job with what queued meanwhile."""
+        """On the loop: answer a job's waiters, then start the next job with what queued meanwhile."""
         self._writing.discard(loop)
         _settle_all(answers)
         self._dispatch(loop)
 
     def _run_all(self, loop: asyncio.AbstractEventLoop, jobs: list[Job]) -> None:
-        # One log never has two groups in flight; should it, the second waits for the next round (its lock is
-        # not reentrant).
-        rounds: list[list[Job]] = []
-        for job in sorted(jobs, key=lambda j: j[0].order):
-            for round_ in rounds:
-                if all(other.order != job[0].order for other, _ in round_):
-                    round_.append(job)
-                    break
-            else:
-                rounds.append([job])
+        # One round, locks taken in tenant order. A log locked by someone else waits in a job of its own rather
+        # than holding up the others; so would a second group of one log (its thread lock is not reentrant),
+        # which its queue never sends while the first is in flight.
         answers: Answers = []
         try:
-            for index, round_ in enumerate(rounds):
-                # A log locked by someone else waits in a job of its own, rather than holding up the others.
-                answers, busy = _run_round(round_, wait=False)
-                for job in busy:
-                    try:
-                        self._executor.submit(self._run_busy, loop, job)
-                    except RuntimeError as exc:   # the pool was shut down: that log is not written
-                        answers.append((job[1], (False, exc)))
-                if index < len(rounds) - 1 and answers:
-                    loop.call_soon_threadsafe(_settle_all, answers)   # one wake-up of the loop per round
-                    answers = []
-        except RuntimeError:   # the loop is closed: nobody waits for the answers any more
-            return
+            answers, busy = _run_round(sorted(jobs, key=lambda job: job[0].order), wait=False)
+            for job in busy:
+                try:
+                    self._executor.submit(self._run_busy, loop, job)
+                except RuntimeError as exc:   # the pool was shut down: that log is not written
+                    answers.append((job[1], (False, exc)))
         except BaseException as exc:   # a bug of ours: still, every waiter of the job gets an answer
-            answers = [(future, (False, exc)) for _, future in jobs]   # (the answered ones are skipped)
+            answers = [(future, (False, exc)) for _, future in jobs]
             raise
         finally:
             try:
                 loop.call_soon_threadsafe(self._job_done, loop, answers)
-            except RuntimeError:
+            except RuntimeError:  # the loop is closed: nobody waits for the answers any more
                 pass
 
     @staticmethod

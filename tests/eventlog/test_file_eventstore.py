@@ -22,6 +22,7 @@ from loguru import logger
 
 from libervia.eventlog.chain import build_entries, encode_line
 from libervia.eventlog.checkpoints import CheckpointSigner
+from libervia.eventlog.group_commit import PendingAppend
 from libervia.eventlog.verify import verify_fast, verify_full
 from libervia.storage import EventStore, LogHead, Snapshot, StorageError
 from libervia.testing.contracts.eventstore import SIGNER, EventStoreContract, MakeStore, all_entries, draft
@@ -690,4 +691,18 @@ async def test_a_job_that_fails_unexpectedly_still_answers_every_waiter(
     assert all(isinstance(result, StorageError | ValueError) for result in results), results
     monkeypatch.undo()
     assert [(await log.append([draft(9)]))[0]["seq"] for log in logs] == [1, 1]   # the next job runs
+    await store.close()
+
+
+async def test_two_groups_of_one_log_in_one_job_are_written_one_after_the_other(tmp_path: Path) -> None:
+    """A log's queue never sends a second group while one is in flight; should two meet in one job anyway, the
+    second waits for the first (its lock is taken) instead of chaining on the same head."""
+    store = FileEventStore(tmp_path, SIGNER)
+    log = await store.open_log("tenant-twice")
+    loop = asyncio.get_running_loop()
+    groups = [_FileGroupWrite(log, [PendingAppend([draft(n)], None, loop.create_future())]) for n in (1, 2)]
+    first, second = await asyncio.wait_for(asyncio.gather(*(store._tick_jobs.run(g) for g in groups)), 5)
+    assert [first[0][0]["seq"], second[0][0]["seq"]] == [1, 2]
+    assert second[0][0]["prev"] == first[0][0]["hash"]
+    assert [e["payload"]["n"] for e in await all_entries(log)] == [1, 2]
     await store.close()
