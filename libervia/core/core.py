@@ -160,7 +160,6 @@ class TenantCore:
             self._rebuild_index()
         before = self.state.seq
         await self._catch_up()
-        self._index.release()  # most instances go idle after their first request: reads open it again
         return before
 
     def _rebuild_index(self) -> None:

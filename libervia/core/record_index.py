@@ -105,27 +105,31 @@ class RecordIndex:
             if genesis != self._genesis:
                 raise IndexUnusableError("the log's first entry changed under an open index")
             if self._db is None:
-                self._reconnect()
+                self._reconnect(create=False)
             return
         self._genesis = genesis
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._remove_other_incarnations(self.path)
-        self._reconnect()
+        self._reconnect(create=True)
 
-    def _reconnect(self) -> None:
+    def _reconnect(self, *, create: bool) -> None:
+        """Connect to the file; only :meth:`open` may create it. A file gone since it was let go (removed by a
+        rebuild in another process, a purge) is refused instead of being created again empty: the state this
+        index described up to its flushed seq would then silently read as records that never existed."""
         path = self.path
         if path is None:
             self._db = self._connect("")  # SQLite's private temporary database, on disk, gone when closed
             return
         try:
-            self._db = self._connect(str(path))
+            self._db = self._connect(str(path) if create else f"{path.as_uri()}?mode=rw")
         except sqlite3.DatabaseError as exc:
             self._db = None
             raise IndexUnusableError(f"{path.name}: {exc}") from exc
 
     def _connect(self, target: str) -> sqlite3.Connection:
-        db = sqlite3.connect(target, isolation_level=None, check_same_thread=False, timeout=10.0)
+        db = sqlite3.connect(target, isolation_level=None, check_same_thread=False, timeout=10.0,
+                             uri=target.startswith("file:"))
         try:
             db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             if target:
@@ -181,7 +185,7 @@ class RecordIndex:
     def _conn(self) -> sqlite3.Connection | None:
         """The connection, opened again if it was let go; None before the log has a first entry."""
         if self._db is None and self._genesis is not None:
-            self._reconnect()
+            self._reconnect(create=False)
         return self._db
 
     def _query(self, sql: str, parameters: tuple[Any, ...]) -> list[Any]:

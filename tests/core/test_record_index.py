@@ -17,7 +17,7 @@ from libervia.core.command_kit import Batch, Outcome
 from libervia.core.commands import Commands
 from libervia.core.model import Entity, EventType
 from libervia.eventlog.checkpoints import CheckpointSigner
-from libervia.storage import CorruptStoreError
+from libervia.storage import CorruptStoreError, StorageError
 from libervia_plugins.storage_files.eventlog import FileEventStore
 from tests.core import bodies
 from tests.core.conftest import SIGNER_KEY, CoreHarness, decided, mandate_for
@@ -202,3 +202,21 @@ async def test_an_id_that_is_not_text_names_no_record(core: TenantCore) -> None:
     await decided(core)
     assert core.state.contratos.get({"id": 1}) is None  # type: ignore[arg-type]
     assert [1] not in core.state.episodios
+
+
+async def test_an_index_file_gone_while_let_go_is_never_read_as_empty(harness: CoreHarness,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """An idle Core lets its index file go; if the file is removed meanwhile (another process's rebuild), the
+    next read re-created it empty and answered 404 for an episode that exists, and a restart trusted that file."""
+    monkeypatch.setattr(core_module, "FLUSH_RECORDS", 5)
+    monkeypatch.setattr(records_module, "RECENT_CAPACITY", 1)
+    core = await harness.open()
+    answers = [await decided(core) for _ in range(4)]
+    first = answers[0]["episodio_id"]
+    core.release_idle()
+    for path in harness.index_dir(core.tenant_id).glob("*.sqlite*"):
+        path.unlink()
+    with pytest.raises(StorageError):   # unavailable, never "does not exist"
+        await core.episode(first)
+    restarted = await harness.restart(core)
+    assert (await restarted.episode(first))["estado"] == "DECIDIDO"
