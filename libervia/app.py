@@ -12,7 +12,7 @@ from libervia.context import COMMON_HEADERS_KEY, GATEWAY_KEY
 from libervia.errors import StartupError
 from libervia.eventlog.checkpoints import CheckpointSigner, derive_checkpoint_key
 from libervia.gateway import Gateway
-from libervia.hookcalls import call_all, call_first
+from libervia.hookcalls import call_all, call_each, call_first
 from libervia.pipeline.request_scope import UNMATCHED_ROUTE, RequestScope, unmatched
 from libervia.pipeline.route_steps import RouteSteps
 from libervia.plugin_manager import LoadedPlugins
@@ -55,10 +55,13 @@ async def forget_purged(gateway: Gateway, tenant_ids: set[str]) -> None:
     them, so no route, key or metric of this process shows the old tenant through a new one of the same id."""
     try:
         await gateway.runtime.discard_tenants(tenant_ids)
-        for tenant_id in sorted(tenant_ids):
-            await call_all(gateway.pm.hook.libervia_tenant_purged, gateway=gateway, tenant_id=tenant_id)
     except Exception:
-        logger.opt(exception=True).error("forgetting purged tenants failed: {}", sorted(tenant_ids))
+        logger.opt(exception=True).error("dropping the instances of purged tenants failed: {}", sorted(tenant_ids))
+    for tenant_id in sorted(tenant_ids):
+        # Every plugin hears of every purged tenant, whichever of them fails to forget one.
+        for plugin, exc in await call_each(gateway.pm.hook.libervia_tenant_purged, gateway=gateway,
+                                           tenant_id=tenant_id):
+            logger.opt(exception=exc).error("plugin {} failed to forget purged tenant {}", plugin, tenant_id)
 
 
 async def stop_gateway(gateway: Gateway) -> None:

@@ -45,6 +45,27 @@ async def call_all(hook: HookCaller, **kwargs: Any) -> list[Any]:
     return list(result or [])
 
 
+async def call_each(hook: HookCaller, **kwargs: Any) -> list[tuple[str, Exception]]:
+    """Call every implementation (awaited) in pluggy's call order, each even when an earlier one raised; the
+    plugins that raised, with what they raised. For notifications every plugin must get (a tenant purged): with
+    :func:`call_all` the first failure would keep the rest from hearing of it. A hook with a wrapper registered
+    takes :func:`call_all`'s path, where the wrapper sees one failure for the whole call."""
+    impls = hook.get_hookimpls()
+    if plugin_trace.tracer_of(hook) is not None or any(impl.wrapper or impl.hookwrapper for impl in impls):
+        try:
+            await call_all(hook, **kwargs)
+        except Exception as exc:
+            return [(hook.name, exc)]
+        return []
+    failures: list[tuple[str, Exception]] = []
+    for impl in reversed(impls):
+        try:
+            await await_me_maybe(impl.function(*_arguments(impl, kwargs)))
+        except Exception as exc:
+            failures.append((impl.plugin_name, exc))
+    return failures
+
+
 async def call_first(hook: HookCaller, **kwargs: Any) -> Any:
     """The first non-None result, asking implementations one at a time in pluggy's call order."""
     return await _run(hook, kwargs, firstresult=True)

@@ -142,33 +142,45 @@ class SharedTotals:
 
     def forget_tenant(self, tenant_id: str) -> None:
         """Drop a purged tenant's series from what dead processes left (each live process drops its own), so
-        that a new tenant of the same id does not start from the old one's counts."""
+        that a new tenant of the same id does not start from the old one's counts. Dead processes' files not
+        folded yet are folded first: they are counted until then."""
         with self._retired() as (path, retired, totals):
-            if not retired:
+            folded = self._fold_dead(retired, totals)
+            if not retired and not folded:
                 return
             totals.drop_tenant(tenant_id)
-            self._write_retired(path, list(retired.get("merged", [])), totals)
+            self._finish_retired(path, retired, totals, folded)
 
     def retire_dead(self) -> None:
         """Fold the files of processes that are gone into ``retired.json`` and remove them."""
-        with self._retired() as (retired_path, retired, totals):
-            already = set(retired.get("merged", []))
-            folded = []
-            for path in sorted(self.directory.glob("*.json")):
-                if path.name in (RETIRED, self.name):
-                    continue
-                try:
-                    data = orjson.loads(path.read_bytes())
-                except (OSError, orjson.JSONDecodeError):
-                    continue
-                if _alive(data.get("pid")):
-                    continue
-                if path.name not in already and data.get("buckets") == self.bucket_count:
-                    totals.merge(Totals.from_json(data, self.bucket_count))
-                folded.append(path)
-            if not folded:
-                return
-            self._write_retired(retired_path, [p.name for p in folded], totals)
-            for path in folded:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+        with self._retired() as (path, retired, totals):
+            folded = self._fold_dead(retired, totals)
+            if folded:
+                self._finish_retired(path, retired, totals, folded)
+
+    def _fold_dead(self, retired: dict[str, Any], totals: Totals) -> list[Path]:
+        """Add the files of processes that are gone to ``totals`` (each once); the files folded."""
+        already = set(retired.get("merged", []))
+        folded = []
+        for path in sorted(self.directory.glob("*.json")):
+            if path.name in (RETIRED, self.name):
+                continue
+            try:
+                data = orjson.loads(path.read_bytes())
+            except (OSError, orjson.JSONDecodeError):
+                continue
+            if _alive(data.get("pid")):
+                continue
+            if path.name not in already and data.get("buckets") == self.bucket_count:
+                totals.merge(Totals.from_json(data, self.bucket_count))
+            folded.append(path)
+        return folded
+
+    def _finish_retired(self, path: Path, retired: dict[str, Any], totals: Totals, folded: list[Path]) -> None:
+        """Write ``retired.json``, then remove the files it now holds (named in it until they are gone)."""
+        merged = [p.name for p in folded] if folded else list(retired.get("merged", []))
+        self._write_retired(path, merged, totals)
+        for folded_path in folded:
+            with contextlib.suppress(FileNotFoundError):
+                folded_path.unlink()
+

@@ -30,3 +30,25 @@ async def test_a_purge_tells_each_plugin_once_before_it_answers(tmp_path: Path) 
         assert counter.purged == ["gone-one"]
         await asyncio.sleep(0.2)   # any listener still to run would have run
         assert counter.purged == ["gone-one"]
+
+
+class FailingForgetter:
+    @hookimpl(tryfirst=True)
+    def libervia_tenant_purged(self, gateway: Gateway, tenant_id: str) -> None:
+        raise RuntimeError("this plugin cannot forget")
+
+
+async def test_a_plugin_that_fails_to_forget_a_purged_tenant_does_not_keep_the_others_from_it(
+        tmp_path: Path) -> None:
+    """The first plugin to raise stopped the rest: the telemetry plugin kept the purged tenant's series."""
+    counter = PurgeCounter()
+    async with GatewayHarness(tmp_path / "data", {}, [FailingForgetter(), counter]) as gateway:
+        await gateway.create_tenant("gone-one")
+        await gateway.admin.get("/admin/tenants/gone-one")   # a series labelled with the tenant
+        assert 'tenant_id="gone-one"' in await (await gateway.admin.get("/internal/metrics")).text()
+        assert (await gateway.admin.delete("/admin/tenants/gone-one")).status == 200
+        response = await gateway.admin.post("/admin/tenants/gone-one/purge")
+        assert response.status == 200, await response.text()
+        assert counter.purged == ["gone-one"]
+        metrics = await (await gateway.admin.get("/internal/metrics")).text()
+        assert 'tenant_id="gone-one"' not in metrics
