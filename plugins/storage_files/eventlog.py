@@ -47,6 +47,7 @@ from libervia.eventlog.checkpoints import CheckpointSigner
 from libervia.eventlog.group_commit import Entries, PendingAppend
 from libervia.eventlog.stores import OpenLogs, QueuedEventLog, chain_group
 from libervia.storage import Checkpoint, CorruptStoreError, LogHead, Snapshot, StorageError
+from libervia_plugins.storage_files import filesystem_sync
 from libervia_plugins.storage_files.layout import FILE_MODE, FileLayout, TenantPaths, ensure_dir, write_all
 from libervia_plugins.storage_files.reading import (
     NO_PENDING_WRITE,
@@ -262,10 +263,13 @@ class FileTenantEventLog(QueuedEventLog):
         # file is exactly as long as when we last settled it, nobody appended since, and that head is the one
         # the lock would give. One fstat here saves a hop through the I/O threads (a wake-up and two GIL
         # hand-offs per command). The head and its end are read as one tuple, before the size.
-        if self._fd >= 0 and self._queue.idle:
+        if self._fd >= 0 and self._queue.idle and not self._closing:
             head, end = self._tail
-            if end >= 0 and os.fstat(self._fd).st_size == end:
-                return head
+            try:
+                if end >= 0 and os.fstat(self._fd).st_size == end:
+                    return head
+            except OSError:   # closed by an I/O thread meanwhile: the slow path says so properly
+                pass
         return await self._run(self._head_sync)
 
     def _head_sync(self) -> LogHead:
@@ -516,7 +520,9 @@ class FileEventStore:
         self._durable = durable
         self._group_commit = group_commit
         self._executor = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="libervia-eventlog")
-        self._tick_jobs = TickJobs(self._executor)   # shared by every log, so that their groups share hand-offs
+        # Shared by every log, so that their groups share hand-offs (and one syncfs, where it can be trusted).
+        self._tick_jobs = TickJobs(self._executor,
+                                   one_in_flight=durable and filesystem_sync.covers_directory(self.layout.base_dir))
         self._logs: OpenLogs[FileTenantEventLog] = OpenLogs()
 
     async def open_log(self, tenant_id: str) -> FileTenantEventLog:

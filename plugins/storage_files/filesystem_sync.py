@@ -19,6 +19,7 @@ import functools
 import os
 import platform
 from collections.abc import Iterable
+from pathlib import Path
 
 TRUSTED_TYPES = frozenset({"ext4", "ext3", "xfs", "btrfs"})
 
@@ -66,6 +67,21 @@ def covers(fds: Iterable[int]) -> bool:
     except OSError:
         return False
     return AVAILABLE and len(devices) == 1 and _filesystem_type(devices.pop()) in TRUSTED_TYPES
+
+
+def covers_directory(path: Path) -> bool:
+    """Whether one ``syncfs`` makes durable what is written to files under ``path`` (one filesystem, trusted);
+    a directory not created yet is judged by the nearest one that exists."""
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False
+    try:
+        return covers([fd])
+    finally:
+        os.close(fd)
 
 
 @functools.cache

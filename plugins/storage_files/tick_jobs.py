@@ -61,8 +61,13 @@ Answers = list[tuple[asyncio.Future[Any], tuple[bool, Any]]]
 
 
 class TickJobs:
-    def __init__(self, executor: Executor) -> None:
+    """``one_in_flight``: whether jobs wait for one another (where one ``syncfs`` serves a whole job). Where it
+    cannot be trusted each log ``fsync``\\ s its own file, and a job in flight must not hold up the next one: the
+    disk merges concurrent fsyncs, one thread doing them one after another would not."""
+
+    def __init__(self, executor: Executor, *, one_in_flight: bool = True) -> None:
         self._executor = executor
+        self._one_in_flight = one_in_flight
         self._pending: dict[asyncio.AbstractEventLoop, list[Job]] = {}
         self._writing: set[asyncio.AbstractEventLoop] = set()   # loops with a job in flight
 
@@ -82,7 +87,8 @@ class TickJobs:
         jobs = self._pending.pop(loop, [])
         if not jobs:
             return
-        self._writing.add(loop)
+        if self._one_in_flight:
+            self._writing.add(loop)
         try:
             self._executor.submit(self._run_all, loop, jobs)
         except RuntimeError as exc:  # the pool was shut down: nothing is written
@@ -141,17 +147,23 @@ def _run_round(jobs: list[Job], *, wait: bool) -> tuple[Answers, list[Job]]:
                 answers.append((future, (True, write.finish(None))))
         except BaseException as exc:  # handed to the caller, as run_in_executor would
             answers.append((future, (False, exc)))
+    # Whatever the sync raises becomes the failure of the groups it was to make durable: each is then rolled back
+    # and unlocked by its finish, never left locked with its bytes written.
     failures: dict[int, BaseException] = {}
-    if len(written) > 1 and filesystem_sync.covers(write.sync_fd for write, _ in written):
+    try:
+        shared = len(written) > 1 and filesystem_sync.covers(write.sync_fd for write, _ in written)
+    except Exception:
+        shared = False
+    if shared:
         try:
             filesystem_sync.syncfs(written[0][0].sync_fd)
-        except OSError as exc:
+        except Exception as exc:
             failures = {id(write): exc for write, _ in written}
     else:
         for write, _ in written:
             try:
                 write.sync_alone()
-            except OSError as exc:
+            except Exception as exc:
                 failures[id(write)] = exc
     for write, future in written:
         try:

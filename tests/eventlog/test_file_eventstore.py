@@ -8,8 +8,10 @@ import fcntl
 import itertools
 import os
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
@@ -705,4 +707,54 @@ async def test_two_groups_of_one_log_in_one_job_are_written_one_after_the_other(
     assert [first[0][0]["seq"], second[0][0]["seq"]] == [1, 2]
     assert second[0][0]["prev"] == first[0][0]["hash"]
     assert [e["payload"]["n"] for e in await all_entries(log)] == [1, 2]
+    await store.close()
+
+
+async def test_where_syncfs_is_not_trusted_a_slow_fsync_does_not_hold_up_other_tenants(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each log fsyncs its own file there: with one job at a time, a tenant waited for another's fsync."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or filesystem_sync.covers_directory(shm):
+        pytest.skip("needs a filesystem syncfs is not trusted for (tmpfs at /dev/shm)")
+    release = threading.Event()
+    real = _FileGroupWrite.sync_alone
+
+    def slow_for_one(self: _FileGroupWrite) -> None:
+        if self.log.tenant_id == "slow-one":
+            release.wait(5)
+        real(self)
+
+    monkeypatch.setattr(_FileGroupWrite, "sync_alone", slow_for_one)
+    base = Path(tempfile.mkdtemp(dir=shm))
+    store = FileEventStore(base, SIGNER)
+    try:
+        slow, quick = await store.open_log("slow-one"), await store.open_log("quick-one")
+        waiting = asyncio.ensure_future(slow.append([draft(1)]))
+        await asyncio.sleep(0.05)   # its job is in its fsync
+        written = await asyncio.wait_for(quick.append([draft(2)]), 2)
+        assert written[0]["seq"] == 1 and not waiting.done()
+        release.set()
+        assert (await waiting)[0]["seq"] == 1
+    finally:
+        release.set()
+        await store.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def test_a_sync_that_raises_unexpectedly_rolls_back_and_unlocks_every_log(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anything a sync raises, not only OSError, fails its groups through their finish: the logs were left
+    locked with their bytes written, and every later append waited for ever."""
+    def broken(fds: Any) -> bool:
+        raise ValueError("a bug deciding the sync")
+
+    store = FileEventStore(tmp_path, SIGNER)
+    logs = [await store.open_log(f"tenant-{n}") for n in range(2)]
+    monkeypatch.setattr(filesystem_sync, "covers", broken)
+    monkeypatch.setattr(_FileGroupWrite, "sync_alone", lambda self: (_ for _ in ()).throw(ValueError("bug")))
+    results = await asyncio.wait_for(asyncio.gather(*(log.append([draft(n)]) for n, log in enumerate(logs)),
+                                                    return_exceptions=True), 5)
+    assert all(isinstance(result, StorageError) for result in results), results
+    monkeypatch.undo()
+    assert [(await asyncio.wait_for(log.append([draft(9)]), 5))[0]["seq"] for log in logs] == [1, 1]
     await store.close()
