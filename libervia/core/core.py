@@ -321,7 +321,11 @@ class TenantCore:
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"event not stored: {exc}") from exc
             self._fold(entries)  # before it is queued: an entry the projection cannot apply is never written
-            durable = append_chained(entries, lines)
+            try:
+                durable = append_chained(entries, lines)
+            except BaseException:
+                self._diverged = True   # folded, never queued: the state is rebuilt from the log before the next
+                raise
             self._track(durable)
             return _Staged(outcome, outcome.respond(self.state) if outcome.error is None else {}, durable, own=True)
         self._fold(entries)

@@ -220,3 +220,22 @@ async def test_an_index_file_gone_while_let_go_is_never_read_as_empty(harness: C
         await core.episode(first)
     restarted = await harness.restart(core)
     assert (await restarted.episode(first))["estado"] == "DECIDIDO"
+
+
+async def test_a_command_whose_append_is_refused_before_it_is_queued_leaves_no_trace(
+        core: TenantCore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The entries were folded into the state before the store refused to queue them (a log closing): the state
+    kept them, and the next command found the log 'truncated' (a 5xx for good)."""
+    first = await decided(core)
+    real = core._log.append_chained
+
+    def refusing(*args: Any, **kwargs: Any) -> Any:
+        raise StorageError("the event log is closed")
+
+    monkeypatch.setattr(core._log, "append_chained", refusing)
+    with pytest.raises(StorageError):
+        await core.decide(bodies.decisao(), actor="k")
+    monkeypatch.setattr(core._log, "append_chained", real)
+    second = await decided(core)
+    assert (await core.episode(first["episodio_id"]))["estado"] == "DECIDIDO"
+    assert core.state.seq == 2 * second["metadados"]["eventos"]   # two decisions, nothing of the refused one
