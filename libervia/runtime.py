@@ -227,8 +227,9 @@ class TenantRuntime:
         try:
             return await action(await self.core(tenant_id))
         except CoreClosedError as exc:
-            if exc.discarded and self._parts.incarnation(tenant_id) is None:
-                # Purged before the call ran: a fresh instance would open an empty log under the gone id.
+            if exc.discarded:
+                # Purged before the call ran: a fresh instance would open an empty log under the gone id, or the
+                # log of another tenant created since under it, which this call was never meant for.
                 raise ApiError(404, "TENANT_NOT_FOUND", f"Tenant {tenant_id} does not exist.") from None
             return await action(await self.core(tenant_id))
 

@@ -17,7 +17,9 @@ from tests.core import bodies
 from tests.core.conftest import SIGNER_KEY, default_policies
 
 
-async def test_a_command_waiting_when_its_tenant_is_purged_gets_404(tmp_path: Path) -> None:
+@pytest.mark.parametrize("recreated", [False, True])
+async def test_a_command_waiting_when_its_tenant_is_purged_gets_404(tmp_path: Path, recreated: bool) -> None:
+    """Also when the id was created again meanwhile: the call, made for the old tenant, ran on the new one."""
     store = FileEventStore(tmp_path / "data", CheckpointSigner(SIGNER_KEY))
     incarnations = {"acme": "2026-12-01T00:00:00Z"}
 
@@ -39,6 +41,8 @@ async def test_a_command_waiting_when_its_tenant_is_purged_gets_404(tmp_path: Pa
         await asyncio.sleep(0.01)
         del incarnations["acme"]           # purged through the registry...
         await runtime.discard_tenants(["acme"])   # ...and its instance dropped
+        if recreated:
+            incarnations["acme"] = "2026-12-01T00:05:00Z"
     with pytest.raises(ApiError) as caught:
         await waiting
     assert (caught.value.status, caught.value.code) == (404, "TENANT_NOT_FOUND")
