@@ -22,6 +22,11 @@ class RateDecision(NamedTuple):
     retry_after_s: float  # seconds to wait before the next request can pass (0 when allowed)
 
 
+def tenant_limit_key(tenant_id: str) -> str:
+    """The limiter key of a tenant's requests (a limiter forgets it when the tenant is purged)."""
+    return f"tenant:{tenant_id}"
+
+
 @runtime_checkable
 class RateLimiter(Protocol):
     """Smooth per-key limiter (GCRA or sliding window: no double burst at window edges).
@@ -146,7 +151,7 @@ class Leases:
         that took it, the first one spent. With nothing granted, the key's lease is dropped and the request
         refused (``tat`` is then the key's, untouched)."""
         if granted < 1:
-            self._held.pop(key, None)
+            self.drop(key)
             return gcra.decision(False, tat, now)
         lease = self._held[key] = Lease(gcra.limit, tat, granted - 1, now + round(LEASE_TTL_S * gcra.ticks_per_s))
         return self._spent(gcra, lease, now)
@@ -155,6 +160,9 @@ class Leases:
     def _spent(gcra: Gcra, lease: Lease, now: int) -> RateDecision:
         # As the shared state would decide it, with the lease's unspent rest not taken yet.
         return gcra.decision(True, lease.tat - lease.left * gcra.interval, now)
+
+    def drop(self, key: str) -> None:
+        self._held.pop(key, None)
 
     def prune(self, now: int) -> None:
         """Forget the leases that have run out (their keys may never come back)."""

@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from libervia import hookimpl, telemetry
-from libervia.ratelimit import NS_PER_S, PERIOD_S, Gcra, Leases, RateDecision, lease_size
+from libervia.ratelimit import NS_PER_S, PERIOD_S, Gcra, Leases, RateDecision, lease_size, tenant_limit_key
 from libervia.schemas import load_schema
 
 if TYPE_CHECKING:
@@ -182,6 +182,15 @@ class MemoryRateLimiter:
             # Like a hit, the sweep must not turn a locked or unusable file into a 500; the next one retries.
             self._warn(exc)
 
+    def forget(self, key: str) -> None:
+        """Drop ``key``'s state here and in the shared file (its tenant was purged: a new tenant of the same id
+        starts with a whole quota)."""
+        self._leases.drop(key)
+        try:
+            self._db.execute("DELETE FROM gcra WHERE key = ?", (key,))
+        except sqlite3.Error as exc:
+            self._warn(exc)   # the row expires by itself within the minute
+
     async def close(self) -> None:
         self._db.close()
 
@@ -189,6 +198,13 @@ class MemoryRateLimiter:
 @hookimpl
 def libervia_config_schema() -> dict[str, Any]:
     return load_schema(f"plugins/{PLUGIN_NAME}")
+
+
+@hookimpl
+def libervia_tenant_purged(gateway: Gateway, tenant_id: str) -> None:
+    limiter = gateway.rate_limiter
+    if isinstance(limiter, MemoryRateLimiter):   # loaded, but another limiter may be the chosen one
+        limiter.forget(tenant_limit_key(tenant_id))
 
 
 @hookimpl

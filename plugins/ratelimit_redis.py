@@ -26,7 +26,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from libervia import hookimpl, telemetry
-from libervia.ratelimit import Gcra, RateDecision
+from libervia.ratelimit import Gcra, RateDecision, tenant_limit_key
 from libervia.schemas import load_schema
 from libervia.storage import CheckResult
 
@@ -157,6 +157,13 @@ class RedisRateLimiter:
             return CheckResult(ok=False, detail=f"Redis unreachable ({type(exc).__name__})")
         return CheckResult(ok=True)
 
+    async def forget(self, key: str) -> None:
+        """Drop ``key``'s state (its tenant was purged); if Redis is away the key expires within the minute."""
+        try:
+            await self._client.delete(self._prefix + key)
+        except (RedisError, OSError) as exc:
+            self._warn(exc)
+
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
@@ -181,6 +188,13 @@ async def libervia_readiness_checks(gateway: Gateway) -> dict[str, CheckResult]:
     if not isinstance(limiter, RedisRateLimiter):  # loaded, but another limiter was chosen
         return {}
     return {"ratelimit_redis": await limiter.ping()}
+
+
+@hookimpl
+async def libervia_tenant_purged(gateway: Gateway, tenant_id: str) -> None:
+    limiter = gateway.rate_limiter
+    if isinstance(limiter, RedisRateLimiter):
+        await limiter.forget(tenant_limit_key(tenant_id))
 
 
 @hookimpl

@@ -7,7 +7,7 @@ from aiohttp import web
 from libervia import context
 from libervia.errors import ApiError
 from libervia.gateway import Gateway
-from libervia.ratelimit import RateDecision, RateLimiter
+from libervia.ratelimit import RateDecision, RateLimiter, tenant_limit_key
 from libervia.ratelimit_headers import rate_limit_headers, retry_after_seconds
 from libervia.telemetry import RATE_LIMITED
 
@@ -19,10 +19,6 @@ async def apply_rate_limit(gateway: Gateway, limiter: RateLimiter, request: web.
     with ``hit_now`` should be charged through :func:`enforce` instead, without this coroutine.
     """
     enforce(gateway, request, tenant_id, limit, await limiter.hit(tenant_limit_key(tenant_id), limit))
-
-
-def tenant_limit_key(tenant_id: str) -> str:
-    return f"tenant:{tenant_id}"
 
 
 def enforce(gateway: Gateway, request: web.Request, tenant_id: str, limit: int, decision: RateDecision) -> None:

@@ -10,7 +10,7 @@ from libervia.gateway import Gateway
 from libervia.hookcalls import FirstResultCall
 from libervia.pipeline.authentication import ClientAddress, FailureThrottle, authenticate
 from libervia.pipeline.authorization import NEEDS_ACTIVE_TENANT, authorise
-from libervia.pipeline.rate_limiting import apply_rate_limit, enforce, tenant_limit_key
+from libervia.pipeline.rate_limiting import apply_rate_limit, enforce
 from libervia.pipeline.tenancy import (
     TenantConflict,
     claimed_tenant,
@@ -19,6 +19,7 @@ from libervia.pipeline.tenancy import (
     resolve_path_tenant,
 )
 from libervia.pipeline.validation import validated_body, validated_query
+from libervia.ratelimit import tenant_limit_key
 from libervia.routing import Access, Handler, Role, Route
 from libervia.telemetry import AUTH_FAILURE, TENANT_CONFLICT
 

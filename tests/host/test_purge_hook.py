@@ -52,3 +52,17 @@ async def test_a_plugin_that_fails_to_forget_a_purged_tenant_does_not_keep_the_o
         assert counter.purged == ["gone-one"]
         metrics = await (await gateway.admin.get("/internal/metrics")).text()
         assert 'tenant_id="gone-one"' not in metrics
+
+
+async def test_a_tenant_created_again_after_a_purge_starts_with_a_whole_rate_limit(tmp_path: Path) -> None:
+    """The limiter kept the purged tenant's state under its id: the new tenant was charged its predecessor's
+    requests for up to a minute (429 on its first request)."""
+    async with GatewayHarness(tmp_path / "data", {}, []) as gateway:
+        async def spend_one(tenant: str) -> int:
+            access = await gateway.create_tenant(tenant, quotas={"rateLimitRpm": 1})
+            return (await access.public.get("/api/v1/eventlog/status")).status
+
+        assert await spend_one("reused") == 200
+        assert (await gateway.admin.delete("/admin/tenants/reused")).status == 200
+        assert (await gateway.admin.post("/admin/tenants/reused/purge")).status == 200
+        assert await spend_one("reused") == 200

@@ -147,3 +147,12 @@ async def test_readiness_when_redis_is_unreachable(on_error: str, ready: bool) -
         await limiter.close()
     assert check.ok is ready
     assert "unreachable" in check.detail
+
+
+async def test_a_forgotten_key_starts_with_a_whole_quota(limiter_factory: Callable[..., RedisRateLimiter]) -> None:
+    """A purged tenant's key is dropped, so a tenant created again under its id is not charged its requests."""
+    limiter = limiter_factory(clock=FakeClock())
+    assert (await limiter.hit("tenant:purged", 1)).allowed
+    assert not (await limiter.hit("tenant:purged", 1)).allowed
+    await limiter.forget("tenant:purged")
+    assert (await limiter.hit("tenant:purged", 1)).allowed
