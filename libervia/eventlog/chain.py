@@ -11,7 +11,6 @@ canonical JSON of the whole entry, ``hash`` included, so a line is byte-for-byte
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import threading
@@ -147,16 +146,6 @@ def _digits50(value: int) -> str:
     pairs = _CROCKFORD_PAIRS
     return (pairs[value >> 40] + pairs[(value >> 30) & 1023] + pairs[(value >> 20) & 1023]
             + pairs[(value >> 10) & 1023] + pairs[value & 1023])
-
-
-_FROM_RFC4648 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD.encode("ascii"))
-
-
-def crockford26(value: int) -> str:
-    """A 128-bit value as 26 Crockford base32 characters (two leading zero bits), in C rather than a loop:
-    shifted left by 6 bits into 17 bytes, the standard base32 encoder's first 26 characters are exactly those
-    digits in the RFC 4648 alphabet."""
-    return base64.b32encode((value << 6).to_bytes(17, "big"))[:26].translate(_FROM_RFC4648).decode("ascii")
 
 
 new_event_id = _IdGenerator()

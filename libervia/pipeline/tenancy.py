@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from aiohttp import web
 
 from libervia.context import Principal
@@ -12,24 +14,20 @@ from libervia.tenants.ids import normalize_tenant_id, parse_tenant_id
 TENANT_HEADER = "X-Tenant-Id"
 PATH_TENANT_PARAM = "tenant"
 
-# Ids that passed parse_tenant_id, by the text they were given as: the rule is a pure function of the text, and
-# most requests name one of a few tenants. Only short texts are kept (a valid id is at most 50 characters once
-# stripped), and the table is emptied when full, so it stays small whatever clients send.
-_valid_ids: dict[str, str] = {}
-_MAX_VALID_IDS = 4096
+# Only short texts are remembered (a valid id is at most 50 characters once stripped), so that the table stays
+# small whatever clients send; least recently used ones go first, so no client can flush the ids in use.
 _MAX_KEPT_TEXT = 64
 
 
+@functools.lru_cache(maxsize=4096)
+def _remembered(raw: str) -> str:
+    return parse_tenant_id(raw)   # refusals raise, and are not remembered
+
+
 def checked_tenant_id(raw: str) -> str:
-    """:func:`parse_tenant_id`, remembering the texts that passed."""
-    tenant_id = _valid_ids.get(raw)
-    if tenant_id is None:
-        tenant_id = parse_tenant_id(raw)
-        if len(raw) <= _MAX_KEPT_TEXT:
-            if len(_valid_ids) >= _MAX_VALID_IDS:
-                _valid_ids.clear()
-            _valid_ids[raw] = tenant_id
-    return tenant_id
+    """:func:`parse_tenant_id` (a pure function of the text), remembering the texts that passed: most requests
+    name one of a few tenants."""
+    return _remembered(raw) if len(raw) <= _MAX_KEPT_TEXT else parse_tenant_id(raw)
 
 
 class TenantConflict(ApiError):

@@ -10,7 +10,15 @@ from datetime import date
 
 import pytest
 
-from libervia.eventlog.chain import ENTRY_FIELDS, canonical_json, chain_drafts, crockford26, entry_hash, new_event_id
+from libervia.eventlog.chain import (
+    ENTRY_FIELDS,
+    _digits50,
+    _digits80,
+    canonical_json,
+    chain_drafts,
+    entry_hash,
+    new_event_id,
+)
 from libervia.storage import EventDraft, LogHead
 
 
@@ -36,8 +44,8 @@ def crockford_by_digits(value: int) -> str:
 def test_event_ids_are_26_crockford_digits_of_their_128_bit_value() -> None:
     rng = random.Random(20261201)
     values = [0, 1, 31, 32, (1 << 128) - 1, 1 << 127, *(rng.getrandbits(128) for _ in range(2000))]
-    for value in values:
-        assert crockford26(value) == crockford_by_digits(value)
+    for value in values:   # what the id generator writes: the time part's 10 digits, then the random part's 16
+        assert _digits50(value >> 80) + _digits80(value & ((1 << 80) - 1)) == crockford_by_digits(value)
     ids = [new_event_id() for _ in range(1000)]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert all(len(i) == 30 and i.startswith("evt_0") for i in ids)
