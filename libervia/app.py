@@ -98,7 +98,7 @@ def create_app(gateway: Gateway) -> web.Application:
     app[GATEWAY_KEY] = gateway
     app[SCOPE_KEY] = scope
     app[COMMON_HEADERS_KEY] = scope.decorate
-    steps = RouteSteps(gateway)
+    steps = RouteSteps(gateway, scope.client_address)
     seen: dict[tuple[str, str], str] = {}
     routes = collect_routes(gateway)
     declared_head = {route.path for route in routes if route.method.upper() == "HEAD"}

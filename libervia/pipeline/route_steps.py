@@ -29,12 +29,12 @@ UNKNOWN_TENANT_LABEL = "unknown"
 class RouteSteps:
     """Builds the aiohttp handler for each :class:`Route` of one gateway."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, client_address: ClientAddress) -> None:
         self.gateway = gateway
         auth_cfg = gateway.settings.section("auth")
         # The limiter is created at start-up, before routes are built; the throttle counts through it.
         self.throttle = FailureThrottle(auth_cfg["max_failures"], auth_cfg["failure_window_s"], gateway.rate_limiter)
-        self.client_address = ClientAddress.from_settings(gateway.settings)
+        self.client_address = client_address   # the request scope's: the access line reuses what this works out
         self.ask_authenticators = FirstResultCall(gateway.pm.hook.libervia_authenticate)
         # A limiter that decides without waiting is charged through hit_now, with no coroutine per request.
         self.limiter = gateway.rate_limiter

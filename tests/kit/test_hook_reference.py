@@ -60,7 +60,7 @@ def _hook_calls() -> tuple[set[str], set[str]]:
             if not isinstance(node, ast.Call):
                 continue
             func = node.func
-            if isinstance(func, ast.Name) and func.id in ("call_first", "call_all", "FirstResultCall") and node.args:
+            if isinstance(func, ast.Name) and func.id in ("call_first", "call_all", "call_each", "FirstResultCall") and node.args:
                 target = node.args[0]
                 if isinstance(target, ast.Attribute) and target.attr.startswith("libervia_"):
                     awaited.add(target.attr)
