@@ -49,6 +49,9 @@ def test_awaitable_hooks_exist() -> None:
     assert hookspecs.MAY_BE_AWAITABLE <= {function.__name__ for function in HOOKS}
 
 
+CALL_HELPERS = ("call_first", "call_all", "call_each", "FirstResultCall")   # libervia.hookcalls
+
+
 def _hook_calls() -> tuple[set[str], set[str]]:
     """Hooks the host and built-ins run through libervia.hookcalls, and hooks they call through pluggy directly."""
     import ast
@@ -60,7 +63,7 @@ def _hook_calls() -> tuple[set[str], set[str]]:
             if not isinstance(node, ast.Call):
                 continue
             func = node.func
-            if isinstance(func, ast.Name) and func.id in ("call_first", "call_all", "call_each", "FirstResultCall") and node.args:
+            if isinstance(func, ast.Name) and func.id in CALL_HELPERS and node.args:
                 target = node.args[0]
                 if isinstance(target, ast.Attribute) and target.attr.startswith("libervia_"):
                     awaited.add(target.attr)
