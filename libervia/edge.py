@@ -11,7 +11,8 @@ It also holds the connection-level limits of slow clients (``http.*`` settings):
 ``header_timeout_s`` of their first byte, a body within ``body_timeout_s`` plus its length at
 ``body_min_bytes_per_s``, and an idle keep-alive connection is closed after ``keepalive_timeout_s``. And it keeps
 reading the body of a request whose headers arrived before SIGTERM, so that draining finishes it (aiohttp stops
-reading at once, which drops such a request without an answer).
+reading at once, which drops such a request without an answer). And what each connection is sent during a turn
+of the event loop leaves at the end of that turn (:mod:`libervia.coalesced_writes`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong
@@ -29,6 +30,7 @@ from aiohttp.web_request import BaseRequest
 from loguru import logger
 
 from libervia import context
+from libervia.coalesced_writes import CoalescedTransport, WriteBatch
 from libervia.errors import ApiError
 from libervia.pipeline.request_scope import BodyTimeout, RequestScope, new_request_id
 
@@ -61,15 +63,21 @@ class EdgeProtocol(RequestHandler):
     """aiohttp's per-connection protocol with the contract's error answers, slow-client limits and a drain that
     finishes requests whose headers arrived."""
 
-    def __init__(self, manager: Any, *, scope: RequestScope, header_timeout_s: float, body_timeout_s: float,
-                 body_min_bytes_per_s: float, **kwargs: Any) -> None:
+    def __init__(self, manager: Any, *, scope: RequestScope, write_batch: WriteBatch, header_timeout_s: float,
+                 body_timeout_s: float, body_min_bytes_per_s: float, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._scope = scope
+        self._write_batch = write_batch
         self._header_timeout_s = header_timeout_s
         self._body_timeout_s = body_timeout_s
         self._body_min_rate = body_min_bytes_per_s
         self._header_timer: asyncio.TimerHandle | None = None
         self._header_timed_out = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # What this connection is sent leaves at the end of the loop's turn, with the other connections' bytes.
+        # (uvloop's transports are not asyncio.Transport subclasses, but have its methods.)
+        super().connection_made(CoalescedTransport(cast(asyncio.Transport, transport), self._write_batch))
 
     # --- reading ------------------------------------------------------------------------------------------------
 
@@ -209,9 +217,10 @@ class EdgeServer(web.Server):
     def __init__(self, handler: Any, *, edge_kwargs: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self._edge_kwargs = edge_kwargs
+        self._write_batch = WriteBatch(self._loop)
 
     def __call__(self) -> RequestHandler:
-        return EdgeProtocol(self, loop=self._loop, **self._edge_kwargs, **self._kwargs)
+        return EdgeProtocol(self, loop=self._loop, write_batch=self._write_batch, **self._edge_kwargs, **self._kwargs)
 
 
 class EdgeRunner(web.AppRunner):
