@@ -160,6 +160,10 @@ class TenantCore:
             self._rebuild_index()
         before = self.state.seq
         await self._catch_up()
+        # Most instances go idle after their first request: a thousand tenants each keeping an open SQLite file
+        # (about 165 KB) would cost more memory than their state. The next read or flush opens it again, and a
+        # file removed meanwhile is then refused, never re-created empty (RecordIndex._reconnect).
+        self._index.release()
         return before
 
     def _rebuild_index(self) -> None:
