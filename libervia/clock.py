@@ -11,21 +11,27 @@ _last_second: tuple[int, str] = (-1, "")
 
 def now_iso() -> str:
     """Now, as ``2026-11-29T12:00:00.000Z``. Called for every log line and every appended batch; under load many
-    calls share a millisecond, so the last one formatted is reused, and a new millisecond of the same second only
-    appends its digits to the second's text (strftime was most of the cost when each call had its own
-    millisecond)."""
-    global _last_stamp, _last_second
+    calls share a millisecond, so the last one formatted is reused."""
+    global _last_stamp
     millis = time.time_ns() // 1_000_000
-    last = _last_stamp  # each cache is read once: threads call this too
+    last = _last_stamp  # read once: threads call this too
     if millis == last[0]:
         return last[1]
-    second, fraction = divmod(millis, 1000)
-    known = _last_second
-    if second != known[0]:
-        known = _last_second = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S."))
-    stamp = f"{known[1]}{fraction:03d}Z"
+    stamp = format_millis(millis)
     _last_stamp = (millis, stamp)
     return stamp
+
+
+def format_millis(millis: int) -> str:
+    """A Unix time in milliseconds as ``2026-11-29T12:00:00.000Z``. A new millisecond of the last second formatted
+    only appends its digits to that second's text (strftime was most of the cost when each call had its own
+    millisecond)."""
+    global _last_second
+    second, fraction = divmod(millis, 1000)
+    known = _last_second  # read once: threads call this too
+    if second != known[0]:
+        known = _last_second = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S."))
+    return f"{known[1]}{fraction:03d}Z"
 
 
 def format_iso(moment: datetime) -> str:

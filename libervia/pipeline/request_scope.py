@@ -268,7 +268,7 @@ class RequestScope:
             if not finished:
                 asyncio.get_running_loop().call_soon(self._report_finished)
             finished.append(RequestObservation(method, route, status, elapsed_ms, tenant_id))
-        level = "info" if status < 400 else access_level(status, code)
+        level = "info" if status < 400 else failure_level(status, code)
         if access_log.enabled(level):
             url = request.raw_path if url is None else url
             access_log.write({
@@ -283,11 +283,12 @@ class RequestScope:
             })
 
 
-def access_level(status: int, code: str) -> str:
-    """Error only for a failure the server caught (a raised 5xx); a 5xx a handler chose to answer (readiness
-    while draining) and every client-side failure with a code are warnings; a client abort is info."""
+def failure_level(status: int, code: str) -> str:
+    """The access line's level for a status of 400 or more (below, it is info): error only for a failure the
+    server caught (a raised 5xx); a 5xx a handler chose to answer (readiness while draining) and every client-side
+    failure with a code are warnings; a client abort, and a 4xx a handler chose to answer, are info."""
     if status == CLIENT_CLOSED_STATUS:
         return "info"
     if status >= 500:
         return "error" if code else "warning"
-    return "warning" if status >= 400 and code else "info"
+    return "warning" if code else "info"

@@ -12,13 +12,12 @@ import asyncio
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
 from loguru import logger
 
-from libervia.clock import format_iso, now_iso
+from libervia.clock import format_millis, now_iso
 from libervia.errors import ApiError, conflict, invalid_state, not_found
 from libervia.storage import RegistryStore
 from libervia.tenants.ids import parse_tenant_id
@@ -238,12 +237,11 @@ class TenantRegistry:
 
     def _settled_usage(self) -> dict[str, str]:
         """The last use of every key, with the uses recorded since the last call formatted and marked for
-        writing (as :func:`libervia.clock.now_iso` would have formatted them when they happened)."""
+        writing, in the format of :func:`libervia.clock.now_iso`."""
         if self._touched:
             touched, self._touched = self._touched, {}
             for key_id, millis in touched.items():
-                second, fraction = divmod(millis, 1000)
-                moment = format_iso(datetime.fromtimestamp(second, UTC).replace(microsecond=fraction * 1000))
+                moment = format_millis(millis)
                 self._usage[key_id] = moment
                 self._usage_dirty[key_id] = moment
         return self._usage
