@@ -13,6 +13,7 @@ Seconds are rounded up, so a client that waits the advertised time is never earl
 
 from __future__ import annotations
 
+import functools
 import math
 
 from libervia.ratelimit import RateDecision
@@ -26,15 +27,22 @@ def retry_after_seconds(decision: RateDecision) -> int:
     return max(1, math.ceil(decision.retry_after_s))
 
 
+@functools.lru_cache(maxsize=1024)
+def _limit_fields(limit: int) -> tuple[str, str]:
+    """The two fields that depend on the limit alone (tenants' limits are few; these are sent on every request)."""
+    return str(limit), f'"{POLICY_NAME}";q={limit};w={WINDOW_S}'
+
+
 def rate_limit_headers(decision: RateDecision) -> dict[str, str]:
     """Headers for a response to a rate-limited route, allowed or not."""
     reset = str(math.ceil(decision.reset_s))
     remaining = str(decision.remaining)
+    limit, policy = _limit_fields(decision.limit)
     headers = {
-        "X-RateLimit-Limit": str(decision.limit),
+        "X-RateLimit-Limit": limit,
         "X-RateLimit-Remaining": remaining,
         "X-RateLimit-Reset": reset,
-        "RateLimit-Policy": f'"{POLICY_NAME}";q={decision.limit};w={WINDOW_S}',
+        "RateLimit-Policy": policy,
         "RateLimit": f'"{POLICY_NAME}";r={remaining};t={reset}',
     }
     if not decision.allowed:

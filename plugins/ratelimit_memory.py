@@ -105,17 +105,21 @@ class MemoryRateLimiter:
         self._nonces = itertools.count((os.getpid() & 0x3FFFFF) << 40)
         self._next_sweep = 0
         self._leases = Leases()
+        # Per limit, its GCRA and lease size (tenants' limits are few; this runs on every request).
+        self._plans: dict[int, tuple[Gcra, int]] = {}
 
     async def hit(self, key: str, limit_per_minute: int) -> RateDecision:
         return self.hit_now(key, limit_per_minute)
 
     def hit_now(self, key: str, limit_per_minute: int) -> RateDecision:
         """:meth:`hit` without a coroutine (the host calls this one on every request: nothing here waits)."""
-        gcra = Gcra.of(limit_per_minute)
+        plan = self._plans.get(limit_per_minute)
+        if plan is None:
+            plan = self._plans[limit_per_minute] = (Gcra.of(limit_per_minute), lease_size(limit_per_minute))
+        gcra, size = plan
         now = round(self._clock() * NS_PER_S)
         if now >= self._next_sweep:
             self._sweep(now)
-        size = lease_size(limit_per_minute)
         if not size:
             return self._hit_one(gcra, key, now)
         decision = self._leases.spend(gcra, key, now)
