@@ -400,10 +400,9 @@ class TenantRuntime:
             now = time.monotonic()
             deadline = now - self.idle_ttl_s
             for tenant_id, slot in list(self._slots.items()):
-                busy = slot.core is not None and slot.core.busy
-                if slot.core is not None and not busy and slot.last_used < now - self._sweep_interval_s:
-                    slot.core.release_idle()  # idle a while: its record index file can go until the next call
-                if slot.last_used < deadline and not busy:
+                if slot.core is not None and not slot.core.busy and slot.last_used < now - self._sweep_interval_s:
+                    await slot.core.release_idle()  # idle a while: its record index file can go until the next call
+                if slot.last_used < deadline and not (slot.core is not None and slot.core.busy):
                     try:
                         await self._evict(tenant_id, "idle")
                     except Exception:

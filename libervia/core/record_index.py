@@ -99,6 +99,11 @@ class RecordIndex:
         """Whether the index knows its log (its file may be let go until the next call)."""
         return self._genesis is not None
 
+    @property
+    def holds_file(self) -> bool:
+        """Whether a connection to the index file is open (what :meth:`release` lets go)."""
+        return self._db is not None and self.path is not None
+
     def open(self, genesis: str) -> None:
         """Open (or create) the index of the log whose first entry has hash ``genesis``."""
         if self._genesis is not None:
