@@ -5,6 +5,7 @@ gateway."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import select
 import socket
@@ -12,10 +13,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import uvloop
 
 from libervia.coalesced_writes import SEND_AT_BYTES, CoalescedTransport, WriteBatch
+from tests.core import bodies
 from tests.gateway_process import GatewayProcess
 
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
@@ -217,5 +220,28 @@ def test_pipelined_requests_get_their_responses_in_order_through_the_gateway(tmp
         assert [headers["X-Request-Id"] for _, headers in responses] == [*ids, "last"]
         assert [status for status, _ in responses] == [200] * len(ids) + [404]
         assert rest == b""
+    finally:
+        gateway.stop()
+
+
+async def test_a_streamed_export_larger_than_what_is_held_arrives_whole_through_the_gateway(tmp_path: Path) -> None:
+    gateway = GatewayProcess(tmp_path / "data").start()
+    try:
+        await gateway.create_tenant("acme")
+        token = await gateway.create_key("acme", "public")
+        for _ in range(40):
+            status, _, body = await gateway.request("POST", "/api/v1/decisoes", token, json=bodies.decisao())
+            assert status == 201, body
+        async with aiohttp.ClientSession() as session, session.get(
+            f"{gateway.url}/admin/tenants/acme/audit/export", headers={
+                "Authorization": f"Bearer {gateway.admin_token}", "Accept": "application/x-ndjson"}
+        ) as response:
+            assert response.status == 200
+            received = await response.read()
+        assert len(received) > 2 * SEND_AT_BYTES   # more than one connection's held bytes
+        lines = received.splitlines()
+        entries, manifest = [json.loads(line) for line in lines[:-1]], json.loads(lines[-1])["manifest"]
+        assert [entry["seq"] for entry in entries] == list(range(1, len(entries) + 1))
+        assert manifest["count"] == len(entries)
     finally:
         gateway.stop()
