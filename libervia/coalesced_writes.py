@@ -12,7 +12,9 @@ connection, which is likely cheaper in a burst after the turn's work than spread
 A response waits at most for the rest of the turn it was completed in: there is no timer. A connection holding
 :data:`SEND_AT_BYTES` sends at once, so that a handler streaming a large body meets the transport's flow control
 (its ``drain`` waits only once the real transport's buffer is full) as it would without holding; and a
-connection that is closed or half-closed sends what it holds first.
+connection that is closed or half-closed sends what it holds first. (When the client half-closes, the event loop
+closes the real transport itself: :class:`libervia.edge.EdgeProtocol` sends what is held when it learns of the
+end of the client's stream, before that close.)
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ class CoalescedTransport(asyncio.Transport):
 
     Everything else is the wrapped transport's own: flow control, the protocol, reading and closing. What is held
     counts in :meth:`get_write_buffer_size`; :meth:`close` and :meth:`write_eof` send it first, :meth:`abort`
-    drops it, and bytes held for a connection that closed in the meantime are dropped (nobody would read them).
+    drops it, and bytes held for a connection whose transport is closing by the end of the turn are dropped (its
+    protocol sends them earlier on a half-close, so what is left belongs to a connection that is gone).
     """
 
     __slots__ = ("_batch", "_held", "_held_bytes", "_transport")

@@ -107,6 +107,14 @@ class EdgeProtocol(RequestHandler):
               and not self._messages and self._header_timeout_s > 0 and not self._force_close):
             self._header_timer = self._loop.call_later(self._header_timeout_s, self._headers_too_slow)
 
+    def eof_received(self) -> None:
+        # The client has finished sending (a half-close). The event loop closes the transport as soon as this
+        # returns, sending what the transport's buffer holds, and nothing after: the bytes held for the end of
+        # this turn (an answer completed earlier in the turn) must be in that buffer by then.
+        if isinstance(self.transport, CoalescedTransport):
+            self.transport.send_held()
+        super().eof_received()
+
     def _process_keepalive(self) -> None:
         # The keep-alive timer closes idle connections silently; one whose request is arriving is the header
         # timer's, which answers 408.

@@ -9,6 +9,7 @@ import json
 import re
 import select
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -243,5 +244,23 @@ async def test_a_streamed_export_larger_than_what_is_held_arrives_whole_through_
         entries, manifest = [json.loads(line) for line in lines[:-1]], json.loads(lines[-1])["manifest"]
         assert [entry["seq"] for entry in entries] == list(range(1, len(entries) + 1))
         assert manifest["count"] == len(entries)
+    finally:
+        gateway.stop()
+
+
+def test_an_answer_held_when_the_client_half_closes_is_still_sent(tmp_path: Path) -> None:
+    """The client sends its request and then shuts its side down while the handler holds the event loop: the
+    answer is held for the end of the turn, the loop then reads the end of the client's stream and closes the
+    transport, and held bytes used to be dropped at that close. They go into the transport's buffer first."""
+    gateway = GatewayProcess(tmp_path / "data", {
+        "LIBERVIA_PLUGINS__LOAD": '["tests.plugins_fixtures.slow_route_plugin"]'}).start()
+    try:
+        with socket.create_connection(("127.0.0.1", gateway.port)) as sock:
+            sock.sendall(b"GET /test/busy?s=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.3)   # the handler is holding the loop now; its answer comes after this end of stream
+            sock.shutdown(socket.SHUT_WR)
+            responses, rest = read_responses(sock, 1)
+        assert responses[0][0] == 200
+        assert rest == b""
     finally:
         gateway.stop()
