@@ -45,6 +45,7 @@ class RequestState:
     query: dict[str, Any] | None = None
     rate_limit_headers: dict[str, str] | None = None
     client_address: str | None = None   # for the access line, when a step has worked it out already
+    streamed: web.StreamResponse | None = None   # a streaming handler's response (libervia.responses.stream_response)
 
 
 STATE: web.RequestKey[RequestState] = web.RequestKey("libervia.state", RequestState)

@@ -185,6 +185,13 @@ class RequestScope:
                 error = error_from_exception(exc, request)
                 code = error.code
                 response = error_response(error, rid)
+                if state.streamed is not None and state.streamed.prepared:
+                    # A streamed answer's status line and part of its body are sent: an error response now would
+                    # be written inside that body, and read as the end of a complete one. The connection is cut
+                    # instead (aiohttp closes it on this error), so the client sees the body end early; the access
+                    # line and the metric count the failure the client was not told about.
+                    finish(request, state, response, started, code, route)
+                    raise ConnectionResetError("a streamed response failed after it started") from exc
                 if isinstance(exc, AuthError) and error.status == 401:
                     response.headers["WWW-Authenticate"] = 'Bearer realm="libervia"'
             if not response.prepared:
@@ -229,7 +236,9 @@ class RequestScope:
     def decorate(self, request: web.Request, response: web.StreamResponse) -> None:
         """Common headers of every response. Buffered responses get them when the handler returns; a streaming
         handler gets them through :func:`libervia.responses.stream_response` before it sends anything."""
-        self.decorate_with(request, context.state(request), response)
+        state = context.state(request)
+        state.streamed = response
+        self.decorate_with(request, state, response)
 
     def decorate_with(self, request: web.BaseRequest, state: context.RequestState,
                       response: web.StreamResponse) -> None:

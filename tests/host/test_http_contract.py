@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 from typing import Any
 
 import aiohttp
@@ -217,3 +218,23 @@ async def test_health_shape(gateway_server: GatewayProcess) -> None:
     await asyncio.sleep(0.01)
     _, _, second = await gateway_server.request("GET", "/health")
     assert 0 <= first["uptime_s"] < second["uptime_s"]
+
+
+def test_a_streamed_response_that_fails_midway_is_cut_not_followed_by_an_error_response(
+        contract_gateway: GatewayProcess) -> None:
+    """The scope used to answer the failure with its JSON error: written inside the chunked body already under
+    way, it ended that body with a proper last chunk, so the client read a complete 200 carrying a second HTTP
+    response. The connection is cut instead; the log and the metric still count the failure."""
+    with socket.create_connection(("127.0.0.1", contract_gateway.port)) as sock:
+        sock.sendall(b"GET /test/broken-stream HTTP/1.1\r\nHost: x\r\nX-Request-Id: broken-stream-1\r\n\r\n")
+        sock.settimeout(10)
+        received = b""
+        while chunk := sock.recv(65536):   # the server closes the connection
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert b'{"line": 1}' in body
+    assert b"HTTP/1.1" not in body
+    assert not body.endswith(b"0\r\n\r\n")   # no last chunk: the client can tell the body was cut short
+    lines = [line for line in contract_gateway.log_lines() if line.get("requestId") == "broken-stream-1"]
+    assert [(line["statusCode"], line["code"]) for line in lines if "statusCode" in line] == [(500, "INTERNAL_ERROR")]
