@@ -400,10 +400,12 @@ class TenantRuntime:
             now = time.monotonic()
             deadline = now - self.idle_ttl_s
             for tenant_id, slot in list(self._slots.items()):
-                if slot.core is not None and not slot.core.busy and slot.last_used < now - self._sweep_interval_s:
-                    await slot.core.release_idle()  # idle a while: its record index file can go until the next call
-                if slot.last_used < deadline and not (slot.core is not None and slot.core.busy):
-                    try:
+                try:
+                    if slot.core is not None and not slot.core.busy and slot.last_used < now - self._sweep_interval_s:
+                        await slot.core.release_idle()  # idle a while: its index file can go until the next call
+                    # (Each await lets requests in: the slot may have been evicted, or replaced by a new one.)
+                    if self._slots.get(tenant_id) is slot and slot.last_used < deadline and not (
+                            slot.core is not None and slot.core.busy):
                         await self._evict(tenant_id, "idle")
-                    except Exception:
-                        logger.opt(exception=True).error("evicting idle tenant {} failed", tenant_id)
+                except Exception:
+                    logger.opt(exception=True).error("sweeping idle tenant {} failed", tenant_id)

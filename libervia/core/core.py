@@ -89,6 +89,28 @@ class _Staged:
     own: bool   # the entries are this command's (False: it only read pipelined state)
 
 
+
+async def _finish_in_thread(function: Callable[..., Any], *args: Any) -> Any:
+    """``function(*args)`` in a worker thread, waited for to its end even when the caller is cancelled meanwhile
+    (the cancellation is raised once it has ended). The callers hold the Core's lock while a thread uses the
+    record index's connection: a wait cut short by a cancellation would release the lock, and let the next call
+    use that connection, while the thread still does."""
+    job = asyncio.ensure_future(asyncio.to_thread(function, *args))
+    cancelled = False
+    while not job.done():
+        try:
+            await asyncio.shield(job)
+        except asyncio.CancelledError:
+            cancelled = True
+        except Exception:
+            break   # the job's own failure: job.result() raises it below
+    if cancelled:
+        if not job.cancelled():
+            job.exception()   # retrieved, so that asyncio does not report it as never retrieved
+        raise asyncio.CancelledError
+    return job.result()
+
+
 class CoreClosedError(Exception):
     """The instance was stopped before this call ran, which wrote nothing. Evicted or shut down: ask the runtime
     for a fresh one. ``discarded``: the tenant was purged, and a fresh instance may belong to another tenant."""
@@ -164,7 +186,7 @@ class TenantCore:
         # (about 165 KB) would cost more memory than their state. The next read or flush opens it again, and a
         # file removed meanwhile is then refused, never re-created empty (RecordIndex._reconnect). Closing may
         # checkpoint the file (an fsync): not on the event loop.
-        await asyncio.to_thread(self._index.release)
+        await _finish_in_thread(self._index.release)
         return before
 
     def _rebuild_index(self) -> None:
@@ -231,7 +253,7 @@ class TenantCore:
         if self._lock.locked() or not self._index.holds_file:  # in use (the next sweep tries again), or let go
             return
         async with self._lock:
-            await asyncio.to_thread(self._index.release)
+            await _finish_in_thread(self._index.release)
 
     async def _close_index_when_free(self) -> None:
         async with self._lock:
@@ -484,7 +506,7 @@ class TenantCore:
                     return
                 self._index.open(genesis)
             # In a worker thread: a flush of a thousand records must not stall other tenants' requests.
-            await asyncio.to_thread(self._index.write, records, history, state_row)
+            await _finish_in_thread(self._index.write, records, history, state_row)
         except (sqlite3.Error, IndexUnusableError, OSError) as exc:
             # Costs memory and replay time, never correctness: the state is rebuilt from the index and the log
             # (flush_rows let go of the mandates' new history, which only the log now holds).

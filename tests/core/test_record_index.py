@@ -291,3 +291,32 @@ async def test_an_index_file_is_let_go_off_the_event_loop(harness: CoreHarness,
     assert len(closed_on) >= 2
     assert threading.main_thread() not in closed_on
     assert (await restarted.mandates()) is not None
+
+
+async def test_a_cancelled_release_holds_the_lock_until_its_thread_is_done(harness: CoreHarness,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sweep cancelled (at shutdown) while a worker thread was closing the index file let the Core's lock go at
+    once: the next call, the final flush, then used the connection the thread was closing."""
+    monkeypatch.setattr(core_module, "FLUSH_RECORDS", 2)
+    core = await harness.open()
+    for _ in range(3):
+        await decided(core)   # flushes: the index file is open
+    started, proceed = threading.Event(), threading.Event()
+    release = RecordIndex.release
+
+    def release_when_allowed(index: RecordIndex) -> None:
+        started.set()
+        proceed.wait(10)
+        release(index)
+
+    monkeypatch.setattr(RecordIndex, "release", release_when_allowed)
+    sweep = asyncio.create_task(core.release_idle())
+    await asyncio.to_thread(started.wait, 10)
+    sweep.cancel()
+    read = asyncio.create_task(core.mandates())   # a call: it needs the lock
+    await asyncio.sleep(0.2)   # time enough for the read to finish, were the lock free
+    assert not read.done()
+    proceed.set()
+    with pytest.raises(asyncio.CancelledError):
+        await sweep
+    assert isinstance(await read, list | dict)

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from libervia.core import TenantCore, TenantPolicies
+from libervia.core import core as core_module
+from libervia.core.record_index import RecordIndex
 from libervia.errors import ApiError
 from libervia.eventlog.checkpoints import CheckpointSigner
 from libervia.runtime import RuntimeParts, TenantRuntime
@@ -48,5 +50,42 @@ async def test_a_command_waiting_when_its_tenant_is_purged_gets_404(tmp_path: Pa
     assert (caught.value.status, caught.value.code) == (404, "TENANT_NOT_FOUND")
     log = await store.open_log("acme")
     assert (await log.head()).seq == 10   # only the first decision
+    await runtime.close()
+    await store.close()
+
+
+async def test_the_idle_sweep_outlives_a_release_that_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Letting an idle tenant's index file go ran outside the sweep's error handling: one failure ended the
+    sweeper task, and no idle tenant was evicted again for the life of the process."""
+    monkeypatch.setattr(core_module, "FLUSH_RECORDS", 2)
+    store = FileEventStore(tmp_path / "data", CheckpointSigner(SIGNER_KEY))
+
+    async def policies(tenant_id: str) -> TenantPolicies:
+        return default_policies()
+
+    parts = RuntimeParts(events=store, policies=policies, quotas=lambda tenant_id: None,
+                         on_append=lambda tenant_id, count: None, incarnation=lambda tenant_id: None,
+                         uptime_s=lambda: 0.0, tenant_counts=dict, index_root=tmp_path / "record-index")
+    runtime = TenantRuntime(parts, idle_ttl_s=0.3, max_instances=10, sweep_interval_s=0.05)
+    await runtime.start()
+    core = await runtime.core("acme")
+    for _ in range(3):
+        await core.decide(bodies.decisao(), actor="k")   # flushes: the index file is open
+    failures = []
+    release = RecordIndex.release
+
+    def fail_once(index: RecordIndex) -> None:
+        if not failures:
+            failures.append("failed")
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        release(index)
+
+    monkeypatch.setattr(RecordIndex, "release", fail_once)
+    for _ in range(200):   # up to 10 s for the tenant to go idle and be evicted
+        if runtime.running("acme") is None:
+            break
+        await asyncio.sleep(0.05)
+    assert failures == ["failed"]
+    assert runtime.running("acme") is None
     await runtime.close()
     await store.close()
