@@ -27,6 +27,7 @@ from libervia_plugins.storage_files.eventlog import FileEventStore
 from tests.core import bodies
 from tests.core.conftest import SIGNER_KEY, CoreHarness, decided, mandate_for
 from tests.core.test_domain_restart import _mid_life
+from tests.held_calls import hold
 
 
 async def _every_read(core: TenantCore) -> dict[str, Any]:
@@ -301,22 +302,14 @@ async def test_a_cancelled_release_holds_the_lock_until_its_thread_is_done(harne
     core = await harness.open()
     for _ in range(3):
         await decided(core)   # flushes: the index file is open
-    started, proceed = threading.Event(), threading.Event()
-    release = RecordIndex.release
-
-    def release_when_allowed(index: RecordIndex) -> None:
-        started.set()
-        proceed.wait(10)
-        release(index)
-
-    monkeypatch.setattr(RecordIndex, "release", release_when_allowed)
+    held = hold(monkeypatch, RecordIndex, "release")
     sweep = asyncio.create_task(core.release_idle())
-    await asyncio.to_thread(started.wait, 10)
+    assert await asyncio.to_thread(held.entered.wait, 10)
     sweep.cancel()
     read = asyncio.create_task(core.mandates())   # a call: it needs the lock
     await asyncio.sleep(0.2)   # time enough for the read to finish, were the lock free
     assert not read.done()
-    proceed.set()
+    held.release.set()
     with pytest.raises(asyncio.CancelledError):
         await sweep
     assert isinstance(await read, list | dict)

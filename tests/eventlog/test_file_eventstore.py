@@ -31,6 +31,7 @@ from libervia.testing.contracts.eventstore import SIGNER, EventStoreContract, Ma
 from libervia_plugins.storage_files import filesystem_sync
 from libervia_plugins.storage_files.eventlog import PENDING_WRITE, FileEventStore, FileTenantEventLog, _FileGroupWrite
 from libervia_plugins.storage_files.offline_check import offline_verify
+from tests.held_calls import hold
 
 WRITER = Path(__file__).with_name("append_writer.py")
 WRITER_SIGNER = CheckpointSigner(b"crash-test-checkpoint-key-0123456789")
@@ -587,14 +588,8 @@ async def test_a_read_during_a_group_sync_neither_blocks_the_loop_nor_serves_wha
     store = FileEventStore(tmp_path, SIGNER)
     log = await store.open_log("acme")
     await log.append([draft(1)])
-    entered, release = threading.Event(), threading.Event()
-
-    def failing_held_sync(write: _FileGroupWrite) -> None:
-        entered.set()
-        release.wait(10)
-        raise OSError(5, "Input/output error")
-
-    monkeypatch.setattr(_FileGroupWrite, "sync_alone", failing_held_sync)
+    held = hold(monkeypatch, _FileGroupWrite, "sync_alone", fail_with=OSError(5, "Input/output error"))
+    entered, release = held.entered, held.release
     second = asyncio.ensure_future(log.append([draft(2)]))
     try:
         assert await asyncio.to_thread(entered.wait, 10)   # group 2 is written, its sync has not returned
@@ -614,15 +609,8 @@ async def test_a_discarded_log_refuses_what_was_still_queued(tmp_path: Path, mon
     """A purge discards the log: appends queued behind the group being written used to be written anyway."""
     store = FileEventStore(tmp_path, SIGNER)
     log = await store.open_log("acme")
-    entered, release = threading.Event(), threading.Event()
-    real_sync = _FileGroupWrite.sync_alone
-
-    def held_sync(write: _FileGroupWrite) -> None:
-        entered.set()
-        release.wait(10)
-        real_sync(write)
-
-    monkeypatch.setattr(_FileGroupWrite, "sync_alone", held_sync)
+    held = hold(monkeypatch, _FileGroupWrite, "sync_alone")
+    entered, release = held.entered, held.release
     first = asyncio.ensure_future(log.append([draft(1)]))
     assert await asyncio.to_thread(entered.wait, 10)
     queued = asyncio.ensure_future(log.append([draft(2)]))
