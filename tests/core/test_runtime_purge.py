@@ -17,6 +17,7 @@ from libervia.runtime import RuntimeParts, TenantRuntime
 from libervia_plugins.storage_files.eventlog import FileEventStore
 from tests.core import bodies
 from tests.core.conftest import SIGNER_KEY, default_policies
+from tests.held_calls import hold
 
 
 @pytest.mark.parametrize("recreated", [False, True])
@@ -54,10 +55,8 @@ async def test_a_command_waiting_when_its_tenant_is_purged_gets_404(tmp_path: Pa
     await store.close()
 
 
-async def test_the_idle_sweep_outlives_a_release_that_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Letting an idle tenant's index file go ran outside the sweep's error handling: one failure ended the
-    sweeper task, and no idle tenant was evicted again for the life of the process."""
-    monkeypatch.setattr(core_module, "FLUSH_RECORDS", 2)
+def _sweeping_runtime(tmp_path: Path, idle_ttl_s: float) -> tuple[FileEventStore, TenantRuntime]:
+    """A runtime over a file store whose sweep looks every 50 ms (started by the caller)."""
     store = FileEventStore(tmp_path / "data", CheckpointSigner(SIGNER_KEY))
 
     async def policies(tenant_id: str) -> TenantPolicies:
@@ -66,7 +65,14 @@ async def test_the_idle_sweep_outlives_a_release_that_fails(tmp_path: Path, monk
     parts = RuntimeParts(events=store, policies=policies, quotas=lambda tenant_id: None,
                          on_append=lambda tenant_id, count: None, incarnation=lambda tenant_id: None,
                          uptime_s=lambda: 0.0, tenant_counts=dict, index_root=tmp_path / "record-index")
-    runtime = TenantRuntime(parts, idle_ttl_s=0.3, max_instances=10, sweep_interval_s=0.05)
+    return store, TenantRuntime(parts, idle_ttl_s=idle_ttl_s, max_instances=10, sweep_interval_s=0.05)
+
+
+async def test_the_idle_sweep_outlives_a_release_that_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Letting an idle tenant's index file go ran outside the sweep's error handling: one failure ended the
+    sweeper task, and no idle tenant was evicted again for the life of the process."""
+    monkeypatch.setattr(core_module, "FLUSH_RECORDS", 2)
+    store, runtime = _sweeping_runtime(tmp_path, idle_ttl_s=0.3)
     await runtime.start()
     core = await runtime.core("acme")
     for _ in range(3):
@@ -87,5 +93,28 @@ async def test_the_idle_sweep_outlives_a_release_that_fails(tmp_path: Path, monk
         await asyncio.sleep(0.05)
     assert failures == ["failed"]
     assert runtime.running("acme") is None
+    await runtime.close()
+    await store.close()
+
+
+async def test_the_idle_sweep_never_evicts_an_instance_that_replaced_the_one_it_looked_at(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the sweep waited for an idle tenant's index file to be let go, the tenant was purged and started
+    again; the sweep then evicted the new instance, judging it by the old one's idleness."""
+    monkeypatch.setattr(core_module, "FLUSH_RECORDS", 2)
+    store, runtime = _sweeping_runtime(tmp_path, idle_ttl_s=1.0)
+    core = await runtime.core("acme")
+    for _ in range(3):
+        await core.decide(bodies.decisao(), actor="k")   # flushes: the index file is open
+    await asyncio.sleep(1.2)   # idle past its time to live before the sweeper first looks
+    held = hold(monkeypatch, RecordIndex, "release", first_only=True)
+    await runtime.start()
+    assert await asyncio.to_thread(held.entered.wait, 10)   # the sweep is letting the old index go
+    await runtime.discard_tenants(["acme"])
+    replacement = await runtime.core("acme")
+    held.release.set()
+    await asyncio.sleep(0.1)   # the sweep goes on with the old slot
+    assert runtime.running("acme") is replacement
+    assert not replacement.closed
     await runtime.close()
     await store.close()
