@@ -13,10 +13,9 @@ import signal
 from aiohttp import web
 from loguru import logger
 
-from libervia import __version__
+from libervia import __version__, garbage_collection, gil_sharing
 from libervia.app import SCOPE_KEY, create_app, start_gateway, stop_gateway
 from libervia.edge import EdgeRunner
-from libervia.garbage_collection import configure_for_serving
 from libervia.jsonlog import access_log, register_secret
 from libervia.plugin_manager import LoadedPlugins
 from libervia.settings import SECRET_SETTINGS, Settings
@@ -34,8 +33,10 @@ def make_runner(app: web.Application, settings: Settings, shutdown_timeout_s: fl
     Everything built so far (modules, plugins, schemas, the registry copy...) lives as long as the process: it is
     moved out of the collector's reach, so that a full collection under load walks only what requests made,
     not the hundred thousand objects of start-up (one such walk measured tens of milliseconds); see
-    :mod:`libervia.garbage_collection`."""
-    configure_for_serving()
+    :mod:`libervia.garbage_collection`. Worker threads hand the interpreter back to the event loop sooner
+    (:mod:`libervia.gil_sharing`)."""
+    garbage_collection.configure_for_serving()
+    gil_sharing.configure_for_serving()
     http = settings.section("http")
     return EdgeRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout_s,
                       keepalive_timeout=http["keepalive_timeout_s"],
