@@ -21,6 +21,7 @@ wrapper registered or tracing on, the call takes the general path above.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import operator
 import time
@@ -131,9 +132,10 @@ def _awaitable(value: Any) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=1024)
 def _picker(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
-    """A function taking the values of ``names`` from a dict, as a tuple (KeyError for a missing one, like
-    :func:`_arguments`)."""
+    """A function taking the values of ``names`` from a dict, as a tuple (KeyError for a missing one). One per
+    list of names: hook implementations share a few."""
     if not names:
         return lambda kwargs: ()
     if len(names) == 1:
@@ -143,8 +145,9 @@ def _picker(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...
     return getter  # itemgetter of 2+ names returns a tuple
 
 
-def _arguments(impl: HookImpl, kwargs: dict[str, Any]) -> list[Any]:
-    return [kwargs[name] for name in impl.argnames]
+def _arguments(impl: HookImpl, kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """The call's arguments that ``impl`` takes, in its order."""
+    return _picker(impl.argnames)(kwargs)
 
 
 async def _run(hook: HookCaller, kwargs: dict[str, Any], *, firstresult: bool) -> Any:
