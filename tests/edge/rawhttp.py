@@ -56,6 +56,27 @@ def read_response(sock: socket.socket, head: bool = False) -> RawResponse | None
         data += chunk
 
 
+def read_responses(sock: socket.socket, count: int) -> tuple[list[RawResponse], bytes]:
+    """``count`` consecutive responses with a ``Content-Length`` (pipelined answers), and the bytes that followed
+    them; fewer responses when the server closed the connection first."""
+    data, responses = b"", []
+    while len(responses) < count:
+        parsed = parse_response(data)
+        if parsed is not None and "content-length" in parsed.headers:
+            length = int(parsed.headers["content-length"])
+            head_length = data.index(b"\r\n\r\n") + 4
+            if len(data) >= head_length + length:
+                responses.append(RawResponse(parsed.status, parsed.headers, parsed.body,
+                                             data[:head_length + length]))
+                data = data[head_length + length:]
+                continue
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return responses, data
+
+
 def exchange(port: int, data: bytes, timeout: float = 15.0) -> RawResponse | None:
     """Send ``data`` on a new connection and read one response."""
     with connect(port, timeout) as sock:

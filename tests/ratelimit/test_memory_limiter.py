@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from libervia.ratelimit import NS_PER_S, Gcra, RateLimiter
+from libervia.ratelimit import NS_PER_S, Gcra, RateDecision, RateLimiter
 from libervia.testing.contracts.ratelimit import FakeClock, MakeLimiter, RateLimiterContract
 from libervia_plugins.ratelimit_memory import MemoryRateLimiter
 from libervia_plugins.ratelimit_redis import US_PER_S
@@ -27,6 +28,17 @@ class TestMemoryLimiterContract(RateLimiterContract):
         yield make
         for limiter in built:
             await limiter.close()
+
+
+async def hit_while_another_process_writes(limiter: MemoryRateLimiter, path: Path) -> RateDecision:
+    """A hit while another connection holds the shared file's write lock, as another worker would hold it."""
+    holder = sqlite3.connect(str(path), isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        return await limiter.hit("k", 60)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
 
 
 async def test_idle_keys_are_pruned() -> None:
@@ -69,19 +81,11 @@ def test_gcra_burst_is_exactly_the_limit_and_rate_error_is_bounded(limit: int, t
 async def test_a_locked_shared_state_fails_open_instead_of_a_500(tmp_path: Path) -> None:
     """Another process holding the shared file's write lock past the busy timeout (or a file gone unusable) must
     not turn every request into a 500: the hit passes and the outcome is reported (on the old code it raised)."""
-    import sqlite3
-
     path = tmp_path / "ratelimit.sqlite3"
     outcomes: list[str] = []
     limiter = MemoryRateLimiter(path, on_backend_error=outcomes.append)
     assert (await limiter.hit("k", 60)).allowed
-    holder = sqlite3.connect(str(path), isolation_level=None)
-    holder.execute("BEGIN EXCLUSIVE")  # a real lock by another connection, as another worker would hold it
-    try:
-        decision = await limiter.hit("k", 60)
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
+    decision = await hit_while_another_process_writes(limiter, path)
     assert decision.allowed and outcomes == ["allowed"]
     assert (await limiter.hit("k", 60)).allowed and outcomes == ["allowed"]  # the file works again
     await limiter.close()
@@ -151,20 +155,12 @@ async def test_a_small_limit_is_still_charged_request_by_request(tmp_path: Path)
 async def test_a_sweep_on_a_locked_shared_state_fails_open_too(tmp_path: Path) -> None:
     """The once-a-minute sweep is a statement on the shared file as well: when another process holds its lock,
     the request still passes (on the old code the sweep's error escaped the limiter, a 500)."""
-    import sqlite3
-
     clock = FakeClock()
     path = tmp_path / "ratelimit.sqlite3"
     outcomes: list[str] = []
     limiter = MemoryRateLimiter(path, clock=clock, on_backend_error=outcomes.append)
     assert (await limiter.hit("k", 60)).allowed
     clock.advance(61)   # the next hit sweeps
-    holder = sqlite3.connect(str(path), isolation_level=None)
-    holder.execute("BEGIN EXCLUSIVE")
-    try:
-        decision = await limiter.hit("k", 60)
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
+    decision = await hit_while_another_process_writes(limiter, path)
     assert decision.allowed and outcomes == ["allowed"]
     await limiter.close()
