@@ -263,13 +263,11 @@ class FileTenantEventLog(QueuedEventLog):
         # file is exactly as long as when we last settled it, nobody appended since, and that head is the one
         # the lock would give. One fstat here saves a hop through the I/O threads (a wake-up and two GIL
         # hand-offs per command). The head and its end are read as one tuple, before the size.
+        # (The descriptor is closed only after close() set _closing, on this loop, with no await in between.)
         if self._fd >= 0 and self._queue.idle and not self._closing:
             head, end = self._tail
-            try:
-                if end >= 0 and os.fstat(self._fd).st_size == end:
-                    return head
-            except OSError:   # closed by an I/O thread meanwhile: the slow path says so properly
-                pass
+            if end >= 0 and os.fstat(self._fd).st_size == end:
+                return head
         return await self._run(self._head_sync)
 
     def _head_sync(self) -> LogHead:
@@ -520,8 +518,11 @@ class FileEventStore:
         self._durable = durable
         self._group_commit = group_commit
         self._executor = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="libervia-eventlog")
+        # Waits for logs another process holds block a thread each, with no time limit: in threads of their own,
+        # so that a few such logs cannot take every I/O thread from the other tenants.
+        self._lock_waits = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="libervia-eventlog-wait")
         # Shared by every log, so that their groups share hand-offs (and one syncfs, where it can be trusted).
-        self._tick_jobs = TickJobs(self._executor,
+        self._tick_jobs = TickJobs(self._executor, self._lock_waits,
                                    one_in_flight=durable and filesystem_sync.covers_directory(self.layout.base_dir))
         self._logs: OpenLogs[FileTenantEventLog] = OpenLogs()
 
@@ -559,6 +560,7 @@ class FileEventStore:
     async def close(self) -> None:
         """Close every open log (each signs a final checkpoint) and stop the I/O threads."""
         await self._logs.close_all()
+        self._lock_waits.shutdown(wait=True)
         self._executor.shutdown(wait=True)
 
     async def _run(self, func: Callable[..., Any], *args: Any) -> Any:

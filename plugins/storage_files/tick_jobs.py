@@ -65,8 +65,9 @@ class TickJobs:
     cannot be trusted each log ``fsync``\\ s its own file, and a job in flight must not hold up the next one: the
     disk merges concurrent fsyncs, one thread doing them one after another would not."""
 
-    def __init__(self, executor: Executor, *, one_in_flight: bool = True) -> None:
+    def __init__(self, executor: Executor, lock_waits: Executor, *, one_in_flight: bool = True) -> None:
         self._executor = executor
+        self._lock_waits = lock_waits   # for the logs locked by someone else (a job each, waiting for the lock)
         self._one_in_flight = one_in_flight
         self._pending: dict[asyncio.AbstractEventLoop, list[Job]] = {}
         self._writing: set[asyncio.AbstractEventLoop] = set()   # loops with a job in flight
@@ -106,15 +107,17 @@ class TickJobs:
         # than holding up the others; so would a second group of one log (its thread lock is not reentrant),
         # which its queue never sends while the first is in flight.
         answers: Answers = []
+        handed_on: set[int] = set()   # jobs given to a lock wait, which answers them itself
         try:
             answers, busy = _run_round(sorted(jobs, key=lambda job: job[0].order), wait=False)
             for job in busy:
                 try:
-                    self._executor.submit(self._run_busy, loop, job)
+                    self._lock_waits.submit(self._run_busy, loop, job)
+                    handed_on.add(id(job[1]))
                 except RuntimeError as exc:   # the pool was shut down: that log is not written
                     answers.append((job[1], (False, exc)))
         except BaseException as exc:   # a bug of ours: still, every waiter of the job gets an answer
-            answers = [(future, (False, exc)) for _, future in jobs]
+            answers = [(future, (False, exc)) for _, future in jobs if id(future) not in handed_on]
             raise
         finally:
             try:
