@@ -369,11 +369,13 @@ class TenantRuntime:
             core.state.seq, core.replayed_events, core.replayed_from_snapshot, (time.monotonic() - started) * 1000)
         return core
 
-    async def _evict(self, tenant_id: str, why: str) -> int:
+    async def _evict(self, tenant_id: str, why: str, only: _Slot | None = None) -> int:
+        """Stop the tenant's instance (``only`` that one: not an instance that replaced it while this waited)."""
         async with self._lock(tenant_id):
-            slot = self._slots.pop(tenant_id, None)
-            if slot is None:
+            slot = self._slots.get(tenant_id)
+            if slot is None or (only is not None and slot is not only):
                 return 0
+            del self._slots[tenant_id]
             try:
                 if slot.core is not None:
                     await slot.core.close()
@@ -404,8 +406,7 @@ class TenantRuntime:
                     if slot.core is not None and not slot.core.busy and slot.last_used < now - self._sweep_interval_s:
                         await slot.core.release_idle()  # idle a while: its index file can go until the next call
                     # (Each await lets requests in: the slot may have been evicted, or replaced by a new one.)
-                    if self._slots.get(tenant_id) is slot and slot.last_used < deadline and not (
-                            slot.core is not None and slot.core.busy):
-                        await self._evict(tenant_id, "idle")
+                    if slot.last_used < deadline and not (slot.core is not None and slot.core.busy):
+                        await self._evict(tenant_id, "idle", only=slot)
                 except Exception:
                     logger.opt(exception=True).error("sweeping idle tenant {} failed", tenant_id)

@@ -236,7 +236,7 @@ class TenantCore:
             await self._settle()
             if self.state.changed_count or self.state.seq > self._flushed_seq:
                 await self._flush()
-            self._index.close()
+            await _finish_in_thread(self._index.close)   # closing checkpoints the file: an fsync
 
     def discard(self) -> None:
         """Stop accepting calls and write nothing (the tenant was purged; its id may name a new tenant). The
@@ -257,7 +257,7 @@ class TenantCore:
 
     async def _close_index_when_free(self) -> None:
         async with self._lock:
-            self._index.close()
+            await _finish_in_thread(self._index.close)
 
     @property
     def closed(self) -> bool:

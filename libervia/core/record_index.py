@@ -127,7 +127,7 @@ class RecordIndex:
             self._db = self._connect("")  # SQLite's private temporary database, on disk, gone when closed
             return
         try:
-            self._db = self._connect(str(path) if create else f"{path.as_uri()}?mode=rw")
+            self._db = self._connect(str(path) if create else f"{path.absolute().as_uri()}?mode=rw")
         except sqlite3.DatabaseError as exc:
             self._db = None
             raise IndexUnusableError(f"{path.name}: {exc}") from exc
