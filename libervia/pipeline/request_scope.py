@@ -188,10 +188,13 @@ class RequestScope:
                 if state.streamed is not None and state.streamed.prepared:
                     # A streamed answer's status line and part of its body are sent: an error response now would
                     # be written inside that body, and read as the end of a complete one. The connection is cut
-                    # instead (aiohttp closes it on this error), so the client sees the body end early; the access
-                    # line and the metric count the failure the client was not told about.
+                    # instead, so the client sees the body end early (aiohttp then finds it closed and ends the
+                    # stream there, logging nothing more); the access line and the metric count the failure the
+                    # client was not told about, the failure itself is logged once, above.
                     finish(request, state, response, started, code, route)
-                    raise ConnectionResetError("a streamed response failed after it started") from exc
+                    if request.transport is not None:
+                        request.transport.close()
+                    return state.streamed
                 if isinstance(exc, AuthError) and error.status == 401:
                     response.headers["WWW-Authenticate"] = 'Bearer realm="libervia"'
             if not response.prepared:
