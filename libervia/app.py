@@ -12,10 +12,11 @@ from libervia.context import COMMON_HEADERS_KEY, GATEWAY_KEY
 from libervia.errors import StartupError
 from libervia.eventlog.checkpoints import CheckpointSigner, derive_checkpoint_key
 from libervia.gateway import Gateway
-from libervia.hookcalls import call_all, call_each, call_first
+from libervia.hookcalls import await_me_maybe, call_all, call_each, call_first
 from libervia.pipeline.request_scope import UNMATCHED_ROUTE, RequestScope, unmatched
 from libervia.pipeline.route_steps import RouteSteps
 from libervia.plugin_manager import LoadedPlugins
+from libervia.ratelimit import tenant_limit_key
 from libervia.routing import Access, Route
 from libervia.runtime_parts import build_runtime
 from libervia.settings import Settings
@@ -57,7 +58,13 @@ async def forget_purged(gateway: Gateway, tenant_ids: set[str]) -> None:
         await gateway.runtime.discard_tenants(tenant_ids)
     except Exception:
         logger.opt(exception=True).error("dropping the instances of purged tenants failed: {}", sorted(tenant_ids))
+    forget_limit = getattr(gateway.rate_limiter, "forget", None)
     for tenant_id in sorted(tenant_ids):
+        if forget_limit is not None:   # a new tenant of the id must not inherit the old one's spent quota
+            try:
+                await await_me_maybe(forget_limit(tenant_limit_key(tenant_id)))
+            except Exception:
+                logger.opt(exception=True).error("the rate limiter failed to forget purged tenant {}", tenant_id)
         # Every plugin hears of every purged tenant, whichever of them fails to forget one.
         for plugin, exc in await call_each(gateway.pm.hook.libervia_tenant_purged, gateway=gateway,
                                            tenant_id=tenant_id):

@@ -23,7 +23,8 @@ class RateDecision(NamedTuple):
 
 
 def tenant_limit_key(tenant_id: str) -> str:
-    """The limiter key of a tenant's requests (a limiter forgets it when the tenant is purged)."""
+    """The limiter key of a tenant's requests (the host asks the limiter to forget it when the tenant is
+    purged)."""
     return f"tenant:{tenant_id}"
 
 
@@ -37,6 +38,10 @@ class RateLimiter(Protocol):
     A limiter that decides without waiting for anything (local state) may also define
     ``hit_now(key, limit_per_minute) -> RateDecision``, the same decision as a plain call: the host then charges
     every request through it and never awaits ``hit``, which saves a coroutine per request.
+
+    A limiter may also define ``forget(key)`` (plain or ``async``): the host calls it with
+    :func:`tenant_limit_key` when a tenant is purged, so that a new tenant of the same id starts with a whole
+    quota. It must not raise for a backend that is away (the key then expires by itself).
     """
 
     async def hit(self, key: str, limit_per_minute: int) -> RateDecision: ...

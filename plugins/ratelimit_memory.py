@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from libervia import hookimpl, telemetry
-from libervia.ratelimit import NS_PER_S, PERIOD_S, Gcra, Leases, RateDecision, lease_size, tenant_limit_key
+from libervia.ratelimit import NS_PER_S, PERIOD_S, Gcra, Leases, RateDecision, lease_size
 from libervia.schemas import load_schema
 
 if TYPE_CHECKING:
@@ -202,13 +202,6 @@ class MemoryRateLimiter:
 @hookimpl
 def libervia_config_schema() -> dict[str, Any]:
     return load_schema(f"plugins/{PLUGIN_NAME}")
-
-
-@hookimpl
-def libervia_tenant_purged(gateway: Gateway, tenant_id: str) -> None:
-    limiter = gateway.rate_limiter
-    if isinstance(limiter, MemoryRateLimiter):   # loaded, but another limiter may be the chosen one
-        limiter.forget(tenant_limit_key(tenant_id))
 
 
 @hookimpl

@@ -26,7 +26,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from libervia import hookimpl, telemetry
-from libervia.ratelimit import Gcra, RateDecision, tenant_limit_key
+from libervia.ratelimit import Gcra, RateDecision
 from libervia.schemas import load_schema
 from libervia.storage import CheckResult
 
@@ -188,13 +188,6 @@ async def libervia_readiness_checks(gateway: Gateway) -> dict[str, CheckResult]:
     if not isinstance(limiter, RedisRateLimiter):  # loaded, but another limiter was chosen
         return {}
     return {"ratelimit_redis": await limiter.ping()}
-
-
-@hookimpl
-async def libervia_tenant_purged(gateway: Gateway, tenant_id: str) -> None:
-    limiter = gateway.rate_limiter
-    if isinstance(limiter, RedisRateLimiter):
-        await limiter.forget(tenant_limit_key(tenant_id))
 
 
 @hookimpl
