@@ -202,7 +202,9 @@ def libervia_rate_limiter(gateway: Gateway) -> RateLimiter | None:
         ``hit_now(key, limit_per_minute)`` returning the same decision, which the host then calls on every
         request instead (no coroutine per request), as the embedded limiter does. A limiter whose every decision
         costs a round trip to shared state can charge large limits in leases with ``libervia.ratelimit.Leases``
-        (its docstring says what the limit's guarantee loses), as the embedded limiter does too.
+        (its docstring says what the limit's guarantee loses), as the embedded limiter does too. A limiter that
+        defines ``forget(key)`` (plain or ``async``) is asked to forget a tenant's key when the tenant is purged,
+        so that a new tenant of the same id starts with a whole quota, as both built-in limiters do.
     """
 
 
