@@ -49,21 +49,14 @@ async def call_all(hook: HookCaller, **kwargs: Any) -> list[Any]:
 async def call_each(hook: HookCaller, **kwargs: Any) -> list[tuple[str, Exception]]:
     """Call every implementation (awaited) in pluggy's call order, each even when an earlier one raised; the
     plugins that raised, with what they raised. For notifications every plugin must get (a tenant purged): with
-    :func:`call_all` the first failure would keep the rest from hearing of it. A hook with a wrapper registered
-    takes :func:`call_all`'s path, where the wrapper sees one failure for the whole call."""
-    impls = hook.get_hookimpls()
-    if plugin_trace.tracer_of(hook) is not None or any(impl.wrapper or impl.hookwrapper for impl in impls):
-        try:
-            await call_all(hook, **kwargs)
-        except Exception as exc:
-            return [(hook.name, exc)]
-        return []
+    :func:`call_all` the first failure would keep the rest from hearing of it.
+
+    Wrappers and the tracer see the call as :func:`call_all` would show it: the wrapper's ``yield`` raises the
+    first failure (or returns the results), and the trace names every implementation called. A failure stays
+    reported even when a wrapper swallows it, since the plugin that raised still did not hear; what a wrapper
+    raises itself is reported under the hook's name."""
     failures: list[tuple[str, Exception]] = []
-    for impl in reversed(impls):
-        try:
-            await await_me_maybe(impl.function(*_arguments(impl, kwargs)))
-        except Exception as exc:
-            failures.append((impl.plugin_name, exc))
+    await _run(hook, kwargs, firstresult=False, failures=failures)
     return failures
 
 
@@ -150,7 +143,10 @@ def _arguments(impl: HookImpl, kwargs: dict[str, Any]) -> tuple[Any, ...]:
     return _picker(impl.argnames)(kwargs)
 
 
-async def _run(hook: HookCaller, kwargs: dict[str, Any], *, firstresult: bool) -> Any:
+async def _run(hook: HookCaller, kwargs: dict[str, Any], *, firstresult: bool,
+               failures: list[tuple[str, Exception]] | None = None) -> Any:
+    """One hook call with pluggy's semantics (see the module). With ``failures``, an implementation that raises
+    is recorded there and the next one is still called; the call then raises nothing."""
     tracer = plugin_trace.tracer_of(hook)
     started = time.perf_counter() if tracer is not None else 0.0
     wrappers: list[HookImpl] = []
@@ -170,7 +166,14 @@ async def _run(hook: HookCaller, kwargs: dict[str, Any], *, firstresult: bool) -
         results: list[Any] = []
         for impl in plain:
             called.append(impl)
-            value = await await_me_maybe(impl.function(*_arguments(impl, kwargs)))
+            try:
+                value = await await_me_maybe(impl.function(*_arguments(impl, kwargs)))
+            except Exception as exc:
+                if failures is None:
+                    raise
+                failures.append((impl.plugin_name, exc))
+                error = error or exc
+                continue
             if value is not None:
                 results.append(value)
                 if firstresult:
@@ -182,6 +185,10 @@ async def _run(hook: HookCaller, kwargs: dict[str, Any], *, firstresult: bool) -
         result, error = _teardown(teardowns, result, error)
     if tracer is not None:
         tracer.record(hook.name, called, kwargs, result, error, time.perf_counter() - started)
+    if error is not None and failures is not None and isinstance(error, Exception):
+        if all(error is not failed for _, failed in failures):
+            failures.append((hook.name, error))
+        return None
     if error is not None:
         raise error
     return result

@@ -354,9 +354,10 @@ def libervia_tenant_purged(gateway: Gateway, tenant_id: str) -> Awaitable[None] 
     the tenant's data and the registry forgot the tenant, before the purge is answered; and on every other
     gateway process sharing the store as soon as its registry copy sees the tenant gone: once per process, so
     a store shared by several processes runs it several times for one purge (make it idempotent). Every
-    plugin's implementation is called. Drop
-    metric series labelled with the id, caches keyed by it, anything else about it: the id may be created again
-    from genesis, and nothing of the old tenant may be reachable through the new one.
+    plugin's implementation is called, even after another one raised: a failure is logged (the purge still
+    succeeds) and a wrapper around this hook sees the first failure at its ``yield``. Drop metric series labelled
+    with the id, caches keyed by it, anything else about it: the id may be created again from genesis, and nothing
+    of the old tenant may be reachable through the new one.
 
     Args:
         gateway: the running gateway.
