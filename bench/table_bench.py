@@ -180,9 +180,28 @@ async def episode_reads(gateway: GatewayProcess, token: str, episodes: list[str]
     return statistics.median(times), cpu_us
 
 
-async def memory_at_scale(gateway: GatewayProcess, decisions: int, tenants: int) -> tuple[float, float, float]:
+async def event_listing(gateway: GatewayProcess, token: str, query: str, reads: int = 5) -> tuple[float, float]:
+    """Median client-side ms per ``GET /api/v1/eventos?<query>`` and the server's CPU ms per listing."""
+    assert gateway.proc is not None
+    headers = {"Authorization": f"Bearer {token}"}
+    times = []
+    async with aiohttp.ClientSession() as session:
+        cpu_before = process_cpu_seconds(gateway.proc.pid)
+        for _ in range(reads):
+            began = time.perf_counter()
+            async with session.get(f"{gateway.url}/api/v1/eventos?{query}", headers=headers) as response:
+                await response.read()
+                assert response.status == 200
+            times.append((time.perf_counter() - began) * 1000)
+        cpu_ms = (process_cpu_seconds(gateway.proc.pid) - cpu_before) / reads * 1000
+    return statistics.median(times), cpu_ms
+
+
+async def memory_at_scale(gateway: GatewayProcess, decisions: int, tenants: int
+                          ) -> tuple[float, float, float, list[str]]:
     """Issue 11.5's memory figure: ``tenants`` tenants with one decision each, then ``decisions`` on one tenant.
-    RSS once the small tenants are in (the idle level), right after the big load, and 10 s after it (MiB)."""
+    RSS once the small tenants are in (the idle level), right after the big load, and 10 s after it (MiB); then
+    what listing that tenant's events costs."""
     assert gateway.proc is not None
     with tqdm(total=tenants, desc="tenants with one decision", leave=False,
               disable=not sys.stderr.isatty()) as bar:
@@ -197,7 +216,13 @@ async def memory_at_scale(gateway: GatewayProcess, decisions: int, tenants: int)
     await post_decisions(gateway, tokens, decisions)
     after = rss_mb(gateway.proc.pid)
     await asyncio.sleep(10)
-    return idle, after, rss_mb(gateway.proc.pid)
+    settled = rss_mb(gateway.proc.pid)
+    listings = []
+    for title, query in (("newest page", "limit=50"), ("newest contracts", "tipo=CONTRATO_EMITIDO&limit=50")):
+        ms, cpu_ms = await event_listing(gateway, tokens[0], query)
+        listings.append(f"GET /api/v1/eventos, {title} of {decisions * 10:,} events   {ms:8.1f} ms each, server "
+                        f"CPU {cpu_ms:.1f} ms")
+    return idle, after, settled, listings
 
 
 def baseline_launcher(python: str) -> tuple[str, ...]:
@@ -270,13 +295,17 @@ def measure_memory_at_scale(name: str, launcher: tuple[str, ...], base: Path, ar
                             lines: list[str]) -> None:
     gateway = GatewayProcess(base, {"LOG_LEVEL": "info"}, launcher=launcher).start()
     try:
-        idle, after, settled = asyncio.run(memory_at_scale(gateway, args.scale_decisions, args.scale_tenants))
+        idle, after, settled, listings = asyncio.run(memory_at_scale(gateway, args.scale_decisions,
+                                                                     args.scale_tenants))
     finally:
         gateway.stop()
     lines.append(f"[{name}] RSS with {args.scale_tenants} tenants + {args.scale_decisions} decisions on one "
                  f"{after:7.1f} MB   (target <= 150 MB; idle {idle:.0f} MB, {settled:.0f} MB 10 s after, "
                  f"{(settled - idle) / idle * 100:+.0f}% of idle; target within 10%)")
     print(lines[-1], flush=True)
+    for listing in listings:
+        lines.append(f"[{name}] {listing}")
+        print(lines[-1], flush=True)
 
 
 def main() -> None:

@@ -12,6 +12,8 @@ without an event log. Only a tenant that has a log but never ran in this process
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -29,9 +31,17 @@ from libervia.routing import Access, Route
 from libervia.storage import StorageError
 
 
-def _page(items: list[dict[str, Any]], query: dict[str, Any], key: str) -> dict[str, Any]:
+async def _list_view(core: TenantCore, query: dict[str, Any], kind: str, shown: Callable[[dict[str, Any]], Any],
+                     filtered: Callable[[], Awaitable[list[dict[str, Any]]]] | None) -> dict[str, Any]:
+    """``{kind: page, total, limit, offset}``. Unfiltered (``filtered`` None), the Core reads only the page
+    (:meth:`~libervia.core.TenantCore.listed`); a filter is applied to the whole list ``filtered`` gives."""
     limit, offset = query["limit"], query["offset"]
-    return {key: items[offset:offset + limit], "total": len(items), "limit": limit, "offset": offset}
+    if filtered is None:
+        items, total = await core.listed(kind, offset=offset, limit=limit)
+    else:
+        found = await filtered()
+        items, total = found[offset:offset + limit], len(found)
+    return {kind: [shown(item) for item in items], "total": total, "limit": limit, "offset": offset}
 
 
 def _v1_mandate(mandate: dict[str, Any]) -> dict[str, Any]:
@@ -44,8 +54,9 @@ def _v1_review(review: dict[str, Any]) -> dict[str, Any]:
 
 async def _mandates(core: TenantCore, request: web.Request) -> dict[str, Any]:
     query = context.query(request)
-    mandates = await core.mandates(status=query.get("status"), agent_id=query.get("agentId"))
-    return _page([_v1_mandate(m) for m in mandates], query, "mandates")
+    status, agent_id = query.get("status"), query.get("agentId")
+    return await _list_view(core, query, "mandates", _v1_mandate, None if status is None and agent_id is None
+                            else lambda: core.mandates(status=status, agent_id=agent_id))
 
 
 async def _mandate(core: TenantCore, request: web.Request) -> dict[str, Any]:
@@ -56,7 +67,9 @@ async def _mandate(core: TenantCore, request: web.Request) -> dict[str, Any]:
 
 async def _reviews(core: TenantCore, request: web.Request) -> dict[str, Any]:
     query = context.query(request)
-    return _page([_v1_review(r) for r in await core.reviews(status=query.get("status"))], query, "reviews")
+    status = query.get("status")
+    return await _list_view(core, query, "reviews", _v1_review,
+                            None if status is None else lambda: core.reviews(status=status))
 
 
 async def _review(core: TenantCore, request: web.Request) -> dict[str, Any]:
@@ -67,8 +80,11 @@ async def _review(core: TenantCore, request: web.Request) -> dict[str, Any]:
 async def _consequences(core: TenantCore, request: web.Request) -> dict[str, Any]:
     query = context.query(request)
     contrato_id = query.get("contratoId")
-    found = [c for c in await core.consequences() if contrato_id is None or c["contrato_id"] == contrato_id]
-    return _page(found, query, "consequences")
+
+    async def of_contract() -> list[dict[str, Any]]:
+        return [c for c in await core.consequences() if c["contrato_id"] == contrato_id]
+
+    return await _list_view(core, query, "consequences", dict, None if contrato_id is None else of_contract)
 
 
 async def _consequence(core: TenantCore, request: web.Request) -> dict[str, Any]:
@@ -101,38 +117,68 @@ async def query_tenants(request: web.Request) -> web.Response:
     return json_response(rows)
 
 
-async def _log_entries(gateway: Gateway, tenant_id: str, query: dict[str, Any]) -> list[dict[str, Any]]:
+def _shown(entry: dict[str, Any]) -> dict[str, Any]:
+    return {**entry, "timestamp": entry["ts"]}   # v1 read ``timestamp``; the stored field is ``ts``
+
+
+def _panel_order(entry: dict[str, Any]) -> tuple[Any, ...]:
+    return entry["ts"], entry["tenant"], entry["seq"]
+
+
+async def _oldest_matches(gateway: Gateway, tenant_id: str, query: dict[str, Any], keep: int
+                          ) -> tuple[list[dict[str, Any]], int]:
+    """The ``keep`` first matching entries of one log in the panel's order, and how many match in all. Only
+    ``keep`` (and a bounded batch) are held at a time, however long the log."""
     event_type, entity_type = query.get("eventType"), query.get("entityType")
     log = await gateway.runtime.event_log(tenant_id)
-    return [{**entry, "timestamp": entry["ts"]} async for entry in log.entries()
-            if (event_type is None or entry["evento"] == event_type)
-            and (entity_type is None or entry["entidade"] == entity_type)]
+    kept: list[dict[str, Any]] = []
+    total = 0
+    async for entry in log.entries():
+        if (event_type is None or entry["evento"] == event_type) and (entity_type is None
+                                                                      or entry["entidade"] == entity_type):
+            total += 1
+            kept.append(entry)
+            if len(kept) >= 2 * keep + 1024:
+                kept = heapq.nsmallest(keep, kept, key=_panel_order)
+    return heapq.nsmallest(keep, kept, key=_panel_order), total
 
 
 async def query_eventlog(request: web.Request) -> web.Response:
     """The panel's event log: v1's ``{events (oldest first), total, limit, offset}`` of one tenant (``tenantId``)
-    or of every tenant, beside each log's status (``eventlogs``, opening for that no log that is closed)."""
+    or of every tenant, beside each log's status (``eventlogs``, opening for that no log that is closed).
+
+    One tenant's page comes from its Core (:meth:`~libervia.core.TenantCore.event_page`: counters and the part of
+    the log before the page). Every tenant's page is merged from each log's first ``offset + limit`` matches,
+    so a request holds that many entries per log, not the whole history of the gateway."""
     gateway = context.gateway(request)
     query = context.query(request)
+    limit, offset = query["limit"], query["offset"]
     tenant_id = query.get("tenantId")
     if tenant_id is not None:
         if gateway.registry.get(tenant_id) is None:
             raise not_found("TENANT_NOT_FOUND", f"Tenant {tenant_id} does not exist.")
         log = await gateway.runtime.event_log(tenant_id)
-        events = await _log_entries(gateway, tenant_id, query)
+        page, total = await gateway.runtime.call(tenant_id, lambda core: core.event_page(
+            tipo=query.get("eventType"), entidade=query.get("entityType"), limit=limit, offset=offset,
+            oldest_first=True))
         status = log.status()
         # ``events`` is v1's list here; the log's own event count moves to ``eventCount``.
         return json_response({"tenantId": tenant_id, "open": True, **status, "eventCount": status.get("events"),
-                              **_page(events, query, "events")})
-    rows, events = [], []
+                              "events": [_shown(entry) for entry in page], "total": total, "limit": limit,
+                              "offset": offset})
+    rows: list[dict[str, Any]] = []
+    merged: list[dict[str, Any]] = []
+    total = 0
     with_logs = set(await gateway.storage.events.tenant_ids())
     for tenant in gateway.registry.all():
         log_status = gateway.runtime.open_log_status(tenant["id"])
         rows.append({"tenantId": tenant["id"], "open": log_status is not None, **(log_status or {})})
         if tenant["id"] in with_logs:
-            events.extend(await _log_entries(gateway, tenant["id"], query))
-    events.sort(key=lambda entry: (entry["ts"], entry["tenant"], entry["seq"]))
-    return json_response({"eventlogs": rows, "count": len(rows), **_page(events, query, "events")})
+            first, matching = await _oldest_matches(gateway, tenant["id"], query, offset + limit)
+            merged = heapq.nsmallest(offset + limit, merged + first, key=_panel_order)
+            total += matching
+    return json_response({"eventlogs": rows, "count": len(rows), "events": [_shown(e) for e in merged[offset:]],
+                          "total": total, "limit": limit, "offset": offset})
 
 
 @hookimpl

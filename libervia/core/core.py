@@ -26,7 +26,6 @@ import functools
 import inspect
 import random
 import sqlite3
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +40,7 @@ from libervia.core.model import EventType, MandateStatus, ReviewStatus
 from libervia.core.policy import TenantPolicies
 from libervia.core.projection import CoreState, Projection, event_summary
 from libervia.core.record_index import IndexUnusableError, RecordIndex, StateRow
+from libervia.core.records import RecordMap
 from libervia.errors import ApiError, quota_exceeded
 from libervia.eventlog.chain import chain_drafts
 from libervia.storage import (
@@ -70,6 +70,9 @@ APPEND_JITTER_CAP_S = 0.02
 # How many changed records the Core keeps in memory before writing them to the record index. Each flush waits for
 # the tenant's appends in flight (a pause of one fsync once every ~200 decisions); fewer flushes cost memory.
 FLUSH_RECORDS = 1000
+# Seqs read at a time when an event listing is filtered (the window doubles up to the maximum).
+EVENT_SCAN_WINDOW = 512
+EVENT_SCAN_WINDOW_MAX = 65_536
 
 _LOGGED_MANDATE_EVENTS = {
     EventType.AUTONOMY_SUSPENDED: "suspended",
@@ -566,6 +569,24 @@ class TenantCore:
     async def consequences(self) -> list[dict[str, Any]]:
         return await self.read(lambda c: [o.to_api() for o in c.state.consequencias.values()])
 
+    async def listed(self, kind: str, *, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """A page of every mandate, review case or consequence (``kind``: ``mandates``, ``reviews``,
+        ``consequences``) in creation order, as :meth:`mandates`, :meth:`reviews` and :meth:`consequences` list
+        them, and how many there are: the page is read from the record index, not the whole list."""
+        def page(c: Commands) -> tuple[list[dict[str, Any]], int]:
+            state = c.state
+            records: RecordMap[Any]
+            if kind == "mandates":
+                records, total = state.mandates, sum(state.mandate_statuses.values())
+            elif kind == "reviews":
+                records, total = state.reviews, sum(state.review_statuses.values())
+            elif kind == "consequences":
+                records, total = state.consequencias, state.consequence_count
+            else:
+                raise ValueError(f"no listing of {kind!r}")
+            return [record.to_api() for record in records.page(offset, limit, total)], total
+        return await self.read(page)
+
     async def consequence(self, consequence_id: str) -> dict[str, Any]:
         def find(c: Commands) -> dict[str, Any]:
             consequence = c.state.consequencias.get(consequence_id)
@@ -589,20 +610,50 @@ class TenantCore:
 
     async def events(self, *, tipo: str | None = None, entidade: str | None = None, limit: int = 50,
                      offset: int = 0) -> dict[str, Any]:
-        """Events newest first. Entries are immutable once written, so this reads the log without the lock.
+        """``GET /api/v1/eventos``: the short form of :meth:`event_page`'s entries, newest first."""
+        entries, total = await self.event_page(tipo=tipo, entidade=entidade, limit=limit, offset=offset)
+        return {"eventos": [event_summary(entry) for entry in entries], "total": total, "limit": limit,
+                "offset": offset}
 
-        The whole log is read to count the matches, but only the newest ``offset + limit`` of them are kept: a
-        page of a long history costs the page, not the history."""
-        self._touch()
-        window: deque[dict[str, Any]] = deque(maxlen=max(0, offset) + max(0, limit))
-        total = 0
-        async for entry in self._log.entries():
-            if (tipo is None or entry["evento"] == tipo) and (entidade is None or entry["entidade"] == entidade):
-                total += 1
-                if window.maxlen:
-                    window.append(event_summary(entry))
-        newest_first = list(reversed(window))
-        return {"eventos": newest_first[offset:offset + limit], "total": total, "limit": limit, "offset": offset}
+    async def event_page(self, *, tipo: str | None = None, entidade: str | None = None, limit: int = 50,
+                         offset: int = 0, oldest_first: bool = False) -> tuple[list[dict[str, Any]], int]:
+        """The entries of type ``tipo`` and entity ``entidade`` (None: any) newest first (or oldest first),
+        ``offset`` of them skipped and at most ``limit`` given, and how many there are in all.
+
+        The number comes from the projection's counters, the page from the log read a window of seqs at a time
+        from the head backwards (or from genesis forwards) until the page is full: a page costs about the events
+        between it and its end of the log, not the whole history. Both describe one durable head, taken under the
+        lock; the log is then read without it (entries up to that head never change)."""
+        def at_head(c: Commands) -> tuple[int, int]:
+            return c.state.seq, c.state.event_total(tipo, entidade)
+
+        head, total = await self.read(at_head)
+        if offset >= total:
+            return [], total
+        if tipo is None and entidade is None:   # every seq matches: the page's seqs are known
+            first, last = (offset + 1, min(head, offset + limit)) if oldest_first else \
+                (max(1, head - offset - limit + 1), head - offset)
+            page = [entry async for entry in self._log.entries(from_seq=first, to_seq=last)]
+            return (page if oldest_first else page[::-1]), total
+        wanted = min(offset + limit, total)
+        page = []
+        seen = 0   # matches met so far, in the page's order
+        # The first window is sized by how dense the matches are in the whole log (with a margin); each later one
+        # doubles.
+        window = min(EVENT_SCAN_WINDOW_MAX, max(EVENT_SCAN_WINDOW, wanted * head // total * 5 // 4 + 1))
+        low, high = 1, head   # the seqs not read yet
+        while low <= high and seen < wanted:
+            first, last = (low, min(high, low + window - 1)) if oldest_first else (max(low, high - window + 1), high)
+            matches = [entry async for entry in self._log.entries(from_seq=first, to_seq=last)
+                       if (tipo is None or entry["evento"] == tipo)
+                       and (entidade is None or entry["entidade"] == entidade)]
+            for entry in (matches if oldest_first else reversed(matches)):
+                if offset <= seen < wanted:
+                    page.append(entry)
+                seen += 1
+            low, high = (last + 1, high) if oldest_first else (low, first - 1)
+            window = min(window * 2, EVENT_SCAN_WINDOW_MAX)
+        return page, total
 
     def metrics(self) -> dict[str, Any]:
         state = self.state

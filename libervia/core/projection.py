@@ -45,12 +45,12 @@ from libervia.core.records import RecordMap, encode_record
 from libervia.storage import CorruptStoreError
 
 RECENT_EVENTS = 10
-STATE_FORMAT = 2
+STATE_FORMAT = 3   # 3: event_counts_by_entity added (an older row makes the Core rebuild its index)
 
 # The compact part of the state, as written in each flushed state row.
 _COMPACT_FIELDS = ("seq", "head_hash", "last_event_at", "agent_mandates", "open_review_by_consequence",
-                   "event_counts", "recent_events", "episode_states", "mandate_statuses", "review_statuses",
-                   "consequence_count")
+                   "event_counts", "event_counts_by_entity", "recent_events", "episode_states", "mandate_statuses",
+                   "review_statuses", "consequence_count")
 
 
 class CoreState:
@@ -64,6 +64,8 @@ class CoreState:
         self.agent_mandates: dict[str, list[str]] = {}          # agentId -> mandate ids, oldest first
         self.open_review_by_consequence: dict[str, str] = {}
         self.event_counts: dict[str, int] = {}
+        # entidade -> evento -> how many: with event_counts, what an event listing's total is, whatever it filters.
+        self.event_counts_by_entity: dict[str, dict[str, int]] = {}
         self.recent_events: list[dict[str, Any]] = []           # newest last
         self.episode_states: dict[str, int] = {}                # estado -> how many episodes are in it
         self.mandate_statuses: dict[str, int] = {}
@@ -82,6 +84,13 @@ class CoreState:
         self.consequencias = RecordMap("consequencia", Consequence, index, at)
         self.mandates = RecordMap("mandate", Mandate, index, at)
         self.reviews = RecordMap("review", ReviewCase, index, at)
+
+    def event_total(self, evento: str | None = None, entidade: str | None = None) -> int:
+        """How many events of the log (up to ``seq``) have type ``evento`` and entity ``entidade`` (None: any)."""
+        if entidade is None:
+            return self.seq if evento is None else self.event_counts.get(evento, 0)
+        by_type = self.event_counts_by_entity.get(entidade, {})
+        return sum(by_type.values()) if evento is None else by_type.get(evento, 0)
 
     def record_maps(self) -> list[RecordMap[Any]]:
         return [self.situacoes, self.episodios, self.protocolos, self.decisoes, self.contratos, self.consequencias,
@@ -173,7 +182,14 @@ class Projection:
         state.seq = seq
         state.head_hash = entry.get("hash")
         state.last_event_at = entry.get("ts")
-        state.event_counts[entry["evento"]] = state.event_counts.get(entry["evento"], 0) + 1
+        evento = entry["evento"]
+        state.event_counts[evento] = state.event_counts.get(evento, 0) + 1
+        entity = entry.get("entidade")
+        if type(entity) is str:
+            by_type = state.event_counts_by_entity.get(entity)
+            if by_type is None:
+                by_type = state.event_counts_by_entity[entity] = {}
+            by_type[evento] = by_type.get(evento, 0) + 1
         state.recent_events.append(event_summary(entry))
         del state.recent_events[:-RECENT_EVENTS]
 

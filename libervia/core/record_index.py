@@ -10,7 +10,9 @@ tables:
   what it costs with the rows themselves keyed by id. Versions are deterministic (the same log gives the same
   record at the same seq), which is what lets several processes serving one tenant share one index file without
   coordinating: each writes what it folded, and a row another process wrote is exactly the row it would have
-  written.
+  written. Rows are also indexed by ``(kind, ord)``, the record's creation order, so that a page of a list
+  (mandates, review cases, consequences) reads the page (:meth:`RecordIndex.listing_page`): about 3,400 more
+  instructions per row written, measured under callgrind, against a sort of the whole kind per page.
 - ``history``: a mandate's history entries, one row each, so a mandate with a long history is not rewritten.
 - ``states``: the compact rest of the state (head, counters, indexes by agent...) at the seq of each flush,
   written in the same transaction as the records it goes with.
@@ -26,24 +28,26 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import orjson
 from loguru import logger
 
 from libervia.storage import StorageError
 
-FORMAT = "3"
+FORMAT = "4"   # 4: records_by_order (an index of an older format is rebuilt from the log)
 # The index is a cache: a page cache of its own per tenant would multiply by the number of tenants.
 CACHE_KIB = 256
 
+_META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID"
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS records (kind TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL,
     ord INTEGER NOT NULL, body BLOB NOT NULL);
 CREATE UNIQUE INDEX IF NOT EXISTS records_by_id ON records (kind, id, seq);
+CREATE INDEX IF NOT EXISTS records_by_order ON records (kind, ord);
 CREATE TABLE IF NOT EXISTS history (owner TEXT NOT NULL, seq INTEGER NOT NULL, body BLOB NOT NULL,
     PRIMARY KEY (owner, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS states (seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, body BLOB NOT NULL);
@@ -142,13 +146,16 @@ class RecordIndex:
                 # flushes (rebuilt from the log), never leave the file inconsistent.
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("PRAGMA synchronous = NORMAL")
-            db.executescript(_SCHEMA)
+            # The format is checked before the rest of the schema is applied: a file of an older format is
+            # rebuilt, not given a new index over rows that are about to be dropped.
+            db.execute(_META)
             found = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            if found and (found.get("format") != FORMAT or found.get("genesis") != self._genesis):
+                raise IndexUnusableError(f"index of format {found.get('format')!r} for another log")
+            db.executescript(_SCHEMA)
             if not found:
                 db.executemany("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
                                [("format", FORMAT), ("genesis", self._genesis or "")])
-            elif found.get("format") != FORMAT or found.get("genesis") != self._genesis:
-                raise IndexUnusableError(f"index of format {found.get('format')!r} for another log")
         except Exception:
             db.close()
             raise
@@ -218,6 +225,16 @@ class RecordIndex:
         return iter(self._query(
             "SELECT r.id, r.ord, r.body FROM records r WHERE r.kind = ? AND r.seq = (SELECT MAX(v.seq) FROM records v "
             "WHERE v.kind = r.kind AND v.id = r.id AND v.seq <= ?) ORDER BY r.ord, r.id", (kind, at_seq)))
+
+    def listing_page(self, kind: str, at_seq: int, *, skip: int, count: int, leave_out: Collection[str]
+                     ) -> list[tuple[str, int, bytes]]:
+        """:meth:`listing` without the records ``leave_out`` names, from its ``skip``-th row, at most ``count``
+        rows: walks ``records_by_order`` up to the page instead of sorting every record of the kind."""
+        return self._query(
+            "SELECT r.id, r.ord, r.body FROM records r WHERE r.kind = ? AND r.seq = (SELECT MAX(v.seq) FROM records v "
+            "WHERE v.kind = r.kind AND v.id = r.id AND v.seq <= ?) AND r.id NOT IN (SELECT value FROM json_each(?)) "
+            "ORDER BY r.ord, r.id LIMIT ? OFFSET ?",
+            (kind, at_seq, orjson.dumps(list(leave_out)).decode(), count, skip))
 
     def history(self, owner: str, at_seq: int) -> list[bytes]:
         return [body for (body,) in self._query(

@@ -8,6 +8,7 @@ projection marks what it changes with :meth:`RecordMap.edit` / :meth:`RecordMap.
 
 from __future__ import annotations
 
+import heapq
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -60,6 +61,37 @@ class RecordMap(Generic[R]):
         for record_id, (record, order, _) in self._changed.items():
             merged[record_id] = (order, record)
         return [record for _, record in sorted(merged.values(), key=lambda item: item[0])]
+
+    def page(self, offset: int, limit: int, total: int) -> list[R]:
+        """``values()[offset:offset + limit]``, knowing that there are ``total`` records (the projection counts
+        them): reads and decodes about the page, not every record of the kind.
+
+        The changed records are placed among the index's by their creation order. At most ``len(changed)`` of
+        them come before the page, so the page holds none of the index's first ``offset - len(changed)``
+        records; those are skipped in the index, and the changed ones before the first row read are counted."""
+        if limit <= 0 or offset >= total:
+            return []
+        changed = sorted((order, record_id, record) for record_id, (record, order, _) in self._changed.items())
+        skip = max(0, offset - len(changed))
+        rows = self._index.listing_page(self.kind, self._at_seq(), skip=skip, count=offset + limit - skip,
+                                        leave_out=[record_id for _, record_id, _ in changed])
+        position = skip
+        if skip:
+            if not rows:
+                return []   # fewer records than counted: nothing is at this offset
+            first = rows[0][1]
+            position += sum(1 for order, _, _ in changed if order < first)
+            changed = [item for item in changed if item[0] > first]
+        indexed: Iterator[tuple[int, str, R | bytes]] = ((order, record_id, body) for record_id, order, body in rows)
+        held: list[tuple[int, str, R | bytes]] = list(changed)
+        page: list[R] = []
+        for _, _, item in heapq.merge(indexed, held, key=lambda item: item[0]):
+            if position >= offset + limit:
+                break
+            if position >= offset:
+                page.append(self._decode(item) if isinstance(item, bytes) else item)
+            position += 1
+        return page
 
     def _lookup(self, record_id: str) -> tuple[R, int] | None:
         if not isinstance(record_id, str):   # an id from a request body that is not text names no record
