@@ -549,7 +549,11 @@ class TenantCore:
 
     async def mandates(self, *, status: str | None = None, agent_id: str | None = None) -> list[dict[str, Any]]:
         def select(c: Commands) -> list[dict[str, Any]]:
-            return [m.to_api() for m in c.state.mandates.values()
+            # An agent's mandates are found by its own list of ids (oldest first, as values() orders them), not by
+            # reading every mandate of the tenant.
+            mandates = (c.state.mandates.values() if agent_id is None
+                        else [c.state.mandates[m] for m in c.state.agent_mandates.get(agent_id, [])])
+            return [m.to_api() for m in mandates
                     if (status is None or m.status == status) and (agent_id is None or m.agent_id == agent_id)]
         return await self.read(select)
 
