@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import random
+import time
 from datetime import date
 
 import pytest
@@ -18,6 +19,7 @@ from libervia.eventlog.chain import (
     chain_drafts,
     entry_hash,
     new_event_id,
+    new_event_ids,
 )
 from libervia.storage import EventDraft, LogHead
 
@@ -49,6 +51,29 @@ def test_event_ids_are_26_crockford_digits_of_their_128_bit_value() -> None:
     ids = [new_event_id() for _ in range(1000)]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert all(len(i) == 30 and i.startswith("evt_0") for i in ids)
+
+
+def value_of(event_id: str) -> int:
+    """An id's 128-bit value, read back digit by digit."""
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    value = 0
+    for digit in event_id.removeprefix("evt_"):
+        value = value * 32 + alphabet.index(digit)
+    return value
+
+
+def test_generated_ids_carry_the_millisecond_they_were_made_in_and_count_up_within_it() -> None:
+    before = time.time_ns() // 1_000_000
+    batch = new_event_ids(50)
+    after = time.time_ns() // 1_000_000
+    values = [value_of(i) for i in batch]
+    stamps = {v >> 80 for v in values}
+    assert len(stamps) == 1 and before <= stamps.pop() <= after
+    randoms = [v & ((1 << 80) - 1) for v in values]
+    assert randoms == list(range(randoms[0], randoms[0] + 50))
+    assert randoms[0] < 1 << 79   # the top bit stays clear, so counting up cannot overflow
+    following = value_of(new_event_id())
+    assert following > values[-1]
 
 
 def test_entries_hold_plain_json_in_the_order_of_entry_fields() -> None:
