@@ -4,13 +4,16 @@ memory with 1,000 tenants plus 100,000 decisions on one (``--scale-decisions 0``
 
     python bench/table_bench.py [--seconds 3] [--rounds 3] [--connections 50] [--decisions 10000]
 
-Each HTTP ratio is the median of ``--rounds`` interleaved rounds (the side that goes first alternates); in every
-round the bare app's ``GET /health`` is measured next to the gateway route, so machine noise hits both. The
-decision rates are medians of as many interleaved rounds too. The gateway runs as deployed (``python -m libervia
-serve``, access log at info, telemetry on, every decision fsynced) and rate limiting charges every tenant
-request: the benchmark tenants have a limit of 10,000,000 requests per minute, which nothing here reaches (a
-limit of 0 would skip the limiter). The server's own CPU time per request is printed beside each ratio: it is what a
-CPU-bound server would turn into throughput on an idle machine, and other load on the machine barely moves it.
+Each HTTP ratio is the median of ``--rounds`` rounds. In every round the bare app's ``GET /health`` and the route on
+every gateway measured (this checkout, and the ``--baseline-python`` one when given) are loaded in turn, the order
+rotating from round to round, so drift of the machine during the run hits every side alike: stop 21 saw the same
+code's status ratio move from 0.76x to 0.59x when each side was measured whole, one after the other. The decision
+rates are medians of as many rounds, each driving every gateway in turn. The gateway runs as deployed (``python -m
+libervia serve``, access log at info, telemetry on, every decision fsynced) and rate limiting charges every tenant
+request: the benchmark tenants have a limit of 10,000,000 requests per minute, which nothing here reaches (a limit
+of 0 would skip the limiter). The server's own CPU time per request is printed beside each ratio: it is what a
+CPU-bound server would turn into throughput on an idle machine, and other load on the machine moves it less than it
+moves requests/s (on a virtual machine with noisy neighbours it still moves).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from tqdm import tqdm
@@ -44,26 +48,43 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def ratio_rounds(bare_url: str, bare_pid: int, url: str, pid: int, headers: dict[str, str], rounds: int,
-                 seconds: float, connections: int) -> tuple[float, list[float], float, float]:
-    """Median ratio gateway/bare over interleaved rounds, the per-round ratios, and CPU us/request each side."""
-    ratios, bare_cpu, gw_cpu = [], [], []
+Ratio = tuple[float, list[float], float, float]
+
+
+def _rotated(slots: list[Any], round_no: int) -> list[Any]:
+    """``slots`` in this round's order: each round starts one further on, so no side always goes first."""
+    shift = round_no % len(slots)
+    return slots[shift:] + slots[:shift]
+
+
+def ratio_rounds(bare_url: str, bare_pid: int, targets: list[tuple[str, int, dict[str, str]]], rounds: int,
+                 seconds: float, connections: int) -> list[Ratio]:
+    """For each target ``(url, pid, headers)``: the median ratio target/bare over ``rounds`` rounds, the ratio of
+    each round, and the median CPU us/request of the bare app and of the target. In every round the bare app and
+    every target are loaded in turn, so drift of the machine during the run hits every side alike."""
+    ratios: list[list[float]] = [[] for _ in targets]
+    cpu: list[list[float]] = [[] for _ in targets]
+    bare_cpu: list[float] = []
     for round_no in range(rounds):
         results = {}
-        order = ("bare", "gateway") if round_no % 2 == 0 else ("gateway", "bare")
-        for side in order:
-            if side == "bare":
-                results[side] = run_load_with_cpu(f"{bare_url}/health", bare_pid, seconds=seconds,
+        for slot in _rotated(["bare", *range(len(targets))], round_no):
+            if slot == "bare":
+                results[slot] = run_load_with_cpu(f"{bare_url}/health", bare_pid, seconds=seconds,
                                                   connections=connections)
             else:
-                results[side] = run_load_with_cpu(url, pid, seconds=seconds, connections=connections, headers=headers)
-        (bare_result, bare_us), (gw_result, gw_us) = results["bare"], results["gateway"]
-        if gw_result.errors:
-            raise RuntimeError(f"{url}: {gw_result.errors} errors under load")
-        ratios.append(gw_result.rps / bare_result.rps)
+                url, pid, headers = targets[slot]
+                results[slot] = run_load_with_cpu(url, pid, seconds=seconds, connections=connections,
+                                                  headers=headers)
+        bare_result, bare_us = results["bare"]
         bare_cpu.append(bare_us)
-        gw_cpu.append(gw_us)
-    return statistics.median(ratios), ratios, statistics.median(bare_cpu), statistics.median(gw_cpu)
+        for index, (url, _, _) in enumerate(targets):
+            result, us = results[index]
+            if result.errors:
+                raise RuntimeError(f"{url}: {result.errors} errors under load")
+            ratios[index].append(result.rps / bare_result.rps)
+            cpu[index].append(us)
+    return [(statistics.median(each), each, statistics.median(bare_cpu), statistics.median(cpu[index]))
+            for index, each in enumerate(ratios)]
 
 
 async def _create_tenants(gateway: GatewayProcess, ids: list[str], on_done: Callable[[], None]) -> None:
@@ -107,22 +128,26 @@ async def scrape_cost(gateway: GatewayProcess, scrapes: int) -> tuple[float, flo
     return statistics.median(times), cpu_ms, size
 
 
-async def decisions(gateway: GatewayProcess, seconds: float, clients: int, rounds: int
-                    ) -> tuple[list[float], list[float]]:
-    """Decisions/s of ``clients`` clients on one tenant and spread over as many tenants, in ``rounds``
-    interleaved rounds (the side that goes first alternates, as for the ratios)."""
-    one = await _tokens(gateway, ["bench-one"], clients)
-    spread = await _tokens(gateway, [f"bench-{i:02d}" for i in range(clients)], 1)
-    await _drive(gateway.url, one, 1.0)
-    await _drive(gateway.url, spread, 1.0)
-    rates: dict[str, list[float]] = {"one": [], "spread": []}
+async def decisions(gateways: list[GatewayProcess], seconds: float, clients: int, rounds: int
+                    ) -> list[tuple[list[float], list[float]]]:
+    """For each gateway, decisions/s of ``clients`` clients on one tenant and spread over as many tenants, in
+    ``rounds`` rounds; every round drives each gateway and each spread in turn, the order rotating."""
+    tokens = []
+    for gateway in gateways:
+        one = await _tokens(gateway, ["bench-one"], clients)
+        spread = await _tokens(gateway, [f"bench-{i:02d}" for i in range(clients)], 1)
+        await _drive(gateway.url, one, 1.0)
+        await _drive(gateway.url, spread, 1.0)
+        tokens.append({"one": one, "spread": spread})
+    rates: list[dict[str, list[float]]] = [{"one": [], "spread": []} for _ in gateways]
+    slots = [(index, side) for index in range(len(gateways)) for side in ("one", "spread")]
     for round_no in range(rounds):
-        for side in (("one", "spread") if round_no % 2 == 0 else ("spread", "one")):
-            result = await _drive(gateway.url, one if side == "one" else spread, seconds)
+        for index, side in _rotated(slots, round_no):
+            result = await _drive(gateways[index].url, tokens[index][side], seconds)
             if result.errors:
                 raise RuntimeError(f"decisions failed ({side}): {result.errors} errors")
-            rates[side].append(result.rps)
-    return rates["one"], rates["spread"]
+            rates[index][side].append(result.rps)
+    return [(each["one"], each["spread"]) for each in rates]
 
 
 async def post_decisions(gateway: GatewayProcess, tokens: list[str], count: int) -> list[str]:
@@ -236,76 +261,93 @@ def baseline_launcher(python: str) -> tuple[str, ...]:
             python, "-c", code)
 
 
-def decision_rates(gateway: GatewayProcess, args: argparse.Namespace, add: Callable[[str], None]) -> None:
-    one, spread = asyncio.run(decisions(gateway, args.decision_seconds, 16, args.rounds))
-    rows = (("16 clients on one tenant", one, "1,500"), ("16 clients / 16 tenants ", spread, "2,000"))
-    for title, rates, target in rows:
-        add(f"POST /api/v1/decisoes, {title} {statistics.median(rates):7.0f}/s   (target >= {target}/s; rounds "
-            f"{', '.join(f'{r:.0f}' for r in rates)})")
+class Side:
+    """One gateway under measurement (this checkout or the baseline) and the lines measured of it."""
+
+    def __init__(self, name: str, gateway: GatewayProcess) -> None:
+        self.name = name
+        self.gateway = gateway
+        self.lines: list[str] = []
+
+    @property
+    def pid(self) -> int:
+        assert self.gateway.proc is not None
+        return self.gateway.proc.pid
+
+    def add(self, line: str) -> None:
+        self.lines.append(f"[{self.name}] {line}")
+        print(self.lines[-1], flush=True)
 
 
-def measure(name: str, gateway: GatewayProcess, bare_url: str, bare_pid: int, args: argparse.Namespace,
-            lines: list[str]) -> None:
-    assert gateway.proc is not None
-    pid = gateway.proc.pid
+def decision_rates(sides: list[Side], args: argparse.Namespace) -> None:
+    measured = asyncio.run(decisions([side.gateway for side in sides], args.decision_seconds, 16, args.rounds))
+    for side, (one, spread) in zip(sides, measured, strict=True):
+        rows = (("16 clients on one tenant", one, "1,500"), ("16 clients / 16 tenants ", spread, "2,000"))
+        for title, rates, target in rows:
+            side.add(f"POST /api/v1/decisoes, {title} {statistics.median(rates):7.0f}/s   (target >= {target}/s; "
+                     f"rounds {', '.join(f'{r:.0f}' for r in rates)})")
 
-    def add(line: str) -> None:
-        lines.append(f"[{name}] {line}")
-        print(lines[-1], flush=True)
 
-    if args.decisions_only:
-        decision_rates(gateway, args, add)
-        return
-    tenant_ids = [f"t{i:02d}" for i in range(17)]
-    asyncio.run(_create_tenants(gateway, tenant_ids, lambda: None))
-    key = asyncio.run(gateway.create_key("t00", "public"))
-    admin = {"Authorization": f"Bearer {gateway.admin_token}"}
-    routes = [
-        ("health", "GET /health", "/health", {}),
-        ("eventlog_status", "key-authenticated GET /api/v1/eventlog/status", "/api/v1/eventlog/status",
-         {"Authorization": f"Bearer {key}"}),
-        ("metrics_17", "GET /internal/metrics (17 tenants)", "/internal/metrics", admin),
+def route_ratios(sides: list[Side], bare_url: str, bare_pid: int, args: argparse.Namespace) -> None:
+    """The three HTTP ratios, every side measured in every round."""
+    routes: list[tuple[str, str, str, list[dict[str, str]]]] = [
+        ("health", "GET /health", "/health", [{} for _ in sides]),
+        ("eventlog_status", "key-authenticated GET /api/v1/eventlog/status", "/api/v1/eventlog/status", []),
+        ("metrics_17", "GET /internal/metrics (17 tenants)", "/internal/metrics",
+         [{"Authorization": f"Bearer {side.gateway.admin_token}"} for side in sides]),
     ]
+    for side in sides:
+        asyncio.run(_create_tenants(side.gateway, [f"t{i:02d}" for i in range(17)], lambda: None))
+        key = asyncio.run(side.gateway.create_key("t00", "public"))
+        routes[1][3].append({"Authorization": f"Bearer {key}"})
     for _, _, path, headers in routes:  # warm-up
-        run_load_with_cpu(gateway.url + path, pid, seconds=1, connections=args.connections, headers=headers)
+        for side, each in zip(sides, headers, strict=True):
+            run_load_with_cpu(side.gateway.url + path, side.pid, seconds=1, connections=args.connections,
+                              headers=each)
     for key_name, title, path, headers in routes:
-        ratio, each, bare_us, gw_us = ratio_rounds(bare_url, bare_pid, gateway.url + path, pid, headers,
-                                                   args.rounds, args.seconds, args.connections)
-        add(f"{title:<48} {ratio:5.2f}x  (target >= {TARGETS[key_name]:.2f}x; rounds "
-            f"{', '.join(f'{r:.2f}' for r in each)}; CPU/req bare {bare_us:.0f} us, "
-            f"gateway {gw_us:.0f} us, CPU ratio {bare_us / gw_us:.2f}x)")
+        targets = [(side.gateway.url + path, side.pid, each) for side, each in zip(sides, headers, strict=True)]
+        for side, (ratio, each_round, bare_us, gw_us) in zip(
+                sides, ratio_rounds(bare_url, bare_pid, targets, args.rounds, args.seconds, args.connections),
+                strict=True):
+            side.add(f"{title:<48} {ratio:5.2f}x  (target >= {TARGETS[key_name]:.2f}x; rounds "
+                     f"{', '.join(f'{r:.2f}' for r in each_round)}; CPU/req bare {bare_us:.0f} us, "
+                     f"gateway {gw_us:.0f} us, CPU ratio {bare_us / gw_us:.2f}x)")
+
+
+def scrape_and_memory(side: Side, args: argparse.Namespace) -> None:
+    """The scrape at ``--tenants`` tenants, memory after ``--decisions`` decisions and old-episode reads."""
+    gateway = side.gateway
     with tqdm(total=args.tenants - 17, desc="tenants", leave=False, disable=not sys.stderr.isatty()) as bar:
         asyncio.run(_create_tenants(gateway, [f"m{i:04d}" for i in range(args.tenants - 17)], bar.update))
     wall_ms, cpu_ms, size = asyncio.run(scrape_cost(gateway, 50))
-    add(f"GET /internal/metrics with {args.tenants} tenants        {wall_ms:6.2f} ms per scrape "
-        f"(server CPU {cpu_ms:.2f} ms), {size / 1000:.0f} KB   (target <= 3 ms)")
-    decision_rates(gateway, args, add)
+    side.add(f"GET /internal/metrics with {args.tenants} tenants        {wall_ms:6.2f} ms per scrape "
+             f"(server CPU {cpu_ms:.2f} ms), {size / 1000:.0f} KB   (target <= 3 ms)")
     if args.decisions:
         before, after, settled, episodes, token = asyncio.run(memory_after(gateway, args.decisions))
-        add(f"RSS after {args.decisions} decisions on one tenant      {after - before:+7.1f} MB "
-            f"({before:.0f} -> {after:.0f} MB, {settled:.0f} MB 5 s later; target +<= 10 MB)")
+        side.add(f"RSS after {args.decisions} decisions on one tenant      {after - before:+7.1f} MB "
+                 f"({before:.0f} -> {after:.0f} MB, {settled:.0f} MB 5 s later; target +<= 10 MB)")
         sample = min(1000, len(episodes) // 2)
         old_ms, old_cpu = asyncio.run(episode_reads(gateway, token, episodes[:sample]))
         new_ms, new_cpu = asyncio.run(episode_reads(gateway, token, episodes[-sample:]))
-        add(f"GET /api/v1/episodios/{{id}}, {sample} oldest episodes   {old_ms:6.2f} ms each, server CPU "
-            f"{old_cpu:.0f} us; {sample} newest: {new_ms:.2f} ms, {new_cpu:.0f} us")
+        side.add(f"GET /api/v1/episodios/{{id}}, {sample} oldest episodes   {old_ms:6.2f} ms each, server CPU "
+                 f"{old_cpu:.0f} us; {sample} newest: {new_ms:.2f} ms, {new_cpu:.0f} us")
 
 
-def measure_memory_at_scale(name: str, launcher: tuple[str, ...], base: Path, args: argparse.Namespace,
+def measure_memory_at_scale(side_name: str, launcher: tuple[str, ...], base: Path, args: argparse.Namespace,
                             lines: list[str]) -> None:
     gateway = GatewayProcess(base, {"LOG_LEVEL": "info"}, launcher=launcher).start()
+    side = Side(side_name, gateway)
     try:
         idle, after, settled, listings = asyncio.run(memory_at_scale(gateway, args.scale_decisions,
                                                                      args.scale_tenants))
     finally:
         gateway.stop()
-    lines.append(f"[{name}] RSS with {args.scale_tenants} tenants + {args.scale_decisions} decisions on one "
-                 f"{after:7.1f} MB   (target <= 150 MB; idle {idle:.0f} MB, {settled:.0f} MB 10 s after, "
-                 f"{(settled - idle) / idle * 100:+.0f}% of idle; target within 10%)")
-    print(lines[-1], flush=True)
+    side.add(f"RSS with {args.scale_tenants} tenants + {args.scale_decisions} decisions on one "
+             f"{after:7.1f} MB   (target <= 150 MB; idle {idle:.0f} MB, {settled:.0f} MB 10 s after, "
+             f"{(settled - idle) / idle * 100:+.0f}% of idle; target within 10%)")
     for listing in listings:
-        lines.append(f"[{name}] {listing}")
-        print(lines[-1], flush=True)
+        side.add(listing)
+    lines.extend(side.lines)
 
 
 def main() -> None:
@@ -326,28 +368,40 @@ def main() -> None:
                         help="the interpreter of another checkout (e.g. the code before a change, installed in "
                              "its own venv): its gateway is measured in the same run, against the same bare app")
     args = parser.parse_args()
-    lines: list[str] = []
+    lines: dict[str, list[str]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         bare, bare_url = start_bare()
         run_load_with_cpu(f"{bare_url}/health", bare.pid, seconds=1, connections=args.connections)
-        sides = [("this checkout", tuple(SERVER_CPU))]
+        launchers = [("this checkout", tuple(SERVER_CPU))]
         if args.baseline_python:
-            sides.append(("baseline", baseline_launcher(args.baseline_python)))
+            launchers.append(("baseline", baseline_launcher(args.baseline_python)))
+        sides: list[Side] = []
         try:
-            for index, (name, launcher) in enumerate(sides):
+            # Every gateway runs through the whole measurement, idle while another is loaded, so that each round
+            # measures every side next to the bare app.
+            for index, (name, launcher) in enumerate(launchers):
                 base = Path(tmp) / f"side{index}" / "data"
                 base.parent.mkdir()
-                gateway = GatewayProcess(base, {"LOG_LEVEL": "info"}, launcher=launcher).start()
-                try:
-                    measure(name, gateway, bare_url, bare.pid, args, lines)
-                finally:
-                    gateway.stop()
-                if args.scale_decisions and not args.decisions_only:
-                    measure_memory_at_scale(name, launcher, Path(tmp) / f"side{index}" / "scale", args, lines)
+                sides.append(Side(name, GatewayProcess(base, {"LOG_LEVEL": "info"}, launcher=launcher).start()))
+            if not args.decisions_only:
+                route_ratios(sides, bare_url, bare.pid, args)
+                for side in sides:
+                    scrape_and_memory(side, args)
+            decision_rates(sides, args)
+            for side in sides:
+                lines[side.name] = side.lines
+            if args.scale_decisions and not args.decisions_only:
+                for side in sides:
+                    side.gateway.stop()
+                for index, (name, launcher) in enumerate(launchers):
+                    measure_memory_at_scale(name, launcher, Path(tmp) / f"side{index}" / "scale", args,
+                                            lines[name])
         finally:
+            for side in sides:
+                side.gateway.stop()
             bare.kill()
     print("\nsummary (shared 2-core machine; wrk pinned to one core, each server to the other)")
-    print("\n".join(lines))
+    print("\n".join(line for side_lines in lines.values() for line in side_lines))
 
 
 if __name__ == "__main__":
