@@ -13,7 +13,7 @@ without an event log. Only a tenant that has a log but never ran in this process
 from __future__ import annotations
 
 import heapq
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -32,16 +32,15 @@ from libervia.storage import StorageError
 
 
 async def _list_view(core: TenantCore, query: dict[str, Any], kind: str, shown: Callable[[dict[str, Any]], Any],
-                     filtered: Callable[[], Awaitable[list[dict[str, Any]]]] | None) -> dict[str, Any]:
-    """``{kind: page, total, limit, offset}``. Unfiltered (``filtered`` None), the Core reads only the page
-    (:meth:`~libervia.core.TenantCore.listed`); a filter is applied to the whole list ``filtered`` gives."""
-    limit, offset = query["limit"], query["offset"]
-    if filtered is None:
-        items, total = await core.listed(kind, offset=offset, limit=limit)
-    else:
-        found = await filtered()
-        items, total = found[offset:offset + limit], len(found)
-    return {kind: [shown(item) for item in items], "total": total, "limit": limit, "offset": offset}
+                     **filters: str | None) -> dict[str, Any]:
+    """``{kind: page, total, limit, offset}``, read a page at a time from the record index
+    (:meth:`~libervia.core.TenantCore.listed`)."""
+    items, total = await core.listed(kind, offset=query["offset"], limit=query["limit"], **filters)
+    return _listing(kind, [shown(item) for item in items], total, query)
+
+
+def _listing(kind: str, page: list[Any], total: int, query: dict[str, Any]) -> dict[str, Any]:
+    return {kind: page, "total": total, "limit": query["limit"], "offset": query["offset"]}
 
 
 def _v1_mandate(mandate: dict[str, Any]) -> dict[str, Any]:
@@ -55,8 +54,11 @@ def _v1_review(review: dict[str, Any]) -> dict[str, Any]:
 async def _mandates(core: TenantCore, request: web.Request) -> dict[str, Any]:
     query = context.query(request)
     status, agent_id = query.get("status"), query.get("agentId")
-    return await _list_view(core, query, "mandates", _v1_mandate, None if status is None and agent_id is None
-                            else lambda: core.mandates(status=status, agent_id=agent_id))
+    if agent_id is not None:   # found by the agent's own list of mandates
+        found = await core.mandates(status=status, agent_id=agent_id)
+        page = found[query["offset"]:query["offset"] + query["limit"]]
+        return _listing("mandates", [_v1_mandate(m) for m in page], len(found), query)
+    return await _list_view(core, query, "mandates", _v1_mandate, status=status)
 
 
 async def _mandate(core: TenantCore, request: web.Request) -> dict[str, Any]:
@@ -67,9 +69,7 @@ async def _mandate(core: TenantCore, request: web.Request) -> dict[str, Any]:
 
 async def _reviews(core: TenantCore, request: web.Request) -> dict[str, Any]:
     query = context.query(request)
-    status = query.get("status")
-    return await _list_view(core, query, "reviews", _v1_review,
-                            None if status is None else lambda: core.reviews(status=status))
+    return await _list_view(core, query, "reviews", _v1_review, status=query.get("status"))
 
 
 async def _review(core: TenantCore, request: web.Request) -> dict[str, Any]:
@@ -79,12 +79,7 @@ async def _review(core: TenantCore, request: web.Request) -> dict[str, Any]:
 
 async def _consequences(core: TenantCore, request: web.Request) -> dict[str, Any]:
     query = context.query(request)
-    contrato_id = query.get("contratoId")
-
-    async def of_contract() -> list[dict[str, Any]]:
-        return [c for c in await core.consequences() if c["contrato_id"] == contrato_id]
-
-    return await _list_view(core, query, "consequences", dict, None if contrato_id is None else of_contract)
+    return await _list_view(core, query, "consequences", dict, contrato_id=query.get("contratoId"))
 
 
 async def _consequence(core: TenantCore, request: web.Request) -> dict[str, Any]:

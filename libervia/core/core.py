@@ -573,22 +573,32 @@ class TenantCore:
     async def consequences(self) -> list[dict[str, Any]]:
         return await self.read(lambda c: [o.to_api() for o in c.state.consequencias.values()])
 
-    async def listed(self, kind: str, *, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-        """A page of every mandate, review case or consequence (``kind``: ``mandates``, ``reviews``,
-        ``consequences``) in creation order, as :meth:`mandates`, :meth:`reviews` and :meth:`consequences` list
-        them, and how many there are: the page is read from the record index, not the whole list."""
+    async def listed(self, kind: str, *, offset: int, limit: int, status: str | None = None,
+                     contrato_id: str | None = None) -> tuple[list[dict[str, Any]], int]:
+        """A page of the mandates or review cases (``kind``: ``mandates``, ``reviews``; of one ``status`` when
+        given) or of the consequences (``consequences``; of one contract when ``contrato_id`` is given) in
+        creation order, as :meth:`mandates`, :meth:`reviews` and :meth:`consequences` list them, and how many
+        there are. The page is read from the record index; the projection's counters give the totals, except for
+        one contract's consequences, which the index counts without decoding them."""
         def page(c: Commands) -> tuple[list[dict[str, Any]], int]:
             state = c.state
             records: RecordMap[Any]
+            where = None if status is None else ("status", status)
+            total: int | None
             if kind == "mandates":
-                records, total = state.mandates, sum(state.mandate_statuses.values())
+                counts = state.mandate_statuses
+                records, total = state.mandates, sum(counts.values()) if status is None else counts.get(status, 0)
             elif kind == "reviews":
-                records, total = state.reviews, sum(state.review_statuses.values())
+                counts = state.review_statuses
+                records, total = state.reviews, sum(counts.values()) if status is None else counts.get(status, 0)
             elif kind == "consequences":
                 records, total = state.consequencias, state.consequence_count
+                if contrato_id is not None:
+                    where, total = ("contrato_id", contrato_id), None
             else:
                 raise ValueError(f"no listing of {kind!r}")
-            return [record.to_api() for record in records.page(offset, limit, total)], total
+            found, total = records.page(offset, limit, total, where)
+            return [record.to_api() for record in found], total
         return await self.read(page)
 
     async def consequence(self, consequence_id: str) -> dict[str, Any]:

@@ -62,23 +62,32 @@ class RecordMap(Generic[R]):
             merged[record_id] = (order, record)
         return [record for _, record in sorted(merged.values(), key=lambda item: item[0])]
 
-    def page(self, offset: int, limit: int, total: int) -> list[R]:
-        """``values()[offset:offset + limit]``, knowing that there are ``total`` records (the projection counts
-        them): reads and decodes about the page, not every record of the kind.
+    def page(self, offset: int, limit: int, total: int | None = None, where: tuple[str, str] | None = None
+             ) -> tuple[list[R], int]:
+        """``values()[offset:offset + limit]`` (of the records whose field ``where[0]`` is ``where[1]``, when
+        given) and how many there are: reads and decodes about the page, not every record of the kind. ``total``,
+        when the projection counts them, saves counting them in the index.
 
         The changed records are placed among the index's by their creation order. At most ``len(changed)`` of
         them come before the page, so the page holds none of the index's first ``offset - len(changed)``
-        records; those are skipped in the index, and the changed ones before the first row read are counted."""
+        records; those are skipped in the index, and the changed ones before the first row read are counted.
+        Every changed record is left out of the index's rows, matching or not: its indexed version is older."""
+        leave_out = list(self._changed)
+        changed = sorted((order, record_id, record) for record_id, (record, order, _) in self._changed.items()
+                         if where is None or getattr(record, where[0]) == where[1])
+        if total is None:
+            assert where is not None, "the projection counts every record of a kind"
+            total = self._index.count_listed(self.kind, self._at_seq(), leave_out=leave_out, where=where) + len(
+                changed)
         if limit <= 0 or offset >= total:
-            return []
-        changed = sorted((order, record_id, record) for record_id, (record, order, _) in self._changed.items())
+            return [], total
         skip = max(0, offset - len(changed))
         rows = self._index.listing_page(self.kind, self._at_seq(), skip=skip, count=offset + limit - skip,
-                                        leave_out=[record_id for _, record_id, _ in changed])
+                                        leave_out=leave_out, where=where)
         position = skip
         if skip:
             if not rows:
-                return []   # fewer records than counted: nothing is at this offset
+                return [], total   # fewer records than counted: nothing is at this offset
             first = rows[0][1]
             position += sum(1 for order, _, _ in changed if order < first)
             changed = [item for item in changed if item[0] > first]
@@ -91,7 +100,7 @@ class RecordMap(Generic[R]):
             if position >= offset:
                 page.append(self._decode(item) if isinstance(item, bytes) else item)
             position += 1
-        return page
+        return page, total
 
     def _lookup(self, record_id: str) -> tuple[R, int] | None:
         if not isinstance(record_id, str):   # an id from a request body that is not text names no record
