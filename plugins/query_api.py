@@ -159,8 +159,7 @@ async def query_eventlog(request: web.Request) -> web.Response:
         status = log.status()
         # ``events`` is v1's list here; the log's own event count moves to ``eventCount``.
         return json_response({"tenantId": tenant_id, "open": True, **status, "eventCount": status.get("events"),
-                              "events": [_shown(entry) for entry in page], "total": total, "limit": limit,
-                              "offset": offset})
+                              **_listing("events", [_shown(entry) for entry in page], total, query)})
     rows: list[dict[str, Any]] = []
     merged: list[dict[str, Any]] = []
     total = 0
@@ -172,8 +171,8 @@ async def query_eventlog(request: web.Request) -> web.Response:
             first, matching = await _oldest_matches(gateway, tenant["id"], query, offset + limit)
             merged = heapq.nsmallest(offset + limit, merged + first, key=_panel_order)
             total += matching
-    return json_response({"eventlogs": rows, "count": len(rows), "events": [_shown(e) for e in merged[offset:]],
-                          "total": total, "limit": limit, "offset": offset})
+    return json_response({"eventlogs": rows, "count": len(rows),
+                          **_listing("events", [_shown(e) for e in merged[offset:]], total, query)})
 
 
 @hookimpl

@@ -585,12 +585,10 @@ class TenantCore:
             records: RecordMap[Any]
             where = None if status is None else ("status", status)
             total: int | None
-            if kind == "mandates":
-                counts = state.mandate_statuses
-                records, total = state.mandates, sum(counts.values()) if status is None else counts.get(status, 0)
-            elif kind == "reviews":
-                counts = state.review_statuses
-                records, total = state.reviews, sum(counts.values()) if status is None else counts.get(status, 0)
+            if kind in ("mandates", "reviews"):
+                records, counts = ((state.mandates, state.mandate_statuses) if kind == "mandates"
+                                   else (state.reviews, state.review_statuses))
+                total = sum(counts.values()) if status is None else counts.get(status, 0)
             elif kind == "consequences":
                 records, total = state.consequencias, state.consequence_count
                 if contrato_id is not None:

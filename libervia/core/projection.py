@@ -45,11 +45,11 @@ from libervia.core.records import RecordMap, encode_record
 from libervia.storage import CorruptStoreError
 
 RECENT_EVENTS = 10
-STATE_FORMAT = 3   # 3: event_counts_by_entity added (an older row makes the Core rebuild its index)
+STATE_FORMAT = 3   # 3: event counts by entity and type (an older row makes the Core rebuild its index)
 
 # The compact part of the state, as written in each flushed state row.
 _COMPACT_FIELDS = ("seq", "head_hash", "last_event_at", "agent_mandates", "open_review_by_consequence",
-                   "event_counts", "event_counts_by_entity", "recent_events", "episode_states", "mandate_statuses",
+                   "event_counts_by_entity", "recent_events", "episode_states", "mandate_statuses",
                    "review_statuses", "consequence_count")
 
 
@@ -63,8 +63,8 @@ class CoreState:
         self.last_event_at: str | None = None
         self.agent_mandates: dict[str, list[str]] = {}          # agentId -> mandate ids, oldest first
         self.open_review_by_consequence: dict[str, str] = {}
-        self.event_counts: dict[str, int] = {}
-        # entidade -> evento -> how many: with event_counts, what an event listing's total is, whatever it filters.
+        # entidade ("" for an entry without one) -> evento -> how many: an event listing's total, whatever it
+        # filters.
         self.event_counts_by_entity: dict[str, dict[str, int]] = {}
         self.recent_events: list[dict[str, Any]] = []           # newest last
         self.episode_states: dict[str, int] = {}                # estado -> how many episodes are in it
@@ -88,7 +88,9 @@ class CoreState:
     def event_total(self, evento: str | None = None, entidade: str | None = None) -> int:
         """How many events of the log (up to ``seq``) have type ``evento`` and entity ``entidade`` (None: any)."""
         if entidade is None:
-            return self.seq if evento is None else self.event_counts.get(evento, 0)
+            if evento is None:
+                return self.seq
+            return sum(by_type.get(evento, 0) for by_type in self.event_counts_by_entity.values())
         by_type = self.event_counts_by_entity.get(entidade, {})
         return sum(by_type.values()) if evento is None else by_type.get(evento, 0)
 
@@ -183,13 +185,13 @@ class Projection:
         state.head_hash = entry.get("hash")
         state.last_event_at = entry.get("ts")
         evento = entry["evento"]
-        state.event_counts[evento] = state.event_counts.get(evento, 0) + 1
         entity = entry.get("entidade")
-        if type(entity) is str:
-            by_type = state.event_counts_by_entity.get(entity)
-            if by_type is None:
-                by_type = state.event_counts_by_entity[entity] = {}
-            by_type[evento] = by_type.get(evento, 0) + 1
+        if type(entity) is not str:
+            entity = ""   # no entity a listing can ask for (its filter names one): counted for the totals by type
+        by_type = state.event_counts_by_entity.get(entity)
+        if by_type is None:
+            by_type = state.event_counts_by_entity[entity] = {}
+        by_type[evento] = by_type.get(evento, 0) + 1
         state.recent_events.append(event_summary(entry))
         del state.recent_events[:-RECENT_EVENTS]
 

@@ -42,13 +42,16 @@ FORMAT = "4"   # 4: records_by_order (an index of an older format is rebuilt fro
 # The index is a cache: a page cache of its own per tenant would multiply by the number of tenants.
 CACHE_KIB = 256
 
-# The newest version (at or before a seq) of each record of a kind but those left out, in creation order.
+# The newest version (at or before a seq) of each record of a kind; then the parts a page or a count adds: the
+# records left out (a JSON list of ids), a field's value, the creation order and the page's bounds.
 _LATEST = ("FROM records r WHERE r.kind = ? AND r.seq = (SELECT MAX(v.seq) FROM records v WHERE v.kind = r.kind "
-           "AND v.id = r.id AND v.seq <= ?) AND r.id NOT IN (SELECT value FROM json_each(?)) ")
-_PAGE = "SELECT r.id, r.ord, r.body " + _LATEST
-_COUNT = "SELECT COUNT(*) " + _LATEST
+           "AND v.id = r.id AND v.seq <= ?) ")
+_LEFT_OUT = "AND r.id NOT IN (SELECT value FROM json_each(?)) "
 _WHERE = "AND json_extract(CAST(r.body AS TEXT), ?) = ? "
-_PAGE_END = "ORDER BY r.ord, r.id LIMIT ? OFFSET ?"
+_IN_ORDER = "ORDER BY r.ord, r.id "
+_ROWS = "SELECT r.id, r.ord, r.body " + _LATEST
+_COUNT = "SELECT COUNT(*) " + _LATEST + _LEFT_OUT + _WHERE
+_PAGE_BOUNDS = "LIMIT ? OFFSET ?"
 
 
 def _json_list(values: Collection[str]) -> str:
@@ -235,9 +238,7 @@ class RecordIndex:
 
     def listing(self, kind: str, at_seq: int) -> Iterator[tuple[str, int, bytes]]:
         """Every record of ``kind`` as it was at ``at_seq``, in creation order: ``(id, ord, body)``."""
-        return iter(self._query(
-            "SELECT r.id, r.ord, r.body FROM records r WHERE r.kind = ? AND r.seq = (SELECT MAX(v.seq) FROM records v "
-            "WHERE v.kind = r.kind AND v.id = r.id AND v.seq <= ?) ORDER BY r.ord, r.id", (kind, at_seq)))
+        return iter(self._query(_ROWS + _IN_ORDER, (kind, at_seq)))
 
     def listing_page(self, kind: str, at_seq: int, *, skip: int, count: int, leave_out: Collection[str],
                      where: tuple[str, str] | None = None) -> list[tuple[str, int, bytes]]:
@@ -245,15 +246,16 @@ class RecordIndex:
         rows: walks ``records_by_order`` up to the page instead of sorting every record of the kind. ``where``,
         ``(field, value)``, keeps the records whose field (a string) has that value."""
         if where is None:
-            return self._query(_PAGE + _PAGE_END, (kind, at_seq, _json_list(leave_out), count, skip))
+            return self._query(_ROWS + _LEFT_OUT + _IN_ORDER + _PAGE_BOUNDS,
+                               (kind, at_seq, _json_list(leave_out), count, skip))
         field, value = where
-        return self._query(_PAGE + _WHERE + _PAGE_END,
+        return self._query(_ROWS + _LEFT_OUT + _WHERE + _IN_ORDER + _PAGE_BOUNDS,
                            (kind, at_seq, _json_list(leave_out), f"$.{field}", value, count, skip))
 
     def count_listed(self, kind: str, at_seq: int, *, leave_out: Collection[str], where: tuple[str, str]) -> int:
         """How many rows :meth:`listing_page` would give with no page limit (scanned in SQLite, none decoded)."""
         field, value = where
-        rows = self._query(_COUNT + _WHERE, (kind, at_seq, _json_list(leave_out), f"$.{field}", value))
+        rows = self._query(_COUNT, (kind, at_seq, _json_list(leave_out), f"$.{field}", value))
         return int(rows[0][0]) if rows else 0
 
     def history(self, owner: str, at_seq: int) -> list[bytes]:

@@ -127,3 +127,16 @@ async def test_a_page_of_the_newest_events_reads_the_page_not_the_history(harnes
     page = await core.events(tipo="CONTRATO_EMITIDO", limit=50)
     assert len(page["eventos"]) == 50 and page["total"] == 300
     assert len(read) < 1000
+
+
+async def test_an_entry_without_an_entity_still_counts_in_the_totals_by_type(harness: CoreHarness) -> None:
+    """Another writer (a tool, an older version) may store an entry whose ``entidade`` is null: it counts for its
+    type and for the whole log, and is listed, though no entity filter names it."""
+    from libervia.storage import EventDraft
+
+    core = await harness.open()
+    await decided(core)
+    await core.log.append([EventDraft("NOTA_EXTERNA", None, None, {"texto": "de fora"})],  # type: ignore[arg-type]
+                          expected_seq=core.state.seq)
+    assert (await core.events(tipo="NOTA_EXTERNA"))["total"] == 1
+    assert await _every_listing_matches_the_whole_log(core) > 0

@@ -698,6 +698,7 @@ async def test_logs_locked_by_someone_else_never_take_every_io_thread(tmp_path: 
     assert [(await task)[0]["seq"] for task in waiting] == [1, 1, 1]
     await store.close()
 
+
 async def test_a_job_that_fails_unexpectedly_still_answers_every_waiter(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A bug inside a job must reach the appends it held, not leave them waiting for ever."""
