@@ -699,22 +699,42 @@ async def test_logs_locked_by_someone_else_never_take_every_io_thread(tmp_path: 
     await store.close()
 
 
-async def test_a_job_that_fails_unexpectedly_still_answers_every_waiter(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A bug inside a job must reach the appends it held, not leave them waiting for ever."""
-    from libervia_plugins.storage_files import tick_jobs
+class _UnorderableWrite:
+    """A group write whose ``order`` raises: the one thing a round does outside the guard of each write (sorting
+    them) then fails, as a bug of ours in the round would."""
 
-    def broken(jobs: Any, *, wait: bool) -> Any:
+    sync_fd = -1
+
+    @property
+    def order(self) -> str:
         raise ValueError("a bug in a round")
 
+    def begin(self, *, wait: bool) -> bool | None:
+        raise AssertionError("a round that failed to sort began a write")
+
+    def sync_alone(self) -> None:
+        raise AssertionError("a round that failed to sort synced a write")
+
+    def finish(self, failure: BaseException | None) -> Any:
+        raise AssertionError("a round that failed to sort finished a write")
+
+
+async def test_a_job_that_fails_unexpectedly_still_answers_every_waiter(tmp_path: Path) -> None:
+    """A bug inside a job must reach the appends it held, not leave them waiting for ever: two real logs' group
+    writes go to the store's job runner in one job with a write that makes the round itself fail."""
     store = FileEventStore(tmp_path, SIGNER)
     logs = [await store.open_log(f"tenant-{n}") for n in range(2)]
-    monkeypatch.setattr(tick_jobs, "_run_round", broken)
-    results = await asyncio.wait_for(asyncio.gather(*(log.append([draft(n)]) for n, log in enumerate(logs)),
-                                                    return_exceptions=True), 5)
-    assert all(isinstance(result, StorageError | ValueError) for result in results), results
-    monkeypatch.undo()
-    assert [(await log.append([draft(9)]))[0]["seq"] for log in logs] == [1, 1]   # the next job runs
+    loop = asyncio.get_running_loop()
+    jobs = store._tick_jobs
+    # Queued in one go, with no await between them: they are dispatched together, as one job.
+    held = [jobs.run(_FileGroupWrite(log, [PendingAppend([draft(n)], None, loop.create_future())]))
+            for n, log in enumerate(logs)]
+    held.append(jobs.run(_UnorderableWrite()))
+    results = await asyncio.wait_for(asyncio.gather(*held, return_exceptions=True), 5)
+    assert [type(result) for result in results] == [ValueError] * 3, results
+    assert [await all_entries(log) for log in logs] == [[], []]   # nothing was written
+    # Nothing is left locked, and the next job runs.
+    assert [(await log.append([draft(9)]))[0]["seq"] for log in logs] == [1, 1]
     await store.close()
 
 
