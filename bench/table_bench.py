@@ -400,7 +400,8 @@ def main() -> None:
             for side in sides:
                 side.gateway.stop()
             bare.kill()
-    print("\nsummary (shared 2-core machine; wrk pinned to one core, each server to the other)")
+    print("\nsummary (shared 2-core machine; each server pinned to one core, wrk to the other; the decision "
+          "clients, this Python process, are not pinned)")
     print("\n".join(line for side_lines in lines.values() for line in side_lines))
 
 
